@@ -1,0 +1,62 @@
+# Every routine task has a target. `make run` and `make test` set up .venv and node_modules
+# themselves, so on a fresh machine they are the whole set-up.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 7071
+ARGS ?=
+
+.PHONY: help deps run serve token peek test lint format bench clean
+
+help:
+	@echo "make run    - the function with Azurite, a dev token issuer and a dev registry (Ctrl-C stops all)"
+	@echo "make serve  - only the function on 127.0.0.1:\$$PORT, configured from EVENTS_* variables"
+	@echo "make token  - print a dev token (ARGS='--org ttd --scope altinn:events.publish')"
+	@echo "make peek   - show the events on the local queue (while make run runs)"
+	@echo "make test   - the whole test suite"
+	@echo "make lint   - ruff and mypy"
+	@echo "make bench  - benchmarks (writes docs/performance.md)"
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 11), "Python 3.11+ is required"'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+deps: $(VENV)/.installed node_modules/.installed
+
+run: deps
+	$(PY) -m devtools.run
+
+serve: $(VENV)/.installed
+	PORT=$(PORT) $(PY) -m devtools.devhost
+
+token: $(VENV)/.installed
+	@$(PY) -m devtools.token $(ARGS)
+
+peek: $(VENV)/.installed
+	@$(PY) -m devtools.peek
+
+test: deps
+	$(PY) -m pytest $(ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: deps
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) node_modules .local .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,211 @@
+"""A local stand-in for the Azure Functions host's HTTP front end. It is not the Functions host.
+
+An ASGI application that routes each request to the registered function's user code (found with
+``app.get_functions()``), passing real ``azure.functions.HttpRequest`` objects and turning the
+returned ``HttpResponse`` back into HTTP. It honours host.json's ``routePrefix`` and
+``customHeaders``. Served by uvicorn on 127.0.0.1 (``make serve``), and used by the HTTP tests.
+
+With Azure Functions Core Tools installed, ``func start`` serves the same ``function_app.py``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import azure.functions as func
+from azure.functions.decorators.http import HttpTrigger
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
+log = logging.getLogger("devhost")
+
+
+@dataclass(frozen=True)
+class _Route:
+    pattern: re.Pattern[str]
+    methods: frozenset[str]
+    handler: Callable[..., Any]
+    arg_name: str
+
+
+def _route_pattern(prefix: str, route: str) -> re.Pattern[str]:
+    path = "/".join(part for part in (prefix.strip("/"), route.strip("/")) if part)
+    regex = re.sub(r"\\\{(\w+)(?::\w+)?\\\}", r"(?P<\1>[^/]+)", re.escape(path))
+    return re.compile(f"/{regex}/?")
+
+
+def _http_trigger_arg(function: Any) -> str:
+    for binding in json.loads(function.get_function_json())["bindings"]:
+        if binding["type"] == "httpTrigger":
+            return str(binding["name"])
+    raise ValueError(f"{function.get_function_name()} has no httpTrigger binding")
+
+
+class FunctionsDevHost:
+    """ASGI app serving the HTTP-triggered functions of a ``func.FunctionApp``."""
+
+    def __init__(
+        self,
+        app: func.FunctionApp,
+        *,
+        host_json: Path = HOST_JSON,
+        max_body_bytes: int = 100 * 1024 * 1024,
+        on_shutdown: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        settings = json.loads(host_json.read_text(encoding="utf-8"))
+        http = settings.get("extensions", {}).get("http", {})
+        prefix = http.get("routePrefix", "api")
+        self.custom_headers: dict[str, str] = dict(http.get("customHeaders", {}))
+        self.max_body_bytes = max_body_bytes
+        self._on_shutdown = on_shutdown
+        self.routes: list[_Route] = []
+        for function in app.get_functions():
+            if not function.is_http_function():
+                continue
+            trigger = function.get_trigger()
+            assert isinstance(trigger, HttpTrigger)
+            methods = frozenset(str(getattr(m, "value", m)).upper() for m in trigger.methods or [])
+            self.routes.append(
+                _Route(
+                    _route_pattern(prefix, trigger.route or str(function.get_function_name())),
+                    methods or frozenset({"GET", "POST"}),
+                    function.get_user_function(),
+                    _http_trigger_arg(function),
+                )
+            )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._on_shutdown is not None:
+                    await self._on_shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _read_body(self, receive: Receive, declared: int | None) -> bytes:
+        """The body, but never more than ``max_body_bytes + 1`` bytes: enough to refuse it."""
+        if declared is not None and declared > self.max_body_bytes:
+            return b""  # the function refuses it from Content-Length alone
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            chunks.append(chunk)
+            if size > self.max_body_bytes or not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        for route in self.routes:
+            match = route.pattern.fullmatch(path)
+            if match:
+                break
+        else:
+            await _send(send, 404, {"Content-Type": "text/plain"}, b"Not Found")
+            return
+        method = scope["method"].upper()
+        if method not in route.methods:
+            await _send(send, 404, {"Content-Type": "text/plain"}, b"Not Found")
+            return
+
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope["headers"]:
+            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        length = headers.get("content-length", "")
+        body = await self._read_body(receive, int(length) if length.isdigit() else None)
+        query = scope.get("query_string", b"").decode("latin-1")
+        host = headers.get("host", "127.0.0.1")
+        url = f"{scope.get('scheme', 'http')}://{host}{path}" + (f"?{query}" if query else "")
+        request = func.HttpRequest(
+            method,
+            url,
+            headers=headers,
+            params=dict(parse_qsl(query)),
+            route_params=match.groupdict(),
+            body=body,
+        )
+        result = route.handler(**{route.arg_name: request})
+        if inspect.isawaitable(result):
+            result = await result
+        response: func.HttpResponse = result
+        out = dict(self.custom_headers)
+        out.update(response.headers)
+        if not any(name.lower() == "content-type" for name in out) and response.get_body():
+            out["Content-Type"] = f"{response.mimetype}; charset={response.charset}"
+        await _send(send, response.status_code, out, response.get_body())
+
+
+async def _send(send: Send, status: int, headers: dict[str, str], body: bytes) -> None:
+    raw = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+    raw.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+def build() -> FunctionsDevHost:
+    """The dev host for this repository's function app, configured from the environment."""
+    from shared.runtime import close_current_runtime
+    from shared.settings import Settings
+
+    settings = Settings()  # type: ignore[call-arg]
+    from function_app import app
+
+    return FunctionsDevHost(
+        app, max_body_bytes=settings.max_body_bytes, on_shutdown=close_current_runtime
+    )
+
+
+def main() -> None:
+    import uvicorn
+    from pydantic import ValidationError
+
+    from shared.settings import describe_settings_error
+
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    port = int(os.environ.get("PORT", "7071"))
+    try:
+        host = build()
+    except ValidationError as error:
+        sys.exit(f"make serve: {describe_settings_error(error)} (see the README's configuration)")
+    log.info("dev host (not the Azure Functions host) on http://127.0.0.1:%d", port)
+    uvicorn.run(
+        host,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        server_header=False,
+        lifespan="on",
+    )
+
+
+if __name__ == "__main__":
+    main()

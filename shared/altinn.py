@@ -1,0 +1,59 @@
+"""Altinn's extension attributes: ``resource`` (required), ``resourceinstance``,
+``alternativesubject``; and how a ``resource`` URN names a Resource Registry identifier."""
+
+from __future__ import annotations
+
+import re
+
+from shared.cloudevents.attributes import check_nonempty_string, check_string
+from shared.cloudevents.event import ExtensionProfile
+
+RESOURCE_PREFIX = "urn:altinn:resource:"
+#: The reference implementation's URN rule (UriExtensions.IsValidUrn): lower case only.
+URN_PATTERN = re.compile(r"urn:[a-z0-9-]{1,30}(?::[a-z0-9()+,.\-;$_!/]{1,100}){1,10}")
+_IDENTIFIER = re.compile(r"[a-z0-9()+,.\-;$_!/]{1,100}")
+#: Apps' legacy resource form, ``urn:altinn:resource:altinnapp.{org}.{app}``.
+_LEGACY_APP = re.compile(r"altinnapp\.([a-z0-9-]+)\.([a-z0-9-]+)")
+
+
+def check_resource(value: object) -> str | None:
+    problem = check_nonempty_string(value)
+    if problem:
+        return problem
+    assert isinstance(value, str)
+    if not URN_PATTERN.fullmatch(value):
+        return (
+            "must be a valid urn: lower-case letters, digits and ()+,.-;$_!/ in ':'-separated "
+            f"segments, such as {RESOURCE_PREFIX}my-resource"
+        )
+    if not value.startswith(RESOURCE_PREFIX):
+        return f"must start with '{RESOURCE_PREFIX}', followed by the resource's identifier"
+    if not _IDENTIFIER.fullmatch(value[len(RESOURCE_PREFIX) :]):
+        return (
+            f"must be '{RESOURCE_PREFIX}' followed by one identifier segment, without further ':'"
+        )
+    return None
+
+
+ALTINN_PROFILE = ExtensionProfile(
+    checkers={
+        "resource": check_resource,
+        "resourceinstance": check_string,
+        "alternativesubject": check_string,
+    },
+    required={"resource": "A 'resource' property must be defined."},
+)
+
+
+def registry_identifier(resource: str) -> str:
+    """The Resource Registry identifier a valid ``resource`` URN names.
+
+    Altinn apps' legacy form ``altinnapp.{org}.{app}`` is looked up as ``app_{org}_{app}``, the
+    identifier under which the registry serves app policies; the event itself keeps the value
+    as sent.
+    """
+    identifier = resource[len(RESOURCE_PREFIX) :]
+    legacy = _LEGACY_APP.fullmatch(identifier)
+    if legacy:
+        return f"app_{legacy.group(1)}_{legacy.group(2)}"
+    return identifier

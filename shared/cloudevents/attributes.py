@@ -1,0 +1,270 @@
+"""The CloudEvents 1.0.2 type system: one checker per attribute type.
+
+Each checker takes a decoded JSON value and returns ``None`` when it is valid, or a message that
+says what is wrong in terms a publisher can act on. All patterns are linear-time (no nested
+quantifiers over overlapping classes), because every value here is attacker-controlled.
+"""
+
+from __future__ import annotations
+
+import binascii
+import calendar
+import ipaddress
+import re
+from collections.abc import Callable
+
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+
+ATTRIBUTE_NAME = re.compile(r"[a-z0-9]+")
+
+# R8: control characters, unpaired surrogates and Unicode noncharacters are not allowed in a
+# String. Noncharacters are U+FDD0..U+FDEF and the last two code points of every plane.
+_NONCHARACTERS = "".join(
+    f"\\U{plane * 0x10000 + 0xFFFE:08x}\\U{plane * 0x10000 + 0xFFFF:08x}" for plane in range(0x11)
+)
+FORBIDDEN_STRING_CHARACTERS = re.compile(
+    "[\\x00-\\x1f\\x7f-\\x9f\\ud800-\\udfff\\ufdd0-\\ufdef" + _NONCHARACTERS + "]"
+)
+
+# RFC 3986, Appendix B: splits any string into its five components, in linear time.
+_URI_PARTS = re.compile(r"(?:([^:/?#]+):)?(?://([^/?#]*))?([^?#]*)(?:\?([^#]*))?(?:#(.*))?", re.S)
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
+_PCT = r"%[0-9A-Fa-f]{2}"
+_PATH = re.compile(rf"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|{_PCT})*")
+_QUERY_OR_FRAGMENT = re.compile(rf"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|{_PCT})*")
+_USERINFO = re.compile(rf"(?:[A-Za-z0-9\-._~!$&'()*+,;=:]|{_PCT})*")
+_REG_NAME = re.compile(rf"(?:[A-Za-z0-9\-._~!$&'()*+,;=]|{_PCT})*")
+_IP_FUTURE = re.compile(r"[vV][0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+")
+_PORT = re.compile(r"[0-9]*")
+
+# RFC 3339 section 5.6, with lower-case 't' and 'z' (section 5.6 NOTE). [0-9], not \d: \d
+# also matches other scripts' digits.
+_TIMESTAMP = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?"
+    r"(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))"
+)
+# The instants (UTC) at which a leap second was inserted, as (year, month, day), from IERS
+# Bulletin C. No leap second has been scheduled since 2016 and none may be before 2035.
+LEAP_SECOND_DAYS = frozenset(
+    {
+        (1972, 6, 30), (1972, 12, 31), (1973, 12, 31), (1974, 12, 31), (1975, 12, 31),
+        (1976, 12, 31), (1977, 12, 31), (1978, 12, 31), (1979, 12, 31), (1981, 6, 30),
+        (1982, 6, 30), (1983, 6, 30), (1985, 6, 30), (1987, 12, 31), (1989, 12, 31),
+        (1990, 12, 31), (1992, 6, 30), (1993, 6, 30), (1994, 6, 30), (1995, 12, 31),
+        (1997, 6, 30), (1998, 12, 31), (2005, 12, 31), (2008, 12, 31), (2012, 6, 30),
+        (2015, 6, 30), (2016, 12, 31),
+    }
+)  # fmt: skip
+
+# RFC 2045/9110 media type: type "/" subtype *( OWS ";" OWS token "=" ( token / quoted-string ) )
+_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"  # noqa: S105 - an RFC 9110 token, not a secret
+_QUOTED_STRING = r'"(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])*"'
+MEDIA_TYPE = re.compile(
+    rf"({_TOKEN})/({_TOKEN})((?:[ \t]*;[ \t]*{_TOKEN}=(?:{_TOKEN}|{_QUOTED_STRING}))*)[ \t]*"
+)
+
+Checker = Callable[[object], "str | None"]
+
+
+def type_name(value: object) -> str:
+    """The JSON name of a decoded value's type, with its article, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number with a fraction or exponent"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def check_string_characters(text: str) -> str | None:
+    bad = FORBIDDEN_STRING_CHARACTERS.search(text)
+    if bad is None:
+        return None
+    return (
+        f"contains the character U+{ord(bad.group()):04X} at position {bad.start()}; "
+        "control characters, unpaired surrogates and Unicode noncharacters are not allowed"
+    )
+
+
+def check_string(value: object) -> str | None:
+    """A CloudEvents String (may be empty)."""
+    if not isinstance(value, str):
+        return f"must be a string, not {type_name(value)}"
+    return check_string_characters(value)
+
+
+def check_nonempty_string(value: object) -> str | None:
+    if isinstance(value, str) and not value:
+        return "must be a non-empty string"
+    return check_string(value)
+
+
+def check_integer(value: object) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"must be an integer, not {type_name(value)}"
+    if not INT32_MIN <= value <= INT32_MAX:
+        return f"must be between {INT32_MIN} and {INT32_MAX}"
+    return None
+
+
+def check_extension_value(value: object) -> str | None:
+    """Any CloudEvents type: in JSON a string, a boolean, or an Integer."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return check_integer(value)
+    if isinstance(value, str):
+        return check_string_characters(value)
+    return f"must be a string, an integer or a boolean, not {type_name(value)}"
+
+
+def _authority_problem(authority: str) -> str | None:
+    userinfo, at, hostport = authority.rpartition("@")
+    if at and not _USERINFO.fullmatch(userinfo):
+        return "has invalid characters in its user information"
+    if hostport.startswith("["):
+        literal, bracket, port = hostport[1:].partition("]")
+        if not bracket:
+            return "has an IP literal without its closing ']'"
+        if literal[:1] in ("v", "V"):
+            if not _IP_FUTURE.fullmatch(literal):
+                return "has an invalid IP literal"
+        else:
+            try:
+                ipaddress.IPv6Address(literal)
+            except ValueError:
+                return "has an invalid IPv6 literal"
+        if port and not (port.startswith(":") and _PORT.fullmatch(port[1:])):
+            return "has an invalid port"
+        return None
+    host, colon, port = hostport.partition(":")
+    if not _REG_NAME.fullmatch(host):
+        return "has invalid characters in its host"
+    if colon and not _PORT.fullmatch(port):
+        return "has an invalid port"
+    return None
+
+
+def _uri_problem(text: str, *, absolute: bool) -> str | None:
+    parts = _URI_PARTS.fullmatch(text)
+    if parts is None:  # cannot happen: the pattern matches every string
+        return "is not a URI reference"
+    scheme, authority, path, query, fragment = parts.groups()
+    if scheme is not None and not _SCHEME.fullmatch(scheme):
+        if absolute:
+            return f"must be an absolute URI, but '{scheme}' is not a valid scheme"
+        return (
+            "is not a valid URI reference: a relative reference cannot have ':' in its first "
+            "path segment (write './" + text + "' or use a scheme)"
+        )
+    if absolute and scheme is None:
+        return "must be an absolute URI with a scheme, such as https://example.com/schema"
+    if authority is not None:
+        problem = _authority_problem(authority)
+        if problem:
+            return problem
+    if not _PATH.fullmatch(path):
+        return "has characters that are not allowed in a URI path (encode them as %XX)"
+    if query is not None and not _QUERY_OR_FRAGMENT.fullmatch(query):
+        return "has characters that are not allowed in a URI query (encode them as %XX)"
+    if fragment is not None and not _QUERY_OR_FRAGMENT.fullmatch(fragment):
+        return "has characters that are not allowed in a URI fragment (encode them as %XX)"
+    return None
+
+
+def check_uri_reference(value: object) -> str | None:
+    """RFC 3986 URI-reference: absolute, or relative such as '/orders' or '1-555-123-4567'."""
+    problem = check_nonempty_string(value)
+    if problem:
+        return problem
+    assert isinstance(value, str)
+    return _uri_problem(value, absolute=False)
+
+
+def check_absolute_uri(value: object) -> str | None:
+    problem = check_nonempty_string(value)
+    if problem:
+        return problem
+    assert isinstance(value, str)
+    return _uri_problem(value, absolute=True)
+
+
+def check_timestamp(value: object) -> str | None:
+    """RFC 3339 date-time: seconds and an offset are required."""
+    if not isinstance(value, str):
+        return f"must be an RFC 3339 timestamp string, not {type_name(value)}"
+    match = _TIMESTAMP.fullmatch(value)
+    if match is None:
+        return (
+            "must be an RFC 3339 timestamp with seconds and an offset, "
+            "such as 2024-05-17T13:45:00Z or 2024-05-17T15:45:00.123+02:00"
+        )
+    year, month, day, hour, minute, second = (int(part) for part in match.group(1, 2, 3, 4, 5, 6))
+    sign, offset_hour, offset_minute = match.group(8, 9, 10)
+    if not 1 <= month <= 12 or not 1 <= day <= calendar.monthrange(year, month)[1]:
+        return f"is not a real date ({match.group(1)}-{match.group(2)}-{match.group(3)})"
+    if hour > 23 or minute > 59 or second > 60:
+        return "has an hour, minute or second out of range"
+    if sign is not None and (int(offset_hour) > 23 or int(offset_minute) > 59):
+        return "has an offset out of range"
+    if second == 60 and not _is_leap_second(value, match):
+        return "has second 60, which is only valid at a leap second (23:59:60 UTC)"
+    return None
+
+
+def _is_leap_second(value: str, match: re.Match[str]) -> bool:
+    """Second 60 is valid only at 23:59:60 UTC on a day a leap second was inserted."""
+    import datetime
+
+    sign, offset_hour, offset_minute = match.group(8, 9, 10)
+    year, month, day, hour, minute = (int(part) for part in match.group(1, 2, 3, 4, 5))
+    local = datetime.datetime(year, month, day, hour, minute)
+    offset = datetime.timedelta(0)
+    if sign is not None:
+        offset = datetime.timedelta(hours=int(offset_hour), minutes=int(offset_minute))
+        if sign == "-":
+            offset = -offset
+    utc = local - offset
+    return (utc.hour, utc.minute) == (23, 59) and (utc.year, utc.month, utc.day) in (
+        LEAP_SECOND_DAYS
+    )
+
+
+def check_media_type(value: object) -> str | None:
+    problem = check_nonempty_string(value)
+    if problem:
+        return problem
+    assert isinstance(value, str)
+    if MEDIA_TYPE.fullmatch(value) is None:
+        return "must be a media type such as application/json or text/plain; charset=utf-8"
+    return None
+
+
+def is_json_media_type(media_type: str | None) -> bool:
+    """JSON per the JSON format: absent, or a subtype of 'json' or '*+json' (parameters aside)."""
+    if media_type is None:
+        return True
+    essence = media_type.split(";", 1)[0].strip().lower()
+    return essence.endswith("/json") or essence.endswith("+json")
+
+
+def check_base64(value: object) -> str | None:
+    """Strict RFC 4648 Base64: standard alphabet, padding required, nothing else."""
+    if not isinstance(value, str):
+        return f"must be a Base64 string, not {type_name(value)}"
+    try:
+        binascii.a2b_base64(value.encode("ascii"), strict_mode=True)
+    except (UnicodeEncodeError, binascii.Error):
+        return (
+            "must be strict Base64 (RFC 4648: A-Z a-z 0-9 + /, padded with '=' to a "
+            "multiple of 4, no whitespace)"
+        )
+    return None

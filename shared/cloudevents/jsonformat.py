@@ -1,0 +1,185 @@
+"""The CloudEvents JSON format: strict decoding of request bytes, compact encoding of events.
+
+``json.loads`` is lenient where a receiver must not be: it accepts ``NaN``, keeps the last of two
+duplicate keys (so two code paths could see two different ``resource`` values), and fails with
+``RecursionError`` on deep nesting. ``decode_json`` closes each of those gaps while keeping the
+C scanner on the hot path.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from shared.cloudevents.event import (
+    DATA,
+    REQUEST_BODY,
+    CloudEvent,
+    ExtensionProfile,
+    InvalidEvent,
+    event_from_members,
+)
+
+#: Deepest nesting accepted inside ``data`` (the event object itself is one level above it).
+MAX_DATA_DEPTH = 64
+_UTF8_BOM = "\ufeff"
+
+
+class JsonFormatError(ValueError):
+    """The bytes are not one strict RFC 8259 JSON text. ``str()`` is a message for publishers."""
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise JsonFormatError(
+        f"'{name}' is not valid JSON (RFC 8259 has no NaN or Infinity); send a number or a string"
+    )
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+
+
+def decode_json(body: bytes) -> Any:
+    """Decode one JSON text from UTF-8 bytes, refusing anything RFC 8259 does not allow."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise JsonFormatError(
+            f"The body is not valid UTF-8 (invalid byte at offset {error.start}); "
+            "JSON must be encoded as UTF-8"
+        ) from None
+    if text.startswith(_UTF8_BOM):
+        text = text[1:]
+    if not text.strip():
+        raise JsonFormatError("The request body is empty; send one CloudEvent as a JSON object")
+    try:
+        return _DECODER.decode(text)
+    except _DuplicateKey as error:
+        raise JsonFormatError(
+            f"The member name '{error.args[0]}' appears more than once in the same object; "
+            "each name may appear only once"
+        ) from None
+    except RecursionError:
+        raise JsonFormatError(
+            f"The JSON is nested too deeply; 'data' may be nested at most {MAX_DATA_DEPTH} levels"
+        ) from None
+    except JsonFormatError:
+        raise
+    except ValueError as error:  # JSONDecodeError, or an integer with too many digits
+        raise JsonFormatError(f"The body is not valid JSON: {error}") from None
+
+
+def nesting_depth_exceeds(value: Any, limit: int) -> bool:
+    """True when objects and arrays in ``value`` nest more than ``limit`` levels deep."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node  # type: ignore[assignment]
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def may_nest_deeper_than(body: bytes, limit: int) -> bool:
+    """A cheap upper bound: with at most ``limit`` brackets in the body, no value can nest deeper.
+
+    It counts brackets inside strings too, which only ever makes the answer more cautious; when it
+    says True, ``nesting_depth_exceeds`` gives the exact answer.
+    """
+    return body.count(b"{") + body.count(b"[") > limit
+
+
+def encode_compact(members: dict[str, Any]) -> bytes:
+    """Compact JSON in UTF-8. Raises ``JsonFormatError`` for values JSON cannot carry.
+
+    Two such values survive decoding: a number too large for a double (``1e400`` decodes to
+    infinity) and an escaped unpaired surrogate (``"\\ud800"``), which has no UTF-8 form.
+    """
+    try:
+        text = json.dumps(members, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        raise JsonFormatError(
+            "A number in the event is too large to represent (beyond about 1.8e308)"
+        ) from None
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise JsonFormatError(
+            f"The event contains an unpaired surrogate escape (\\u{ord(text[error.start]):04x}), "
+            "which is not valid Unicode; encode the text correctly or use data_base64"
+        ) from None
+
+
+_JSON_KINDS = {list: "Array", str: "String", int: "Number", float: "Number", type(None): "Null"}
+
+
+def _kind(value: Any) -> str:
+    """The name the reference implementation (System.Text.Json) gives a JSON value's kind."""
+    if value is True or value is False:
+        return str(value)
+    return _JSON_KINDS.get(type(value), "Object")
+
+
+def parse_structured(body: bytes, profile: ExtensionProfile) -> CloudEvent:
+    """Decode and validate one structured-mode event; raise ``InvalidEvent`` with every problem."""
+    try:
+        value = decode_json(body)
+    except JsonFormatError as error:
+        raise InvalidEvent({REQUEST_BODY: (str(error),)}) from None
+    if not isinstance(value, dict):
+        raise InvalidEvent(
+            {
+                REQUEST_BODY: (
+                    f"Cannot decode JSON element of kind '{_kind(value)}' as CloudEvent. "
+                    "Send one event as a JSON object.",
+                )
+            }
+        )
+    format_errors: dict[str, tuple[str, ...]] = {}
+    if (
+        DATA in value
+        and may_nest_deeper_than(body, MAX_DATA_DEPTH)
+        and nesting_depth_exceeds(value[DATA], MAX_DATA_DEPTH)
+    ):
+        format_errors[DATA] = (
+            f"'data' is nested more than {MAX_DATA_DEPTH} levels deep; flatten it or send it "
+            "as data_base64.",
+        )
+    try:
+        event = event_from_members(value, profile)
+    except InvalidEvent as invalid:
+        merged = dict(invalid.errors)
+        for name, messages in format_errors.items():
+            merged[name] = merged.get(name, ()) + messages
+        raise InvalidEvent(merged) from None
+    if format_errors:
+        raise InvalidEvent(format_errors)
+    return event
+
+
+def serialize(event: CloudEvent) -> bytes:
+    """The event as compact structured-mode JSON (UTF-8): the queue message's content."""
+    try:
+        return encode_compact(dict(event.members))
+    except JsonFormatError as error:
+        raise InvalidEvent({DATA: (str(error),)}) from None

@@ -1,0 +1,209 @@
+"""RFC 9457 problem details, and the catalog of every problem ``POST /events`` returns.
+
+Each problem type has a stable ``type`` URN a client can switch on, a fixed ``title`` and a
+``detail`` that names the fix. ``docs/errors.md`` lists the same catalog with example bodies; a
+unit test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+TYPE_PREFIX = "urn:altinn:events:problem:"
+#: The key the reference implementation uses for problems with the body as a whole.
+REQUEST_BODY = "RequestBody"
+ACCEPTED_CONTENT_TYPES = ("application/cloudevents+json", "application/json")
+
+#: Retry-After for 503s, in seconds. Short: most outages we see are brief and publishers queue.
+RETRY_AFTER_SECONDS = 5
+
+
+class ProblemType(Enum):
+    """Every kind of problem, with its HTTP status and fixed title."""
+
+    METHOD_NOT_ALLOWED = (405, "Method not allowed")
+    MISSING_TOKEN = (401, "Authentication required")
+    INVALID_TOKEN = (401, "Invalid token")
+    INSUFFICIENT_SCOPE = (403, "Insufficient scope")
+    UNSUPPORTED_MEDIA_TYPE = (415, "Unsupported media type")
+    BODY_TOO_LARGE = (413, "Request body too large")
+    EVENT_TOO_LARGE = (413, "Event too large for the queue")
+    INVALID_EVENT = (400, "One or more validation errors occurred.")
+    NOT_AUTHORIZED_FOR_RESOURCE = (403, "Not authorized to publish on this resource")
+    REGISTRY_UNAVAILABLE = (503, "Resource Registry unavailable")
+    ISSUER_UNAVAILABLE = (503, "Token issuer unavailable")
+    QUEUE_UNAVAILABLE = (503, "Event queue unavailable")
+    INTERNAL_ERROR = (500, "Internal error")
+
+    def __init__(self, status: int, title: str) -> None:
+        self.status = status
+        self.title = title
+
+    @property
+    def slug(self) -> str:
+        return self.name.lower().replace("_", "-")
+
+    @property
+    def uri(self) -> str:
+        return TYPE_PREFIX + self.slug
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One problem occurrence: what went wrong, and the response headers that go with it."""
+
+    kind: ProblemType
+    detail: str
+    errors: Mapping[str, tuple[str, ...]] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def status(self) -> int:
+        return self.kind.status
+
+    def to_json(self, *, instance: str, trace_id: str) -> bytes:
+        body: dict[str, object] = {
+            "type": self.kind.uri,
+            "title": self.kind.title,
+            "status": self.kind.status,
+            "detail": self.detail,
+            "instance": instance,
+            "traceId": trace_id,
+        }
+        if self.errors is not None:
+            body["errors"] = {name: list(messages) for name, messages in self.errors.items()}
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _quote_param(text: str) -> str:
+    """A value for an auth-param quoted-string: RFC 6750 forbids '"' and '\\' in it."""
+    return "".join(ch for ch in text if ch not in '"\\' and 0x20 <= ord(ch) < 0x7F)
+
+
+def method_not_allowed(method: str) -> Problem:
+    return Problem(
+        ProblemType.METHOD_NOT_ALLOWED,
+        f"{method} is not supported on /events; publish an event with POST.",
+        headers={"Allow": "POST"},
+    )
+
+
+def missing_token() -> Problem:
+    return Problem(
+        ProblemType.MISSING_TOKEN,
+        "Send a bearer token in the Authorization header: 'Authorization: Bearer <JWT>'.",
+        headers={"WWW-Authenticate": 'Bearer realm="events"'},
+    )
+
+
+def invalid_token(reason: str) -> Problem:
+    return Problem(
+        ProblemType.INVALID_TOKEN,
+        f"The bearer token was rejected: {reason}",
+        headers={
+            "WWW-Authenticate": (
+                f'Bearer realm="events", error="invalid_token", '
+                f'error_description="{_quote_param(reason)}"'
+            )
+        },
+    )
+
+
+def insufficient_scope(required_scope: str) -> Problem:
+    return Problem(
+        ProblemType.INSUFFICIENT_SCOPE,
+        f"The token is valid but does not carry the scope '{required_scope}' needed to publish.",
+        headers={
+            "WWW-Authenticate": (
+                f'Bearer realm="events", error="insufficient_scope", '
+                f'scope="{_quote_param(required_scope)}"'
+            )
+        },
+    )
+
+
+def unsupported_media_type(reason: str) -> Problem:
+    accepted = ", ".join(ACCEPTED_CONTENT_TYPES)
+    return Problem(
+        ProblemType.UNSUPPORTED_MEDIA_TYPE,
+        f"{reason} Send one event in structured mode as {accepted} (UTF-8).",
+        headers={"Accept-Post": accepted},
+    )
+
+
+def body_too_large(limit: int, size: int | None) -> Problem:
+    seen = f" (got {size} bytes)" if size is not None else ""
+    return Problem(
+        ProblemType.BODY_TOO_LARGE,
+        f"The request body is larger than the limit of {limit} bytes{seen}.",
+    )
+
+
+def event_too_large(limit: int, size: int) -> Problem:
+    return Problem(
+        ProblemType.EVENT_TOO_LARGE,
+        f"The event is {size} bytes as compact JSON; the queue accepts at most {limit} bytes "
+        f"(64 KiB once Base64-encoded). Make 'data' smaller, or publish a reference to the "
+        f"payload instead of the payload itself.",
+    )
+
+
+def invalid_event(errors: Mapping[str, tuple[str, ...]]) -> Problem:
+    attributes = [name for name in errors if name != REQUEST_BODY]
+    if attributes:
+        detail = (
+            "The event is not a valid CloudEvent for this endpoint. Problems were found in: "
+            + ", ".join(attributes)
+            + ". 'errors' lists each one."
+        )
+    else:
+        detail = "The request body is not a CloudEvent: " + errors[REQUEST_BODY][0]
+    return Problem(ProblemType.INVALID_EVENT, detail, errors=errors)
+
+
+def not_authorized_for_resource(resource: str) -> Problem:
+    return Problem(
+        ProblemType.NOT_AUTHORIZED_FOR_RESOURCE,
+        f"The resource '{resource}' is not registered in the Resource Registry, or its policy "
+        f"has no rule that grants 'publish' to you. Ask the resource owner to add one.",
+    )
+
+
+def _unavailable(kind: ProblemType, detail: str) -> Problem:
+    return Problem(kind, detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+def registry_unavailable() -> Problem:
+    return _unavailable(
+        ProblemType.REGISTRY_UNAVAILABLE,
+        "Your permission to publish on this resource could not be checked because the Resource "
+        "Registry did not answer in time. Nothing was published; retry after the indicated delay.",
+    )
+
+
+def issuer_unavailable() -> Problem:
+    return _unavailable(
+        ProblemType.ISSUER_UNAVAILABLE,
+        "The token issuer's signing keys could not be fetched, so the token could not be "
+        "checked. Nothing was published; retry after the indicated delay.",
+    )
+
+
+def queue_unavailable() -> Problem:
+    return _unavailable(
+        ProblemType.QUEUE_UNAVAILABLE,
+        "The event could not be stored on the queue. It was not published; retry after the "
+        "indicated delay.",
+    )
+
+
+def internal_error() -> Problem:
+    return Problem(
+        ProblemType.INTERNAL_ERROR,
+        "An unexpected error occurred; the event was not published. The traceId identifies "
+        "this request in the service's logs.",
+    )

@@ -1,0 +1,194 @@
+"""The publish pipeline: one request in, one response out, every step in the documented order.
+
+method -> token -> scope -> content type -> body size -> parse and validate -> queue-size check ->
+authorize on ``resource`` -> enqueue -> 200. Pure orchestration: each step's logic lives in its
+own module, and all I/O goes through the verifier, the rule source and the sink it is given.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from shared import problems
+from shared.altinn import ALTINN_PROFILE, registry_identifier
+from shared.authorization import permits_publish, resource_attributes, subject_attributes
+from shared.cloudevents import ContentMode, InvalidEvent, content_mode, parse_structured, serialize
+from shared.problems import Problem
+from shared.queue import MAX_EVENT_BYTES, EventSink, QueueUnavailable
+from shared.registry import PolicyRuleSource, RegistryUnavailable
+from shared.tokens import InvalidToken, KeysUnavailable, MissingToken, TokenVerifier
+
+log = logging.getLogger("events.publish")
+
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+@dataclass(frozen=True, slots=True)
+class PublishRequest:
+    """What the pipeline needs of an HTTP request. ``headers`` keys must be lower case."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResponse:
+    status: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """What one request's log line says. Never the token, ``data`` or ``alternativesubject``."""
+
+    trace_id: str
+    publisher: str = "-"
+    event_id: str = "-"
+    resource: str = "-"
+    authz: str = "-"
+    problem: str = "-"
+    note: str = ""
+
+    def fields(self) -> str:
+        note = f" note={self.note!r}" if self.note else ""
+        return (
+            f"publisher={self.publisher} resource={self.resource} id={self.event_id!r} "
+            f"authz={self.authz} problem={self.problem} trace={self.trace_id}{note}"
+        )
+
+
+def trace_id_of(headers: Mapping[str, str]) -> str:
+    """The W3C trace id of the caller's ``traceparent``, or a new one."""
+    match = _TRACEPARENT.fullmatch(headers.get("traceparent", "").strip())
+    trace = match.group(1) if match and match.group(1) != "0" * 32 else os.urandom(16).hex()
+    return f"00-{trace}-{os.urandom(8).hex()}-00"
+
+
+def _declared_length(headers: Mapping[str, str]) -> int | None:
+    value = headers.get("content-length", "").strip()
+    return int(value) if value.isdigit() else None
+
+
+class PublishPipeline:
+    def __init__(
+        self,
+        *,
+        verifier: TokenVerifier,
+        rules: PolicyRuleSource,
+        sink: EventSink,
+        publish_scope: str,
+        admin_scope: str,
+        max_body_bytes: int,
+    ) -> None:
+        self._verifier = verifier
+        self._rules = rules
+        self._sink = sink
+        self._publish_scope = publish_scope
+        self._admin_scope = admin_scope
+        self._max_body_bytes = max_body_bytes
+
+    async def handle(self, request: PublishRequest) -> PublishResponse:
+        started = time.perf_counter()
+        record = RequestRecord(trace_id=trace_id_of(request.headers))
+        try:
+            problem = await self._publish(request, record)
+        except Exception:
+            log.exception("unexpected error trace=%s", record.trace_id)
+            problem = problems.internal_error()
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        if problem is None:
+            log.info("publish 200 ms=%.1f %s", elapsed_ms, record.fields())
+            return PublishResponse(200)
+        record.problem = problem.kind.slug
+        log.log(
+            logging.WARNING if problem.status >= 500 else logging.INFO,
+            "publish %d ms=%.1f %s",
+            problem.status,
+            elapsed_ms,
+            record.fields(),
+        )
+        return problem_response(problem, instance=request.path, trace_id=record.trace_id)
+
+    async def _publish(self, request: PublishRequest, record: RequestRecord) -> Problem | None:
+        if request.method.upper() != "POST":
+            return problems.method_not_allowed(request.method.upper())
+
+        headers = request.headers
+        try:
+            publisher = await self._verifier.authenticate(headers.get("authorization"))
+        except MissingToken:
+            return problems.missing_token()
+        except InvalidToken as error:
+            return problems.invalid_token(str(error))
+        except KeysUnavailable:
+            return problems.issuer_unavailable()
+        record.publisher = publisher.label
+        if not publisher.has_scope(self._publish_scope):
+            return problems.insufficient_scope(self._publish_scope)
+
+        decision = content_mode(headers.get("content-type"), headers.keys())
+        if decision.mode is ContentMode.UNSUPPORTED:
+            return problems.unsupported_media_type(decision.reason)
+        if decision.mode is ContentMode.BINARY:
+            return problems.unsupported_media_type(
+                "Binary content mode (ce- headers with a non-CloudEvents Content-Type) is not "
+                "supported yet."
+            )
+        if decision.mode is ContentMode.BATCH:
+            return problems.unsupported_media_type(
+                "Batches (application/cloudevents-batch+json) are not supported yet."
+            )
+
+        declared = _declared_length(headers)
+        if declared is not None and declared > self._max_body_bytes:
+            return problems.body_too_large(self._max_body_bytes, declared)
+        if len(request.body) > self._max_body_bytes:
+            return problems.body_too_large(self._max_body_bytes, None)
+
+        try:
+            event = parse_structured(request.body, ALTINN_PROFILE)
+            message = serialize(event)
+        except InvalidEvent as invalid:
+            return problems.invalid_event(invalid.errors)
+        resource = str(event.attribute("resource"))
+        record.event_id, record.resource = event.id, resource
+        if len(message) > MAX_EVENT_BYTES:
+            return problems.event_too_large(MAX_EVENT_BYTES, len(message))
+
+        if publisher.has_scope(self._admin_scope):
+            record.authz = "admin"
+        else:
+            identifier = registry_identifier(resource)
+            try:
+                rules = await self._rules.rules_for(identifier)
+            except RegistryUnavailable as error:
+                record.authz, record.note = "error", str(error)
+                return problems.registry_unavailable()
+            permitted = rules is not None and permits_publish(
+                rules, subject_attributes(publisher), resource_attributes(identifier, event)
+            )
+            record.authz = "permit" if permitted else ("unknown" if rules is None else "deny")
+            if not permitted:
+                return problems.not_authorized_for_resource(resource)
+
+        try:
+            await self._sink.send(message)
+        except QueueUnavailable as error:
+            record.note = str(error)
+            return problems.queue_unavailable()
+        return None
+
+
+def problem_response(problem: Problem, *, instance: str, trace_id: str) -> PublishResponse:
+    headers = {"Content-Type": problems.PROBLEM_CONTENT_TYPE, **problem.headers}
+    return PublishResponse(
+        problem.status, headers, problem.to_json(instance=instance, trace_id=trace_id)
+    )

@@ -1,0 +1,128 @@
+"""Resource Registry client: a resource's flattened policy rules (Altinn's read contract).
+
+``GET {base}/resource/{identifier}/policy/rules`` answers an array of
+``{subject: [TV], action: TV, resource: [TV]}`` with ``TV = {type, value}``: one entry per
+subject x action x resource combination of the resource's XACML policy. 404 means the resource
+is unknown or has no policy. Anything else that is not a clean 200 is a failure the caller must
+treat as "cannot tell", never as permission.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import quote
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+
+#: A policy larger than this is not a policy we want to evaluate on the request path.
+MAX_RESPONSE_BYTES = 1024 * 1024
+ACTION_ID = "urn:oasis:names:tc:xacml:1.0:action:action-id"
+
+
+@dataclass(frozen=True, slots=True)
+class Attribute:
+    type: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRule:
+    """One flattened rule: all ``subject`` attributes together may do ``action`` on ``resource``."""
+
+    subject: tuple[Attribute, ...]
+    action: Attribute
+    resource: tuple[Attribute, ...]
+
+
+class RegistryUnavailable(Exception):
+    """The registry gave no answer we can trust (unreachable, slow, 5xx, malformed)."""
+
+
+class PolicyRuleSource(Protocol):
+    async def rules_for(self, identifier: str) -> tuple[PolicyRule, ...] | None:
+        """The resource's rules; None when the registry does not know the resource (404)."""
+        ...
+
+
+class _TypeValue(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+    type: str
+    value: str
+
+
+class _RuleDto(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+    subject: list[_TypeValue] = []
+    action: _TypeValue
+    resource: list[_TypeValue] = []
+
+
+_RULES = TypeAdapter(list[_RuleDto])
+
+
+def parse_rules(body: bytes) -> tuple[PolicyRule, ...]:
+    """Rules from a registry response body; RegistryUnavailable when it is not the contract."""
+    try:
+        dtos = _RULES.validate_json(body)
+    except ValidationError as error:
+        raise RegistryUnavailable(
+            f"the registry's policy rules do not follow the contract ({error.error_count()} "
+            "problems)"
+        ) from None
+    return tuple(
+        PolicyRule(
+            subject=tuple(Attribute(item.type, item.value) for item in dto.subject),
+            action=Attribute(dto.action.type, dto.action.value),
+            resource=tuple(Attribute(item.type, item.value) for item in dto.resource),
+        )
+        for dto in dtos
+    )
+
+
+class ResourceRegistryClient:
+    """Reads policy rules over HTTP with one pooled session and a total time limit per call."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        base_url: str,
+        timeout_seconds: float,
+    ) -> None:
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+
+    def rules_url(self, identifier: str) -> str:
+        return f"{self._base_url}/resource/{quote(identifier, safe='')}/policy/rules"
+
+    async def request_headers(self) -> dict[str, str]:
+        """Headers for each registry call; subclasses add credentials."""
+        return {"Accept": "application/json"}
+
+    async def rules_for(self, identifier: str) -> tuple[PolicyRule, ...] | None:
+        url = self.rules_url(identifier)
+        try:
+            headers = await self.request_headers()
+            async with self._session.get(url, headers=headers, timeout=self._timeout) as response:
+                if response.status in (404, 204):
+                    return None
+                if response.status != 200:
+                    raise RegistryUnavailable(f"the registry answered {response.status}")
+                if (response.content_length or 0) > MAX_RESPONSE_BYTES:
+                    raise RegistryUnavailable("the registry's answer is too large")
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    size += len(chunk)
+                    if size > MAX_RESPONSE_BYTES:
+                        raise RegistryUnavailable("the registry's answer is too large")
+                    chunks.append(chunk)
+                body = b"".join(chunks)
+        except TimeoutError:
+            raise RegistryUnavailable("the registry did not answer in time") from None
+        except aiohttp.ClientError as error:
+            raise RegistryUnavailable(f"the registry could not be reached: {error}") from None
+        return parse_rules(body)

@@ -1,0 +1,109 @@
+"""Process-wide wiring: Settings -> one HTTP session, one key cache, one registry client, one queue
+client -> the publish pipeline. Built lazily on the first request, inside the event loop that
+serves it, and reused by every later request; nothing is fetched or connected at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import aiohttp
+
+from shared import problems
+from shared.publish import (
+    PublishPipeline,
+    PublishRequest,
+    PublishResponse,
+    problem_response,
+    trace_id_of,
+)
+from shared.queue import StorageQueueSink
+from shared.registry import ResourceRegistryClient
+from shared.settings import Settings, describe_settings_error
+from shared.tokens import OidcSigningKeys, TokenVerifier
+
+log = logging.getLogger("events.runtime")
+
+
+@dataclass(slots=True)
+class Runtime:
+    """Everything one event loop needs to publish, and the means to close it."""
+
+    loop: asyncio.AbstractEventLoop
+    settings: Settings
+    session: aiohttp.ClientSession
+    sink: StorageQueueSink
+    pipeline: PublishPipeline
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        """Create the clients. Must run inside the event loop that will use them."""
+        loop = asyncio.get_running_loop()
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=100, ttl_dns_cache=300),
+            raise_for_status=False,
+        )
+        verifier = TokenVerifier(
+            trusted_issuers=settings.trusted_issuers,
+            keys=OidcSigningKeys(session),
+            audience=settings.audience,
+            clock_skew_seconds=settings.clock_skew_seconds,
+        )
+        registry = ResourceRegistryClient(
+            session,
+            base_url=settings.registry_url,
+            timeout_seconds=settings.registry_timeout_seconds,
+        )
+        sink = StorageQueueSink.from_settings(settings)
+        pipeline = PublishPipeline(
+            verifier=verifier,
+            rules=registry,
+            sink=sink,
+            publish_scope=settings.publish_scope,
+            admin_scope=settings.admin_scope,
+            max_body_bytes=settings.max_body_bytes,
+        )
+        return cls(loop, settings, session, sink, pipeline)
+
+    async def close(self) -> None:
+        await self.sink.close()
+        await self.session.close()
+
+
+_current: Runtime | None = None
+
+
+def current_runtime() -> Runtime:
+    """The runtime of the running event loop, built from the environment on first use.
+
+    Raises the settings' ValidationError when the configuration is invalid; it is read again
+    on the next request, so fixing the app settings takes effect without a redeploy.
+    """
+    global _current
+    loop = asyncio.get_running_loop()
+    if _current is None or _current.loop is not loop:
+        _current = Runtime.build(Settings())  # type: ignore[call-arg]
+    return _current
+
+
+async def close_current_runtime() -> None:
+    global _current
+    if _current is not None and not _current.loop.is_closed():
+        await _current.close()
+    _current = None
+
+
+async def handle(request: PublishRequest) -> PublishResponse:
+    """Serve one request with the current runtime; a broken configuration is a 500, not a crash."""
+    try:
+        runtime = current_runtime()
+    except Exception as error:  # the settings' ValidationError, or a client that cannot be built
+        log.error("cannot serve /events: %s", describe_settings_error(error))
+        return problem_response(
+            problems.internal_error(),
+            instance=request.path,
+            trace_id=trace_id_of(request.headers),
+        )
+    return await runtime.pipeline.handle(request)

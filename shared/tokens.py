@@ -1,0 +1,382 @@
+"""Bearer token -> Publisher: JWT verification against keys discovered from trusted issuers.
+
+Only the ``Authorization: Bearer`` header is read (never a query string or a cookie). Keys come
+from each issuer's OpenID discovery document and JWKS, fetched asynchronously, cached per issuer,
+and refreshed when a token names an unknown ``kid`` (at most once a minute per issuer) or when
+the cached set is more than an hour old (in the background, never blocking a request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from shared.settings import require_https_unless_loopback
+
+log = logging.getLogger("events.tokens")
+
+#: Asymmetric algorithms only: ``none`` and HMAC (HS*) are refused before any key is looked at.
+ALLOWED_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "ES256", "ES384"})
+_EC_CURVES = {"ES256": "P-256", "ES384": "P-384"}
+MIN_RSA_BITS = 2048
+MAX_TOKEN_LENGTH = 16 * 1024
+#: An unknown ``kid`` triggers at most one JWKS refresh per issuer in this many seconds.
+UNKNOWN_KID_REFRESH_INTERVAL = 60.0
+#: A key set older than this is refreshed in the background on its next use.
+KEY_SET_MAX_AGE = 3600.0
+#: After a failed first fetch, further requests fail fast for this long before trying again.
+COLD_RETRY_INTERVAL = 5.0
+FETCH_TIMEOUT_SECONDS = 5.0
+
+CONSUMER_AUTHORITY = "iso6523-actorid-upis"
+ORG_NUMBER_SCHEME = "0192"
+
+
+class MissingToken(Exception):
+    """No bearer token was sent."""
+
+
+class InvalidToken(Exception):
+    """A token was sent but cannot be trusted. ``str()`` says why, in a publisher's terms."""
+
+
+class KeysUnavailable(Exception):
+    """The issuer's keys have never been fetched and cannot be fetched now."""
+
+
+@dataclass(frozen=True, slots=True)
+class Publisher:
+    """The verified caller: who issued the token, for whom, and with which scopes."""
+
+    issuer: str
+    subject: str | None
+    scopes: frozenset[str]
+    #: ``urn:altinn:org``: the service owner's code, such as ``ttd``.
+    org: str | None = None
+    #: ``urn:altinn:orgNumber``: the organisation number of an exchanged Altinn token.
+    org_number: str | None = None
+    #: The organisation number in Maskinporten's ``consumer`` claim (``0192:<orgno>``).
+    consumer_org_number: str | None = None
+    #: Every ``urn:``-typed string claim, passed to authorization as the Altinn PEP does.
+    urn_claims: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    @property
+    def label(self) -> str:
+        """A non-secret name for logs: the org code, else the org number, else the subject."""
+        return self.org or self.org_number or self.consumer_org_number or self.subject or "?"
+
+
+class SigningKeys(Protocol):
+    async def key_for(self, issuer: str, kid: str | None, algorithm: str) -> jwt.PyJWK:
+        """The key that verifies ``algorithm`` for ``kid``.
+
+        Raises InvalidToken (no such key) or KeysUnavailable (the keys cannot be fetched).
+        """
+        ...
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header; MissingToken otherwise."""
+    if authorization is None:
+        raise MissingToken()
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        raise MissingToken()
+    token = token.strip()
+    if not token:
+        raise InvalidToken("the Authorization header has the Bearer scheme but no token")
+    if " " in token or len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidToken("the Authorization header does not hold a single compact JWT")
+    return token
+
+
+def _b64url_json(segment: str) -> Any:
+    padded = segment + "=" * (-len(segment) % 4)
+    return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+
+
+def _unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise InvalidToken("the token is not a compact JWT (expected three '.'-separated parts)")
+    try:
+        header, claims = _b64url_json(parts[0]), _b64url_json(parts[1])
+    except (ValueError, UnicodeError):
+        raise InvalidToken("the token's header or payload is not Base64url-encoded JSON") from None
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise InvalidToken("the token's header and payload must be JSON objects")
+    return header, claims
+
+
+def scopes_of(claims: Mapping[str, Any]) -> frozenset[str]:
+    """Scopes from ``scope`` (space-separated) and ``urn:altinn:scope``; exact, case-sensitive."""
+    scopes: set[str] = set()
+    for claim in ("scope", "urn:altinn:scope"):
+        value = claims.get(claim)
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            if isinstance(item, str):
+                scopes.update(part for part in item.split(" ") if part)
+    return frozenset(scopes)
+
+
+def _claim_text(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str | int):
+        text = str(value).strip()
+        return text or None
+    return None
+
+
+def _consumer_org_number(consumer: Any) -> str | None:
+    if not isinstance(consumer, dict) or consumer.get("authority") != CONSUMER_AUTHORITY:
+        return None
+    consumer_id = consumer.get("ID")
+    if not isinstance(consumer_id, str):
+        return None
+    scheme, colon, number = consumer_id.partition(":")
+    return number.strip() or None if colon and scheme == ORG_NUMBER_SCHEME else None
+
+
+def publisher_from_claims(claims: Mapping[str, Any]) -> Publisher:
+    urn_claims = tuple(
+        (name, text)
+        for name, value in claims.items()
+        if name.startswith("urn:") and (text := _claim_text(value)) is not None
+    )
+    return Publisher(
+        issuer=str(claims["iss"]),
+        subject=_claim_text(claims.get("sub")),
+        scopes=scopes_of(claims),
+        org=_claim_text(claims.get("urn:altinn:org")),
+        org_number=_claim_text(claims.get("urn:altinn:orgNumber")),
+        consumer_org_number=_consumer_org_number(claims.get("consumer")),
+        urn_claims=urn_claims,
+    )
+
+
+_REASONS: tuple[tuple[type[Exception], str], ...] = (
+    (jwt.ExpiredSignatureError, "the token has expired"),
+    (jwt.ImmatureSignatureError, "the token is not valid yet (its nbf or iat is in the future)"),
+    (jwt.InvalidAudienceError, "the token's audience (aud) is not this service"),
+    (jwt.InvalidIssuerError, "the token's issuer (iss) is not trusted"),
+    (jwt.InvalidSignatureError, "the token's signature does not verify"),
+    (jwt.InvalidAlgorithmError, "the token's algorithm does not match its signing key"),
+    (jwt.InvalidKeyError, "the issuer's signing key cannot verify this token"),
+    (jwt.DecodeError, "the token is malformed"),
+)
+
+
+def _reason(error: jwt.PyJWTError) -> str:
+    if isinstance(error, jwt.MissingRequiredClaimError):
+        return f"the token has no '{error.claim}' claim"
+    for kind, reason in _REASONS:
+        if isinstance(error, kind):
+            return reason
+    return "the token is invalid"
+
+
+class TokenVerifier:
+    """Verifies bearer tokens from the trusted issuers."""
+
+    def __init__(
+        self,
+        *,
+        trusted_issuers: tuple[str, ...],
+        keys: SigningKeys,
+        audience: str | None,
+        clock_skew_seconds: int,
+    ) -> None:
+        self._trusted = frozenset(trusted_issuers)
+        self._keys = keys
+        self._audience = audience
+        self._leeway = clock_skew_seconds
+
+    async def authenticate(self, authorization: str | None) -> Publisher:
+        """The verified publisher; raise MissingToken, InvalidToken or KeysUnavailable."""
+        token = bearer_token(authorization)
+        header, unverified = _unverified_parts(token)
+        algorithm = header.get("alg")
+        if algorithm not in ALLOWED_ALGORITHMS:
+            raise InvalidToken(
+                f"the algorithm {algorithm!r} is not accepted; "
+                f"use one of {', '.join(sorted(ALLOWED_ALGORITHMS))}"
+            )
+        issuer = unverified.get("iss")
+        if not isinstance(issuer, str):
+            raise InvalidToken("the token has no 'iss' claim")
+        if issuer not in self._trusted:
+            raise InvalidToken(f"the issuer {issuer!r} is not trusted by this service")
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise InvalidToken("the token's 'kid' header must be a string")
+        key = await self._keys.key_for(issuer, kid, algorithm)
+        try:
+            claims = jwt.decode(
+                token,
+                key=key,
+                algorithms=[algorithm],
+                audience=self._audience,
+                issuer=issuer,
+                leeway=self._leeway,
+                options={
+                    "require": ["exp", "iss"],
+                    "verify_aud": self._audience is not None,
+                },
+            )
+        except jwt.PyJWTError as error:
+            raise InvalidToken(_reason(error)) from None
+        return publisher_from_claims(claims)
+
+
+def _compatible(jwk: Mapping[str, Any], algorithm: str) -> bool:
+    if jwk.get("use") not in (None, "sig"):
+        return False
+    if jwk.get("alg") not in (None, algorithm):
+        return False
+    if algorithm in _EC_CURVES:
+        return jwk.get("kty") == "EC" and jwk.get("crv") == _EC_CURVES[algorithm]
+    return jwk.get("kty") == "RSA"
+
+
+def _load_key(jwk: Mapping[str, Any], algorithm: str) -> jwt.PyJWK:
+    try:
+        key = jwt.PyJWK(dict(jwk), algorithm=algorithm)
+    except jwt.PyJWTError:
+        raise InvalidToken("the issuer's signing key for this token cannot be loaded") from None
+    material = key.key
+    if isinstance(material, rsa.RSAPublicKey) and material.key_size < MIN_RSA_BITS:
+        raise InvalidToken(f"the issuer's RSA key is shorter than {MIN_RSA_BITS} bits")
+    if not isinstance(material, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise InvalidToken("the issuer's signing key is not a public key")
+    return key
+
+
+@dataclass
+class _IssuerKeySet:
+    by_kid: dict[str, dict[str, Any]] = field(default_factory=dict)
+    without_kid: list[dict[str, Any]] = field(default_factory=list)
+    loaded: dict[tuple[str | None, str], jwt.PyJWK] = field(default_factory=dict)
+    fetched_at: float | None = None
+    attempted_at: float = float("-inf")
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    background: asyncio.Task[None] | None = None
+
+
+class OidcSigningKeys:
+    """Signing keys from OpenID discovery: ``/.well-known/openid-configuration`` -> ``jwks_uri``."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        timeout_seconds: float = FETCH_TIMEOUT_SECONDS,
+    ) -> None:
+        self._session = session
+        self._clock = clock
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._issuers: dict[str, _IssuerKeySet] = {}
+
+    async def key_for(self, issuer: str, kid: str | None, algorithm: str) -> jwt.PyJWK:
+        keys = self._issuers.setdefault(issuer, _IssuerKeySet())
+        if keys.fetched_at is None:
+            await self._refresh(issuer, keys, min_interval=COLD_RETRY_INTERVAL)
+            if keys.fetched_at is None:
+                raise KeysUnavailable(issuer)
+        elif self._clock() - keys.fetched_at > KEY_SET_MAX_AGE and keys.background is None:
+            keys.background = asyncio.create_task(self._refresh_in_background(issuer, keys))
+
+        jwk = self._lookup(keys, kid, algorithm)
+        if jwk is None:
+            await self._refresh(issuer, keys, min_interval=UNKNOWN_KID_REFRESH_INTERVAL)
+            jwk = self._lookup(keys, kid, algorithm)
+        if jwk is None:
+            if kid is None:
+                raise InvalidToken("the token has no 'kid' header and the issuer has several keys")
+            raise InvalidToken(f"the issuer has no signing key with kid {kid!r}")
+        cache_key = (kid, algorithm)
+        loaded = keys.loaded.get(cache_key)
+        if loaded is None:
+            loaded = keys.loaded[cache_key] = _load_key(jwk, algorithm)
+        return loaded
+
+    def _lookup(
+        self, keys: _IssuerKeySet, kid: str | None, algorithm: str
+    ) -> dict[str, Any] | None:
+        if kid is not None:
+            jwk = keys.by_kid.get(kid)
+            return jwk if jwk is not None and _compatible(jwk, algorithm) else None
+        candidates = [
+            jwk for jwk in (*keys.by_kid.values(), *keys.without_kid) if _compatible(jwk, algorithm)
+        ]
+        return candidates[0] if len(candidates) == 1 else None
+
+    async def _refresh_in_background(self, issuer: str, keys: _IssuerKeySet) -> None:
+        try:
+            await self._refresh(issuer, keys, min_interval=UNKNOWN_KID_REFRESH_INTERVAL)
+        finally:
+            keys.background = None
+
+    async def _refresh(self, issuer: str, keys: _IssuerKeySet, *, min_interval: float) -> None:
+        """Fetch the keys at most once per ``min_interval``; concurrent callers share one fetch."""
+        attempted_before = keys.attempted_at
+        async with keys.lock:
+            if keys.attempted_at != attempted_before:
+                return  # another request refreshed while this one waited: use its result
+            if self._clock() - keys.attempted_at < min_interval:
+                return
+            keys.attempted_at = self._clock()
+            try:
+                jwks = await self._fetch_jwks(issuer)
+            except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+                log.warning("signing keys of %s could not be fetched: %s", issuer, error)
+                return
+            by_kid: dict[str, dict[str, Any]] = {}
+            without_kid: list[dict[str, Any]] = []
+            for jwk in jwks:
+                kid = jwk.get("kid")
+                if isinstance(kid, str):
+                    by_kid[kid] = jwk
+                else:
+                    without_kid.append(jwk)
+            keys.by_kid, keys.without_kid = by_kid, without_kid
+            keys.loaded.clear()
+            keys.fetched_at = self._clock()
+            log.info("signing keys of %s refreshed: %d keys", issuer, len(jwks))
+
+    async def _get_json(self, url: str) -> Any:
+        async with self._session.get(
+            url, timeout=self._timeout, headers={"Accept": "application/json"}
+        ) as response:
+            if response.status != 200:
+                raise ValueError(f"GET {url} answered {response.status}")
+            return await response.json(content_type=None)
+
+    async def _fetch_jwks(self, issuer: str) -> list[dict[str, Any]]:
+        discovery = await self._get_json(issuer.rstrip("/") + "/.well-known/openid-configuration")
+        if not isinstance(discovery, dict) or discovery.get("issuer") != issuer:
+            raise ValueError("the discovery document's 'issuer' does not match the issuer")
+        jwks_uri = discovery.get("jwks_uri")
+        if not isinstance(jwks_uri, str):
+            raise ValueError("the discovery document has no 'jwks_uri'")
+        require_https_unless_loopback(jwks_uri, "jwks_uri")
+        document = await self._get_json(jwks_uri)
+        keys = document.get("keys") if isinstance(document, dict) else None
+        if not isinstance(keys, list):
+            raise ValueError("the JWKS document has no 'keys' array")
+        return [key for key in keys if isinstance(key, dict) and key.get("kty") != "oct"]
