@@ -16,13 +16,14 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
 import azure.functions as func
+from azure.functions.decorators.function_app import Function
 from azure.functions.decorators.http import HttpTrigger
 
 Scope = MutableMapping[str, Any]
@@ -56,11 +57,12 @@ def _http_trigger_arg(function: Any) -> str:
 
 
 class FunctionsDevHost:
-    """ASGI app serving the HTTP-triggered functions of a ``func.FunctionApp``."""
+    """ASGI app serving HTTP-triggered functions (``app.get_functions()``, which an app allows
+    only once)."""
 
     def __init__(
         self,
-        app: func.FunctionApp,
+        functions: Iterable[Function],
         *,
         host_json: Path = HOST_JSON,
         max_body_bytes: int = 100 * 1024 * 1024,
@@ -73,7 +75,7 @@ class FunctionsDevHost:
         self.max_body_bytes = max_body_bytes
         self._on_shutdown = on_shutdown
         self.routes: list[_Route] = []
-        for function in app.get_functions():
+        for function in functions:
             if not function.is_http_function():
                 continue
             trigger = function.get_trigger()
@@ -177,7 +179,9 @@ def build() -> FunctionsDevHost:
     from function_app import app
 
     return FunctionsDevHost(
-        app, max_body_bytes=settings.max_body_bytes, on_shutdown=close_current_runtime
+        app.get_functions(),
+        max_body_bytes=settings.max_body_bytes,
+        on_shutdown=close_current_runtime,
     )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 from aiohttp import web
@@ -92,7 +93,7 @@ class DevIssuer:
     """Discovery + JWKS for ``base_url``, and tokens signed by its current key."""
 
     def __init__(self, base_url: str, key: SigningKey | None = None) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.base_url = base_url  # the exact "iss" value; Altinn's ends with a slash
         self.current_key = key or SigningKey.generate()
         self.published: list[SigningKey] = [self.current_key]
         #: False makes discovery and JWKS answer 503, as an issuer outage would.
@@ -151,15 +152,16 @@ class DevIssuer:
 
     # -- HTTP --------------------------------------------------------------------------------
     def app(self) -> web.Application:
+        prefix = urlsplit(self.base_url).path.rstrip("/")
         app = web.Application()
-        app.router.add_get("/.well-known/openid-configuration", self._discovery)
-        app.router.add_get("/jwks", self._jwks)
+        app.router.add_get(f"{prefix}/.well-known/openid-configuration", self._discovery)
+        app.router.add_get(f"{prefix}/jwks", self._jwks)
         return app
 
     def discovery_document(self) -> dict[str, Any]:
         return {
             "issuer": self.base_url,
-            "jwks_uri": f"{self.base_url}/jwks",
+            "jwks_uri": f"{self.base_url.rstrip('/')}/jwks",
             "response_types_supported": ["token"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": sorted({k.algorithm for k in self.published}),

@@ -13,13 +13,13 @@ import subprocess
 import sys
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 from devtools.azurite import ROOT, Azurite, wait_for_port
 from devtools.issuer import DEFAULT_KEY_FILE, DEV_ISSUER_PORT, DevIssuer, SigningKey
 from devtools.registry import BASE_PATH, DEV_REGISTRY_PORT, DevRegistry
 from devtools.servers import BackgroundServer, bind_loopback
 
-AZURITE_PORT = 10001
 DEMO_RESOURCE = "urn:altinn:resource:demo-events"
 
 
@@ -43,18 +43,24 @@ def demo_request(port: int, token: str) -> str:
 
 
 def main() -> None:
+    # Ports and state folders can be moved (the end-to-end test runs this on free ports).
     port = int(os.environ.get("PORT", "7071"))
-    issuer_url = f"http://127.0.0.1:{DEV_ISSUER_PORT}"
-    registry_url = f"http://127.0.0.1:{DEV_REGISTRY_PORT}{BASE_PATH}"
+    issuer_port = int(os.environ.get("DEV_ISSUER_PORT", DEV_ISSUER_PORT))
+    registry_port = int(os.environ.get("DEV_REGISTRY_PORT", DEV_REGISTRY_PORT))
+    azurite_port = int(os.environ.get("AZURITE_QUEUE_PORT", "10001"))
+    state = Path(os.environ.get("DEV_STATE_DIR", ROOT / ".local"))
+    issuer_url = f"http://127.0.0.1:{issuer_port}"
+    registry_url = f"http://127.0.0.1:{registry_port}{BASE_PATH}"
     started: list[object] = []
     host: subprocess.Popen[bytes] | None = None
     try:
-        sockets = [bind_loopback(DEV_ISSUER_PORT), bind_loopback(DEV_REGISTRY_PORT)]
-        issuer = DevIssuer(issuer_url, SigningKey.load_or_create(ROOT / DEFAULT_KEY_FILE))
+        sockets = [bind_loopback(issuer_port), bind_loopback(registry_port)]
+        key_file = state / DEFAULT_KEY_FILE.relative_to(".local")
+        issuer = DevIssuer(issuer_url, SigningKey.load_or_create(key_file))
         registry = DevRegistry.from_file()
         for app_factory, sock in ((issuer.app, sockets[0]), (registry.app, sockets[1])):
             started.append(BackgroundServer(app_factory, sock).start())
-        azurite = Azurite(port=AZURITE_PORT, location=ROOT / ".local" / "azurite").start()
+        azurite = Azurite(port=azurite_port, location=state / "azurite").start()
         started.append(azurite)
 
         environment = {

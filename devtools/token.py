@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from devtools.azurite import ROOT
 from devtools.issuer import (
     ADMIN_SCOPE,
     DEFAULT_KEY_FILE,
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     options = parser.parse_args(argv)
     scope = options.scope + (f" {ADMIN_SCOPE}" if options.admin else "")
-    issuer = DevIssuer(options.issuer_url, SigningKey.load_or_create(DEFAULT_KEY_FILE))
+    issuer = DevIssuer(options.issuer_url, SigningKey.load_or_create(ROOT / DEFAULT_KEY_FILE))
     print(
         issuer.mint(
             org=options.org or None,

@@ -127,11 +127,11 @@ def insufficient_scope(required_scope: str) -> Problem:
 
 
 def unsupported_media_type(reason: str) -> Problem:
-    accepted = ", ".join(ACCEPTED_CONTENT_TYPES)
     return Problem(
         ProblemType.UNSUPPORTED_MEDIA_TYPE,
-        f"{reason} Send one event in structured mode as {accepted} (UTF-8).",
-        headers={"Accept-Post": accepted},
+        f"{reason} Send one event in structured mode as {' or '.join(ACCEPTED_CONTENT_TYPES)} "
+        "(UTF-8).",
+        headers={"Accept-Post": ", ".join(ACCEPTED_CONTENT_TYPES)},
     )
 
 
@@ -196,8 +196,8 @@ def issuer_unavailable() -> Problem:
 def queue_unavailable() -> Problem:
     return _unavailable(
         ProblemType.QUEUE_UNAVAILABLE,
-        "The event could not be stored on the queue. It was not published; retry after the "
-        "indicated delay.",
+        "The queue did not confirm that it stored the event. Send it again after the indicated "
+        "delay, with the same id and source; delivery is at least once, so a repeat is safe.",
     )
 
 

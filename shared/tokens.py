@@ -256,7 +256,7 @@ def _compatible(jwk: Mapping[str, Any], algorithm: str) -> bool:
 def _load_key(jwk: Mapping[str, Any], algorithm: str) -> jwt.PyJWK:
     try:
         key = jwt.PyJWK(dict(jwk), algorithm=algorithm)
-    except jwt.PyJWTError:
+    except (jwt.PyJWTError, ValueError, TypeError, KeyError):  # a malformed JWK in the JWKS
         raise InvalidToken("the issuer's signing key for this token cannot be loaded") from None
     material = key.key
     if isinstance(material, rsa.RSAPublicKey) and material.key_size < MIN_RSA_BITS:
@@ -266,11 +266,69 @@ def _load_key(jwk: Mapping[str, Any], algorithm: str) -> jwt.PyJWK:
     return key
 
 
+class KeySet:
+    """One issuer's published keys (a JWKS ``keys`` array), and the keys loaded from it so far."""
+
+    def __init__(self, jwks: list[dict[str, Any]]) -> None:
+        self._by_kid: dict[str, dict[str, Any]] = {}
+        self._without_kid: list[dict[str, Any]] = []
+        for jwk in jwks:
+            if jwk.get("kty") == "oct":
+                continue  # symmetric keys never verify a token here
+            kid = jwk.get("kid")
+            if isinstance(kid, str):
+                self._by_kid[kid] = jwk
+            else:
+                self._without_kid.append(jwk)
+        self._loaded: dict[tuple[str | None, str], jwt.PyJWK] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_kid) + len(self._without_kid)
+
+    def has(self, kid: str | None, algorithm: str) -> bool:
+        return self._find(kid, algorithm) is not None
+
+    def key(self, kid: str | None, algorithm: str) -> jwt.PyJWK:
+        """The loaded key for ``kid`` and ``algorithm``; InvalidToken when there is none."""
+        cached = self._loaded.get((kid, algorithm))
+        if cached is not None:
+            return cached
+        jwk = self._find(kid, algorithm)
+        if jwk is None:
+            if kid is None:
+                raise InvalidToken("the token has no 'kid' header and the issuer has several keys")
+            raise InvalidToken(f"the issuer has no {algorithm} signing key with kid {kid!r}")
+        loaded = self._loaded[(kid, algorithm)] = _load_key(jwk, algorithm)
+        return loaded
+
+    def _find(self, kid: str | None, algorithm: str) -> dict[str, Any] | None:
+        if kid is not None:
+            jwk = self._by_kid.get(kid)
+            return jwk if jwk is not None and _compatible(jwk, algorithm) else None
+        candidates = [
+            jwk
+            for jwk in (*self._by_kid.values(), *self._without_kid)
+            if _compatible(jwk, algorithm)
+        ]
+        return candidates[0] if len(candidates) == 1 else None
+
+
+class StaticSigningKeys:
+    """Fixed key sets per issuer, for issuers whose keys are known in advance (and for tests)."""
+
+    def __init__(self, key_sets: Mapping[str, KeySet]) -> None:
+        self._key_sets = dict(key_sets)
+
+    async def key_for(self, issuer: str, kid: str | None, algorithm: str) -> jwt.PyJWK:
+        key_set = self._key_sets.get(issuer)
+        if key_set is None:
+            raise KeysUnavailable(issuer)
+        return key_set.key(kid, algorithm)
+
+
 @dataclass
-class _IssuerKeySet:
-    by_kid: dict[str, dict[str, Any]] = field(default_factory=dict)
-    without_kid: list[dict[str, Any]] = field(default_factory=list)
-    loaded: dict[tuple[str | None, str], jwt.PyJWK] = field(default_factory=dict)
+class _IssuerState:
+    keys: KeySet | None = None
     fetched_at: float | None = None
     attempted_at: float = float("-inf")
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -290,74 +348,46 @@ class OidcSigningKeys:
         self._session = session
         self._clock = clock
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-        self._issuers: dict[str, _IssuerKeySet] = {}
+        self._issuers: dict[str, _IssuerState] = {}
 
     async def key_for(self, issuer: str, kid: str | None, algorithm: str) -> jwt.PyJWK:
-        keys = self._issuers.setdefault(issuer, _IssuerKeySet())
-        if keys.fetched_at is None:
-            await self._refresh(issuer, keys, min_interval=COLD_RETRY_INTERVAL)
-            if keys.fetched_at is None:
-                raise KeysUnavailable(issuer)
-        elif self._clock() - keys.fetched_at > KEY_SET_MAX_AGE and keys.background is None:
-            keys.background = asyncio.create_task(self._refresh_in_background(issuer, keys))
+        state = self._issuers.setdefault(issuer, _IssuerState())
+        if state.keys is None:
+            await self._refresh(issuer, state, min_interval=COLD_RETRY_INTERVAL)
+        elif (
+            state.fetched_at is not None
+            and self._clock() - state.fetched_at > KEY_SET_MAX_AGE
+            and state.background is None
+        ):
+            state.background = asyncio.create_task(self._refresh_in_background(issuer, state))
+        if state.keys is None:
+            raise KeysUnavailable(issuer)
+        if not state.keys.has(kid, algorithm):
+            await self._refresh(issuer, state, min_interval=UNKNOWN_KID_REFRESH_INTERVAL)
+        return state.keys.key(kid, algorithm)
 
-        jwk = self._lookup(keys, kid, algorithm)
-        if jwk is None:
-            await self._refresh(issuer, keys, min_interval=UNKNOWN_KID_REFRESH_INTERVAL)
-            jwk = self._lookup(keys, kid, algorithm)
-        if jwk is None:
-            if kid is None:
-                raise InvalidToken("the token has no 'kid' header and the issuer has several keys")
-            raise InvalidToken(f"the issuer has no signing key with kid {kid!r}")
-        cache_key = (kid, algorithm)
-        loaded = keys.loaded.get(cache_key)
-        if loaded is None:
-            loaded = keys.loaded[cache_key] = _load_key(jwk, algorithm)
-        return loaded
-
-    def _lookup(
-        self, keys: _IssuerKeySet, kid: str | None, algorithm: str
-    ) -> dict[str, Any] | None:
-        if kid is not None:
-            jwk = keys.by_kid.get(kid)
-            return jwk if jwk is not None and _compatible(jwk, algorithm) else None
-        candidates = [
-            jwk for jwk in (*keys.by_kid.values(), *keys.without_kid) if _compatible(jwk, algorithm)
-        ]
-        return candidates[0] if len(candidates) == 1 else None
-
-    async def _refresh_in_background(self, issuer: str, keys: _IssuerKeySet) -> None:
+    async def _refresh_in_background(self, issuer: str, state: _IssuerState) -> None:
         try:
-            await self._refresh(issuer, keys, min_interval=UNKNOWN_KID_REFRESH_INTERVAL)
+            await self._refresh(issuer, state, min_interval=UNKNOWN_KID_REFRESH_INTERVAL)
         finally:
-            keys.background = None
+            state.background = None
 
-    async def _refresh(self, issuer: str, keys: _IssuerKeySet, *, min_interval: float) -> None:
+    async def _refresh(self, issuer: str, state: _IssuerState, *, min_interval: float) -> None:
         """Fetch the keys at most once per ``min_interval``; concurrent callers share one fetch."""
-        attempted_before = keys.attempted_at
-        async with keys.lock:
-            if keys.attempted_at != attempted_before:
+        attempted_before = state.attempted_at
+        async with state.lock:
+            if state.attempted_at != attempted_before:
                 return  # another request refreshed while this one waited: use its result
-            if self._clock() - keys.attempted_at < min_interval:
+            if self._clock() - state.attempted_at < min_interval:
                 return
-            keys.attempted_at = self._clock()
+            state.attempted_at = self._clock()
             try:
-                jwks = await self._fetch_jwks(issuer)
+                keys = KeySet(await self._fetch_jwks(issuer))
             except (aiohttp.ClientError, TimeoutError, ValueError) as error:
                 log.warning("signing keys of %s could not be fetched: %s", issuer, error)
                 return
-            by_kid: dict[str, dict[str, Any]] = {}
-            without_kid: list[dict[str, Any]] = []
-            for jwk in jwks:
-                kid = jwk.get("kid")
-                if isinstance(kid, str):
-                    by_kid[kid] = jwk
-                else:
-                    without_kid.append(jwk)
-            keys.by_kid, keys.without_kid = by_kid, without_kid
-            keys.loaded.clear()
-            keys.fetched_at = self._clock()
-            log.info("signing keys of %s refreshed: %d keys", issuer, len(jwks))
+            state.keys, state.fetched_at = keys, self._clock()
+            log.info("signing keys of %s refreshed: %d keys", issuer, len(keys))
 
     async def _get_json(self, url: str) -> Any:
         async with self._session.get(
@@ -379,4 +409,4 @@ class OidcSigningKeys:
         keys = document.get("keys") if isinstance(document, dict) else None
         if not isinstance(keys, list):
             raise ValueError("the JWKS document has no 'keys' array")
-        return [key for key in keys if isinstance(key, dict) and key.get("kty") != "oct"]
+        return [key for key in keys if isinstance(key, dict)]

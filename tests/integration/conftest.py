@@ -1,0 +1,77 @@
+"""Calling the real function handler (function_app.py) with real azure.functions requests."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+import azure.functions as func
+import pytest
+
+from devtools.issuer import DevIssuer
+from shared.runtime import close_current_runtime
+from tests.conftest import body_of
+
+
+@functools.cache
+def publish_function() -> Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]:
+    """The user function registered for /events (an app lists its functions only once)."""
+    from function_app import app
+
+    functions = {f.get_function_name(): f for f in app.get_functions()}
+    return functions["publish_event"].get_user_function()  # type: ignore[no-any-return]
+
+
+class Post(Protocol):
+    async def __call__(
+        self,
+        event: Mapping[str, Any] | bytes,
+        *,
+        token: str | None = ...,
+        content_type: str | None = ...,
+        headers: Mapping[str, str] | None = ...,
+        method: str = ...,
+    ) -> func.HttpResponse: ...
+
+
+@pytest.fixture
+async def post(function_env: dict[str, str], issuer: DevIssuer) -> AsyncIterator[Post]:
+    """POST an event to the function as org 'ttd' (override token, content type or headers)."""
+    default_token = issuer.mint(org="ttd")
+    unset: Any = object()
+
+    async def call(
+        event: Mapping[str, Any] | bytes,
+        *,
+        token: str | None = unset,
+        content_type: str | None = "application/cloudevents+json",
+        headers: Mapping[str, str] | None = None,
+        method: str = "POST",
+    ) -> func.HttpResponse:
+        all_headers = dict(headers or {})
+        token = default_token if token is unset else token
+        if token is not None:
+            all_headers["Authorization"] = f"Bearer {token}"
+        if content_type is not None:
+            all_headers["Content-Type"] = content_type
+        body = event if isinstance(event, bytes) else body_of(event)
+        request = func.HttpRequest(
+            method, "http://localhost:7071/events", headers=all_headers, body=body
+        )
+        return await publish_function()(request)
+
+    yield call
+    await close_current_runtime()
+
+
+def problem_of(response: func.HttpResponse) -> dict[str, Any]:
+    """The problem body of a response, after checking it is one."""
+    assert response.headers["Content-Type"] == "application/problem+json"
+    body: dict[str, Any] = json.loads(response.get_body())
+    assert body["status"] == response.status_code
+    assert body["type"].startswith("urn:altinn:events:problem:")
+    assert body["instance"] == "/events"
+    assert body["traceId"].startswith("00-")
+    return body

@@ -1,0 +1,75 @@
+"""The Resource Registry client against the dev registry server over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from devtools.azurite import free_port
+from devtools.registry import DevRegistry, publish_rule
+from shared.registry import (
+    ACTION_ID,
+    Attribute,
+    PolicyRule,
+    RegistryUnavailable,
+    ResourceRegistryClient,
+)
+
+
+@pytest.fixture
+async def client(
+    registry: DevRegistry, registry_service: tuple[DevRegistry, str]
+) -> AsyncIterator[ResourceRegistryClient]:
+    async with aiohttp.ClientSession() as session:
+        yield ResourceRegistryClient(session, base_url=registry_service[1], timeout_seconds=0.5)
+
+
+async def test_rules_of_a_registered_resource(client: ResourceRegistryClient) -> None:
+    assert await client.rules_for("demo-events") == (
+        PolicyRule(
+            subject=(Attribute("urn:altinn:org", "ttd"),),
+            action=Attribute(ACTION_ID, "publish"),
+            resource=(Attribute("urn:altinn:resource", "demo-events"),),
+        ),
+    )
+
+
+async def test_unknown_resource_is_none(client: ResourceRegistryClient) -> None:
+    assert await client.rules_for("unknown") is None
+
+
+async def test_identifier_is_percent_encoded(registry: DevRegistry) -> None:
+    async with aiohttp.ClientSession() as session:
+        client = ResourceRegistryClient(
+            session, base_url="https://r.example/api/", timeout_seconds=1
+        )
+        assert client.rules_url("a b?c") == "https://r.example/api/resource/a%20b%3Fc/policy/rules"
+        assert (
+            client.rules_url("x/../y") == "https://r.example/api/resource/x%2F..%2Fy/policy/rules"
+        )
+
+
+async def test_oversized_answer_is_refused(
+    client: ResourceRegistryClient, registry: DevRegistry
+) -> None:
+    rule = publish_rule("demo-events", ("urn:altinn:org", "x" * 1000))
+    registry.rules["demo-events"] = [rule] * 1200  # over 1 MiB of JSON
+    with pytest.raises(RegistryUnavailable, match="too large"):
+        await client.rules_for("demo-events")
+
+
+async def test_timeout(client: ResourceRegistryClient, registry: DevRegistry) -> None:
+    registry.delay_seconds = 2
+    with pytest.raises(RegistryUnavailable, match="in time"):
+        await client.rules_for("demo-events")
+
+
+async def test_connection_refused() -> None:
+    async with aiohttp.ClientSession() as session:
+        client = ResourceRegistryClient(
+            session, base_url=f"http://127.0.0.1:{free_port()}", timeout_seconds=1
+        )
+        with pytest.raises(RegistryUnavailable, match="could not be reached"):
+            await client.rules_for("demo-events")

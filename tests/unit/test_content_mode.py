@@ -1,0 +1,48 @@
+"""R34-R36 and A17: which content mode a request is in, from Content-Type and ce- headers."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.cloudevents import ContentMode, content_mode
+
+CASES: list[tuple[str | None, list[str], ContentMode]] = [
+    ("application/cloudevents+json", [], ContentMode.STRUCTURED),
+    ("application/cloudevents+json; charset=utf-8", [], ContentMode.STRUCTURED),
+    ("application/cloudevents+json; charset=UTF-8", [], ContentMode.STRUCTURED),
+    ('application/cloudevents+json;charset="utf-8"', [], ContentMode.STRUCTURED),
+    ("Application/CloudEvents+JSON", [], ContentMode.STRUCTURED),
+    # R35: ce- headers never switch a structured request to binary mode
+    ("application/cloudevents+json", ["ce-id", "ce-type"], ContentMode.STRUCTURED),
+    # A17: plain JSON without ce- headers is read as a structured event
+    ("application/json", [], ContentMode.STRUCTURED),
+    ("application/json; charset=utf-8", ["authorization"], ContentMode.STRUCTURED),
+    # R34 step 4: ce- headers with another type mean binary mode
+    ("application/json", ["CE-ID", "ce-source"], ContentMode.BINARY),
+    ("text/plain", ["Ce-Id"], ContentMode.BINARY),
+    (None, ["ce-id"], ContentMode.BINARY),
+    ("application/cloudevents-batch+json", [], ContentMode.BATCH),
+    # R36: an unknown CloudEvents format
+    ("application/cloudevents+avro", [], ContentMode.UNSUPPORTED),
+    ("application/cloudevents-batch+avro", [], ContentMode.UNSUPPORTED),
+    ("text/plain", [], ContentMode.UNSUPPORTED),
+    ("application/xml", [], ContentMode.UNSUPPORTED),
+    ("multipart/form-data; boundary=x", [], ContentMode.UNSUPPORTED),
+    (None, [], ContentMode.UNSUPPORTED),
+    ("", [], ContentMode.UNSUPPORTED),
+    ("not a media type", [], ContentMode.UNSUPPORTED),
+    # A15: UTF-8 only
+    ("application/cloudevents+json; charset=utf-16", [], ContentMode.UNSUPPORTED),
+    ("application/json; charset=iso-8859-1", [], ContentMode.UNSUPPORTED),
+]
+
+
+@pytest.mark.parametrize(("content_type", "headers", "mode"), CASES)
+def test_content_mode(content_type: str | None, headers: list[str], mode: ContentMode) -> None:
+    assert content_mode(content_type, headers).mode is mode
+
+
+def test_unsupported_says_why() -> None:
+    decision = content_mode("application/json; charset=utf-16", [])
+    assert "utf-16" in decision.reason
+    assert "UTF-8" in decision.reason

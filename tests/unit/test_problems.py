@@ -1,0 +1,85 @@
+"""Problem bodies (RFC 9457) and the catalog in docs/errors.md."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from shared import problems
+from shared.problems import ProblemType
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
+
+
+def test_problem_body_has_every_member() -> None:
+    problem = problems.invalid_event({"id": ("The 'id' attribute is required.",)})
+    body = json.loads(problem.to_json(instance="/events", trace_id="00-abc-def-00"))
+    assert body == {
+        "type": "urn:altinn:events:problem:invalid-event",
+        "title": "One or more validation errors occurred.",
+        "status": 400,
+        "detail": body["detail"],
+        "instance": "/events",
+        "traceId": "00-abc-def-00",
+        "errors": {"id": ["The 'id' attribute is required."]},
+    }
+    assert "id" in body["detail"]
+
+
+def test_request_body_only_problem_explains_itself_in_detail() -> None:
+    problem = problems.invalid_event({"RequestBody": ("The body is not valid JSON: x",)})
+    assert problem.detail == "The request body is not a CloudEvent: The body is not valid JSON: x"
+
+
+def test_bodies_without_errors_have_no_errors_member() -> None:
+    body = json.loads(problems.missing_token().to_json(instance="/events", trace_id="t"))
+    assert "errors" not in body
+    assert body["status"] == 401
+
+
+def test_challenge_parameters_cannot_be_broken_out_of() -> None:
+    problem = problems.invalid_token('bad "quote" and \\ backslash\r\n')
+    header = problem.headers["WWW-Authenticate"]
+    assert header.startswith('Bearer realm="events", error="invalid_token", error_description="')
+    description = header.split('error_description="', 1)[1]
+    assert description == 'bad quote and  backslash"'
+
+
+def test_insufficient_scope_names_the_scope() -> None:
+    header = problems.insufficient_scope("altinn:events.publish").headers["WWW-Authenticate"]
+    assert 'error="insufficient_scope"' in header
+    assert 'scope="altinn:events.publish"' in header
+
+
+@pytest.mark.parametrize(
+    "problem",
+    [problems.registry_unavailable(), problems.queue_unavailable(), problems.issuer_unavailable()],
+)
+def test_unavailable_problems_say_when_to_retry(problem: problems.Problem) -> None:
+    assert problem.status == 503
+    assert int(problem.headers["Retry-After"]) > 0
+
+
+def test_unsupported_media_type_lists_accepted_types() -> None:
+    problem = problems.unsupported_media_type("The Content-Type 'text/plain' is not accepted.")
+    assert problem.headers["Accept-Post"] == "application/cloudevents+json, application/json"
+    assert "application/cloudevents+json" in problem.detail
+
+
+def test_every_problem_type_is_documented() -> None:
+    documented = set(re.findall(r"urn:altinn:events:problem:([a-z-]+)", DOCS.read_text()))
+    assert documented == {kind.slug for kind in ProblemType}
+
+
+def test_documented_examples_match_the_catalog() -> None:
+    blocks = re.findall(r"```json\n(.*?)\n```", DOCS.read_text(), flags=re.S)
+    kinds = {kind.uri: kind for kind in ProblemType}
+    assert len(blocks) == len(kinds)
+    for block in blocks:
+        example = json.loads(block)
+        kind = kinds[example["type"]]
+        assert (example["title"], example["status"]) == (kind.title, kind.status)
+        assert set(example) >= {"type", "title", "status", "detail", "instance", "traceId"}

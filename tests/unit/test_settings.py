@@ -1,0 +1,106 @@
+"""Configuration from EVENTS_* variables: defaults, parsing and the refusals that name the fix."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from shared.settings import Settings, describe_settings_error
+
+REQUIRED = {
+    "EVENTS_TRUSTED_ISSUERS": "https://platform.altinn.no/authentication/api/v1/openid/",
+    "EVENTS_REGISTRY_URL": "https://platform.altinn.no/resourceregistry/api/v1/",
+    "EVENTS_QUEUE_ACCOUNT_URL": "https://account.queue.core.windows.net",
+}
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("EVENTS_"):
+            monkeypatch.delenv(name)
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    return monkeypatch
+
+
+def load() -> Settings:
+    return Settings()  # type: ignore[call-arg]
+
+
+def refusal(env: pytest.MonkeyPatch, **variables: str) -> str:
+    for name, value in variables.items():
+        env.setenv(name, value)
+    with pytest.raises(ValidationError) as caught:
+        load()
+    return describe_settings_error(caught.value)
+
+
+def test_defaults(env: pytest.MonkeyPatch) -> None:
+    settings = load()
+    assert settings.trusted_issuers == (REQUIRED["EVENTS_TRUSTED_ISSUERS"],)
+    assert settings.registry_url == "https://platform.altinn.no/resourceregistry/api/v1"
+    assert settings.audience is None
+    assert settings.publish_scope == "altinn:events.publish"
+    assert settings.admin_scope == "altinn:events.publish.admin"
+    assert settings.clock_skew_seconds == 10
+    assert settings.queue_name == "events-registration"
+    assert settings.queue_timeout_seconds == 3
+    assert settings.registry_timeout_seconds == 2
+    assert settings.max_body_bytes == 256 * 1024
+
+
+def test_issuers_are_comma_separated(env: pytest.MonkeyPatch) -> None:
+    env.setenv("EVENTS_TRUSTED_ISSUERS", " https://a.example/ , http://127.0.0.1:7171,, ")
+    assert load().trusted_issuers == ("https://a.example/", "http://127.0.0.1:7171")
+
+
+@pytest.mark.parametrize("url", ["http://localhost:1", "http://127.0.0.1:1", "http://[::1]:1"])
+def test_plain_http_is_allowed_on_loopback(env: pytest.MonkeyPatch, url: str) -> None:
+    env.setenv("EVENTS_REGISTRY_URL", url)
+    assert load().registry_url == url
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fragment"),
+    [
+        ("EVENTS_TRUSTED_ISSUERS", "http://issuer.example", "must use https://"),
+        ("EVENTS_TRUSTED_ISSUERS", " , ", "at least one issuer"),
+        ("EVENTS_REGISTRY_URL", "http://registry.example/api", "must use https://"),
+        ("EVENTS_REGISTRY_URL", "registry.example", "absolute https:// URL"),
+        ("EVENTS_REGISTRY_URL", "https://r.example/api?x=1", "query"),
+        ("EVENTS_QUEUE_ACCOUNT_URL", "http://acct.queue.core.windows.net", "must use https://"),
+        ("EVENTS_QUEUE_NAME", "Events", "lower-case"),
+        ("EVENTS_QUEUE_NAME", "ab", "3-63"),
+        ("EVENTS_QUEUE_NAME", "a--b", "single hyphens"),
+        ("EVENTS_QUEUE_NAME", "-ab", "starting and ending"),
+        ("EVENTS_CLOCK_SKEW_SECONDS", "-1", "EVENTS_CLOCK_SKEW_SECONDS"),
+        ("EVENTS_QUEUE_TIMEOUT_SECONDS", "0", "EVENTS_QUEUE_TIMEOUT_SECONDS"),
+        ("EVENTS_ADMIN_SCOPE", "altinn:events.publish", "must differ"),
+    ],
+)
+def test_refusals_name_the_variable(
+    env: pytest.MonkeyPatch, variable: str, value: str, fragment: str
+) -> None:
+    assert fragment in refusal(env, **{variable: value})
+
+
+def test_a_queue_is_required(env: pytest.MonkeyPatch) -> None:
+    env.delenv("EVENTS_QUEUE_ACCOUNT_URL")
+    message = refusal(env)
+    assert "EVENTS_QUEUE_CONNECTION" in message
+    assert "EVENTS_QUEUE_ACCOUNT_URL" in message
+
+
+def test_required_variables_are_named(env: pytest.MonkeyPatch) -> None:
+    env.delenv("EVENTS_TRUSTED_ISSUERS")
+    assert "EVENTS_TRUSTED_ISSUERS" in refusal(env)
+
+
+def test_connection_string_never_appears_in_errors(env: pytest.MonkeyPatch) -> None:
+    secret = "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=c2VjcmV0"
+    env.setenv("EVENTS_QUEUE_CONNECTION", secret)
+    assert "c2VjcmV0" not in repr(load())
+    assert "c2VjcmV0" not in refusal(env, EVENTS_QUEUE_NAME="X")
