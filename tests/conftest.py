@@ -66,10 +66,11 @@ def issuer_service() -> Iterator[DevIssuer]:
 
 
 @pytest.fixture
-def issuer(issuer_service: DevIssuer) -> DevIssuer:
+def issuer(issuer_service: DevIssuer) -> Iterator[DevIssuer]:
     """The session's dev issuer, available. Tests that rotate keys use their own issuer."""
     issuer_service.available = True
-    return issuer_service
+    yield issuer_service
+    issuer_service.available = True
 
 
 @pytest.fixture(scope="session")
@@ -81,13 +82,18 @@ def registry_service() -> Iterator[tuple[DevRegistry, str]]:
     server.stop()
 
 
-@pytest.fixture
-def registry(registry_service: tuple[DevRegistry, str]) -> DevRegistry:
-    """The dev registry, reset: org 'ttd' may publish on demo-events; nothing else is known."""
-    registry, _ = registry_service
+def reset_registry(registry: DevRegistry) -> DevRegistry:
+    """Org 'ttd' may publish on demo-events; nothing else is known; no failure switches."""
     registry.reset()
     registry.rules[DEMO_IDENTIFIER] = [publish_rule(DEMO_IDENTIFIER, ("urn:altinn:org", "ttd"))]
     return registry
+
+
+@pytest.fixture
+def registry(registry_service: tuple[DevRegistry, str]) -> Iterator[DevRegistry]:
+    """The dev registry, reset before and after the test (see reset_registry)."""
+    yield reset_registry(registry_service[0])
+    reset_registry(registry_service[0])
 
 
 @pytest.fixture

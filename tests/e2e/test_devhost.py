@@ -15,8 +15,8 @@ import pytest
 
 from devtools.azurite import ROOT, Azurite, free_port, wait_for_port
 from devtools.issuer import DevIssuer
-from devtools.registry import DevRegistry, publish_rule
-from tests.conftest import VALID_EVENT, body_of
+from devtools.registry import DevRegistry
+from tests.conftest import VALID_EVENT, body_of, reset_registry
 from tests.queues import QueueReader
 
 
@@ -32,7 +32,8 @@ def served(
     azurite: Azurite, issuer_service: DevIssuer, registry_service: tuple[DevRegistry, str]
 ) -> Iterator[Served]:
     registry, registry_url = registry_service
-    registry.rules["demo-events"] = [publish_rule("demo-events", ("urn:altinn:org", "ttd"))]
+    reset_registry(registry)
+    issuer_service.available = True
     port = free_port()
     queue_name = f"e2e-{uuid.uuid4().hex[:16]}"
     environment = {
