@@ -100,6 +100,15 @@ class DevIssuer:
         self.available = True
         self.discovery_requests = 0
         self.jwks_requests = 0
+        #: OAuth clients allowed at the token endpoint (client credentials): id -> secret.
+        self.clients: dict[str, str] = {}
+        #: When set, the token endpoint answers this status with an OAuth error.
+        self.token_failure_status: int | None = None
+        self.token_requests = 0
+        #: The secret App Service passes to code as IDENTITY_HEADER, for the managed identity
+        #: endpoint (``…/msi/token``) that stands in for Azure's in tests.
+        self.identity_header = "dev-identity-header"
+        self.identity_requests = 0
 
     # -- switches for tests ------------------------------------------------------------------
     def rotate(self, algorithm: str = "RS256", *, publish: bool = True) -> SigningKey:
@@ -156,12 +165,18 @@ class DevIssuer:
         app = web.Application()
         app.router.add_get(f"{prefix}/.well-known/openid-configuration", self._discovery)
         app.router.add_get(f"{prefix}/jwks", self._jwks)
+        app.router.add_post(f"{prefix}/token", self._token)
+        app.router.add_get(f"{prefix}/msi/token", self._managed_identity_token)
         return app
 
     def discovery_document(self) -> dict[str, Any]:
         return {
             "issuer": self.base_url,
             "jwks_uri": f"{self.base_url.rstrip('/')}/jwks",
+            "token_endpoint": f"{self.base_url.rstrip('/')}/token",
+            "authorization_endpoint": f"{self.base_url.rstrip('/')}/authorize",
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
             "response_types_supported": ["token"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": sorted({k.algorithm for k in self.published}),
@@ -179,3 +194,59 @@ class DevIssuer:
         if not self.available:
             return web.Response(status=503, text="issuer unavailable (dev switch)")
         return web.json_response({"keys": [key.public_jwk() for key in self.published]})
+
+    async def _token(self, request: web.Request) -> web.Response:
+        """OAuth 2.0 client credentials (RFC 6749 section 4.4), secret in the body or Basic."""
+        self.token_requests += 1
+        if self.token_failure_status is not None:
+            return _oauth_error(self.token_failure_status, "temporarily_unavailable")
+        form = await request.post()
+        client_id, client_secret = (
+            str(form.get("client_id", "")),
+            str(form.get("client_secret", "")),
+        )
+        if request.headers.get("Authorization", "").startswith("Basic "):
+            import base64
+
+            decoded = base64.b64decode(request.headers["Authorization"][6:]).decode()
+            client_id, _, client_secret = decoded.partition(":")
+        if form.get("grant_type") != "client_credentials":
+            return _oauth_error(400, "unsupported_grant_type")
+        if not client_id or self.clients.get(client_id) != client_secret:
+            return _oauth_error(401, "invalid_client")
+        scope = str(form.get("scope", ""))
+        audience = scope.split(" ")[0].removesuffix("/.default") if scope else None
+        token = self.mint(org=None, scope=scope or None, audience=audience, sub=client_id)
+        return web.json_response(
+            {"access_token": token, "token_type": "Bearer", "expires_in": 3600}
+        )
+
+    async def _managed_identity_token(self, request: web.Request) -> web.Response:
+        """App Service's managed identity endpoint (IDENTITY_ENDPOINT), api-version 2019-08-01."""
+        self.identity_requests += 1
+        if self.token_failure_status is not None:
+            return web.json_response(
+                {"statusCode": self.token_failure_status, "message": "dev switch"},
+                status=self.token_failure_status,
+            )
+        if request.headers.get("X-IDENTITY-HEADER") != self.identity_header:
+            return web.json_response({"statusCode": 401, "message": "bad header"}, status=401)
+        resource = request.query.get("resource", "")
+        client_id = request.query.get("client_id", "system-assigned")
+        expires_on = int(time.time()) + 3600
+        token = self.mint(org=None, scope=None, audience=resource, sub=client_id)
+        return web.json_response(
+            {
+                "access_token": token,
+                "expires_on": str(expires_on),
+                "resource": resource,
+                "token_type": "Bearer",
+                "client_id": client_id,
+            }
+        )
+
+
+def _oauth_error(status: int, error: str) -> web.Response:
+    return web.json_response(
+        {"error": error, "error_description": f"dev issuer: {error}"}, status=status
+    )

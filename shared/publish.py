@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from shared import problems
 from shared.altinn import ALTINN_PROFILE, registry_identifier
@@ -20,7 +21,8 @@ from shared.authorization import permits_publish, resource_attributes, subject_a
 from shared.cloudevents import ContentMode, InvalidEvent, content_mode, parse_structured, serialize
 from shared.problems import Problem
 from shared.queue import MAX_EVENT_BYTES, EventSink, QueueUnavailable
-from shared.registry import PolicyRuleSource, RegistryUnavailable
+from shared.registry import RegistryUnavailable
+from shared.registry_cache import Lookup
 from shared.tokens import InvalidToken, KeysUnavailable, MissingToken, TokenVerifier
 
 log = logging.getLogger("events.publish")
@@ -53,7 +55,10 @@ class RequestRecord:
     publisher: str = "-"
     event_id: str = "-"
     resource: str = "-"
+    #: How the rules were found: hit, miss or stale (see shared/registry_cache.py).
     authz: str = "-"
+    #: permit, deny, unknown (resource not registered), admin (scope) or error.
+    decision: str = "-"
     problem: str = "-"
     note: str = ""
 
@@ -61,7 +66,8 @@ class RequestRecord:
         note = f" note={self.note!r}" if self.note else ""
         return (
             f"publisher={self.publisher} resource={self.resource} id={self.event_id!r} "
-            f"authz={self.authz} problem={self.problem} trace={self.trace_id}{note}"
+            f"authz={self.authz} decision={self.decision} problem={self.problem} "
+            f"trace={self.trace_id}{note}"
         )
 
 
@@ -77,12 +83,18 @@ def _declared_length(headers: Mapping[str, str]) -> int | None:
     return int(value) if value.isdigit() else None
 
 
+class PolicyLookup(Protocol):
+    async def lookup(self, identifier: str) -> Lookup:
+        """A resource's rules and how they were found; RegistryUnavailable when unknowable."""
+        ...
+
+
 class PublishPipeline:
     def __init__(
         self,
         *,
         verifier: TokenVerifier,
-        rules: PolicyRuleSource,
+        rules: PolicyLookup,
         sink: EventSink,
         publish_scope: str,
         admin_scope: str,
@@ -164,18 +176,21 @@ class PublishPipeline:
             return problems.event_too_large(MAX_EVENT_BYTES, len(message))
 
         if publisher.has_scope(self._admin_scope):
-            record.authz = "admin"
+            record.decision = "admin"
         else:
             identifier = registry_identifier(resource)
             try:
-                rules = await self._rules.rules_for(identifier)
+                found = await self._rules.lookup(identifier)
             except RegistryUnavailable as error:
-                record.authz, record.note = "error", str(error)
+                record.decision, record.note = "error", str(error)
                 return problems.registry_unavailable()
-            permitted = rules is not None and permits_publish(
-                rules, subject_attributes(publisher), resource_attributes(identifier, event)
+            record.authz = found.outcome.value
+            permitted = found.rules is not None and permits_publish(
+                found.rules, subject_attributes(publisher), resource_attributes(identifier, event)
             )
-            record.authz = "permit" if permitted else ("unknown" if rules is None else "deny")
+            record.decision = (
+                "permit" if permitted else ("unknown" if found.rules is None else "deny")
+            )
             if not permitted:
                 return problems.not_authorized_for_resource(resource)
 

@@ -9,12 +9,16 @@ treat as "cannot tell", never as permission.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+
+if TYPE_CHECKING:
+    from shared.registry_credentials import RegistryCredentials
 
 #: A policy larger than this is not a policy we want to evaluate on the request path.
 MAX_RESPONSE_BYTES = 1024 * 1024
@@ -90,23 +94,31 @@ class ResourceRegistryClient:
         *,
         base_url: str,
         timeout_seconds: float,
+        credentials: RegistryCredentials | None = None,
     ) -> None:
         self._session = session
         self._base_url = base_url.rstrip("/")
-        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._timeout_seconds = timeout_seconds
+        self._credentials = credentials
 
     def rules_url(self, identifier: str) -> str:
         return f"{self._base_url}/resource/{quote(identifier, safe='')}/policy/rules"
 
-    async def request_headers(self) -> dict[str, str]:
-        """Headers for each registry call; subclasses add credentials."""
-        return {"Accept": "application/json"}
-
     async def rules_for(self, identifier: str) -> tuple[PolicyRule, ...] | None:
-        url = self.rules_url(identifier)
+        """One call, credentials included, within the time limit."""
         try:
-            headers = await self.request_headers()
-            async with self._session.get(url, headers=headers, timeout=self._timeout) as response:
+            async with asyncio.timeout(self._timeout_seconds):
+                return await self._get_rules(identifier)
+        except TimeoutError:
+            raise RegistryUnavailable("the registry did not answer in time") from None
+
+    async def _get_rules(self, identifier: str) -> tuple[PolicyRule, ...] | None:
+        url = self.rules_url(identifier)
+        headers = {"Accept": "application/json"}
+        if self._credentials is not None:
+            headers.update(await self._credentials.headers())
+        try:
+            async with self._session.get(url, headers=headers) as response:
                 if response.status in (404, 204):
                     return None
                 if response.status != 200:
@@ -121,8 +133,6 @@ class ResourceRegistryClient:
                         raise RegistryUnavailable("the registry's answer is too large")
                     chunks.append(chunk)
                 body = b"".join(chunks)
-        except TimeoutError:
-            raise RegistryUnavailable("the registry did not answer in time") from None
         except aiohttp.ClientError as error:
             raise RegistryUnavailable(f"the registry could not be reached: {error}") from None
         return parse_rules(body)

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
@@ -21,6 +24,8 @@ from shared.publish import (
 )
 from shared.queue import StorageQueueSink
 from shared.registry import ResourceRegistryClient
+from shared.registry_cache import CachedPolicyRules
+from shared.registry_credentials import credentials_from_settings
 from shared.settings import Settings, describe_settings_error
 from shared.tokens import OidcSigningKeys, TokenVerifier
 
@@ -34,12 +39,23 @@ class Runtime:
     loop: asyncio.AbstractEventLoop
     settings: Settings
     session: aiohttp.ClientSession
+    rules: CachedPolicyRules
     sink: StorageQueueSink
     pipeline: PublishPipeline
 
     @classmethod
-    def build(cls, settings: Settings) -> Runtime:
-        """Create the clients. Must run inside the event loop that will use them."""
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        token_http_client: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> Runtime:
+        """Create the clients. Must run inside the event loop that will use them.
+
+        ``token_http_client`` replaces the requests session msal uses for registry tokens, and
+        ``clock`` the registry cache's clock (tests use both: their own CA, their own time).
+        """
         loop = asyncio.get_running_loop()
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=100, ttl_dns_cache=300),
@@ -55,19 +71,29 @@ class Runtime:
             session,
             base_url=settings.registry_url,
             timeout_seconds=settings.registry_timeout_seconds,
+            credentials=credentials_from_settings(settings, http_client=token_http_client),
+        )
+        rules = CachedPolicyRules(
+            registry,
+            ttl=settings.registry_cache_seconds,
+            negative_ttl=settings.registry_negative_cache_seconds,
+            stale=settings.registry_stale_seconds,
+            max_entries=settings.registry_cache_size,
+            clock=clock,
         )
         sink = StorageQueueSink.from_settings(settings)
         pipeline = PublishPipeline(
             verifier=verifier,
-            rules=registry,
+            rules=rules,
             sink=sink,
             publish_scope=settings.publish_scope,
             admin_scope=settings.admin_scope,
             max_body_bytes=settings.max_body_bytes,
         )
-        return cls(loop, settings, session, sink, pipeline)
+        return cls(loop, settings, session, rules, sink, pipeline)
 
     async def close(self) -> None:
+        await self.rules.close()
         await self.sink.close()
         await self.session.close()
 

@@ -61,6 +61,15 @@ class Settings(BaseSettings):
 
     registry_url: str = Field(description="Resource Registry base URL (…/resourceregistry/api/v1).")
     registry_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+    registry_cache_seconds: float = Field(default=300.0, ge=0, le=86400)
+    registry_negative_cache_seconds: float = Field(default=30.0, ge=0, le=86400)
+    registry_stale_seconds: float = Field(default=3600.0, ge=0, le=7 * 86400)
+    registry_cache_size: int = Field(default=10_000, ge=1, le=1_000_000)
+    registry_subscription_key: SecretStr | None = None
+    registry_token_scope: str | None = None
+    registry_client_id: str | None = None
+    registry_client_secret: SecretStr | None = None
+    registry_authority: str | None = None
 
     queue_connection: SecretStr | None = None
     queue_account_url: str | None = None
@@ -68,6 +77,24 @@ class Settings(BaseSettings):
     queue_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
 
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
+
+    @field_validator(
+        "audience",
+        "queue_connection",
+        "queue_account_url",
+        "registry_subscription_key",
+        "registry_token_scope",
+        "registry_client_id",
+        "registry_client_secret",
+        "registry_authority",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """An app setting left empty means "not set", not "set to the empty string"."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value.strip() if isinstance(value, str) else value
 
     @field_validator("trusted_issuers", mode="before")
     @classmethod
@@ -93,9 +120,19 @@ class Settings(BaseSettings):
     @field_validator("queue_account_url")
     @classmethod
     def _check_queue_account_url(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
+        if value is None:
             return None
-        return require_https_unless_loopback(value.strip(), "EVENTS_QUEUE_ACCOUNT_URL")
+        return require_https_unless_loopback(value, "EVENTS_QUEUE_ACCOUNT_URL")
+
+    @field_validator("registry_authority")
+    @classmethod
+    def _check_authority(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme != "https":
+            raise ValueError(
+                "EVENTS_REGISTRY_AUTHORITY must be an https:// URL such as "
+                f"https://login.microsoftonline.com/<tenant>; got {value!r}"
+            )
+        return value
 
     @field_validator("queue_name")
     @classmethod
@@ -107,15 +144,9 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("audience")
-    @classmethod
-    def _blank_audience_is_unset(cls, value: str | None) -> str | None:
-        return value.strip() or None if value is not None else None
-
     @model_validator(mode="after")
     def _require_a_queue(self) -> Settings:
-        connection = self.queue_connection.get_secret_value() if self.queue_connection else ""
-        if not connection.strip() and not self.queue_account_url:
+        if self.queue_connection is None and self.queue_account_url is None:
             raise ValueError(
                 "set EVENTS_QUEUE_CONNECTION (a storage connection string; "
                 "'UseDevelopmentStorage=true' for Azurite) or EVENTS_QUEUE_ACCOUNT_URL "
@@ -123,6 +154,26 @@ class Settings(BaseSettings):
             )
         if self.publish_scope == self.admin_scope:
             raise ValueError("EVENTS_PUBLISH_SCOPE and EVENTS_ADMIN_SCOPE must differ")
+        if self.registry_client_secret is not None:
+            missing = [
+                name
+                for name, value in (
+                    ("EVENTS_REGISTRY_TOKEN_SCOPE", self.registry_token_scope),
+                    ("EVENTS_REGISTRY_CLIENT_ID", self.registry_client_id),
+                    ("EVENTS_REGISTRY_AUTHORITY", self.registry_authority),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(
+                    "EVENTS_REGISTRY_CLIENT_SECRET (client credentials) also needs "
+                    + ", ".join(missing)
+                )
+        elif self.registry_authority is not None:
+            raise ValueError(
+                "EVENTS_REGISTRY_AUTHORITY is used only with EVENTS_REGISTRY_CLIENT_SECRET; "
+                "without a secret the managed identity is used and needs no authority"
+            )
         return self
 
 
