@@ -29,7 +29,13 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-deps: $(VENV)/.installed node_modules/.installed
+# checkov (tests/infra/test_checkov.py) gets its own environment: it pins ~100 packages.
+.venv-checkov/.installed: tools/checkov-requirements.txt
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/pip install --quiet -r tools/checkov-requirements.txt
+	touch $@
+
+deps: $(VENV)/.installed node_modules/.installed .venv-checkov/.installed
 
 run: deps
 	$(PY) -m devtools.run

@@ -1,0 +1,168 @@
+// The function app on a Flex Consumption (FC1) plan: Linux, Python 3.11, one user-assigned
+// identity for everything, no keys. Properties that Flex rejects or ignores (ftpsState, alwaysOn,
+// linuxFxVersion, functionAppScaleLimit, FUNCTIONS_WORKER_RUNTIME, WEBSITE_RUN_FROM_PACKAGE, ...)
+// are deliberately absent; functionAppConfig replaces them.
+param name string
+param planName string
+param location string
+param tags object = {}
+
+@description('Resource id of the user-assigned identity.')
+param identityId string
+
+@description('Client id of the user-assigned identity.')
+param identityClientId string
+
+param storageAccountName string
+param deploymentContainerName string
+param applicationInsightsName string
+
+@description('The EVENTS_* settings of the code (main.bicep builds them); platform settings are added here.')
+param appSettings object
+
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@minValue(1)
+@maxValue(1000)
+param perInstanceConcurrency int = 16
+
+param zoneRedundant bool = false
+
+@description('Subnet (delegated to Microsoft.App/environments) for VNet integration; empty for none.')
+param virtualNetworkSubnetId string = ''
+
+resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+var storageSuffix = environment().suffixes.storage
+
+// What the platform needs, all identity-based. The host uses blob storage only (locks, keys and
+// the deployment package): no queue or table service URI, and no role for them (rbac.bicep).
+// AZURE_CLIENT_ID makes azure-identity's DefaultAzureCredential in the code pick the
+// user-assigned identity for the events queue.
+var platformAppSettings = {
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identityClientId
+  AzureWebJobsStorage__blobServiceUri: 'https://${storageAccountName}.blob.${storageSuffix}'
+  APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  AZURE_CLIENT_ID: identityClientId
+}
+
+var allAppSettings = union(appSettings, platformAppSettings)
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_225: zone redundancy is a parameter (zoneRedundant, default false): on Flex it needs a region with availability zones and keeps always-ready instances that are billed around the clock; production deployments that need it set zoneRedundant=true.
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    reserved: true
+    zoneRedundant: zoneRedundant
+  }
+}
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_222: POST /events is a public API for event publishers on the internet; every request is authenticated in code with a bearer JWT from a trusted issuer (shared/tokens.py), so the site's public network access stays enabled by design.
+  // checkov:skip=CKV_AZURE_17: client certificates are not the authentication mechanism: publishers present Maskinporten/Altinn bearer tokens, validated in code.
+  // checkov:skip=CKV_AZURE_78: ftpsState is not supported on Flex Consumption (a site property Flex rejects); FTP and SCM basic-auth publishing are turned off through basicPublishingCredentialsPolicies below.
+  // checkov:skip=CKV_AZURE_212: numberOfWorkers does not apply to Flex Consumption: instances are platform-managed and scale from zero up to functionAppConfig.scaleAndConcurrency.maximumInstanceCount.
+  // checkov:skip=CKV_AZURE_213: platform health checks (siteConfig.healthCheckPath) are not supported on Flex Consumption.
+  name: name
+  location: location
+  tags: union(tags, {
+    'azd-service-name': 'api'
+  })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    publicNetworkAccess: 'Enabled'
+    virtualNetworkSubnetId: !empty(virtualNetworkSubnetId) ? virtualNetworkSubnetId : null
+    siteConfig: {
+      minTlsVersion: '1.2'
+      http20Enabled: true
+      remoteDebuggingEnabled: false
+      appSettings: [for setting in items(allAppSettings): {
+        name: setting.key
+        value: setting.value
+      }]
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: 'https://${storageAccountName}.blob.${storageSuffix}/${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+      scaleAndConcurrency: {
+        // 2048 MB is one full vCPU per instance: token signature checks and JSON validation are the
+        // only CPU work, and 512 MB instances get a fraction of a core.
+        instanceMemoryMB: instanceMemoryMB
+        // 40 instances x 16 concurrent requests already exceed the ~2,000 messages/s scale target
+        // of one storage queue; a higher ceiling would only add cost and throttled retries.
+        maximumInstanceCount: maximumInstanceCount
+        triggers: {
+          http: {
+            // The handler is async and I/O-bound (registry lookup, enqueue) and shares one event
+            // loop per worker, so one instance serves many requests at once. Python's default on
+            // Flex is 1, which would start a new instance for every concurrent request; 16 keeps
+            // latency flat while amortising cold starts. Revisit with a load test (docs/deploy.md).
+            perInstanceConcurrency: perInstanceConcurrency
+          }
+        }
+      }
+    }
+  }
+}
+
+// Publishing with a user name and password (FTP, and Kudu/SCM basic auth) is off: azd deploys with
+// an Entra token.
+resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+output name string = functionApp.name
+output defaultHostName string = functionApp.properties.defaultHostName
+output uri string = 'https://${functionApp.properties.defaultHostName}'

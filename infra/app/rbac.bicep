@@ -1,0 +1,101 @@
+// Role assignments, least privilege, each on the narrowest scope that works. Names are
+// deterministic (guid of scope, principal and role), so re-deploying is idempotent.
+//
+// Granted to the app's identity:
+// - Storage Blob Data Owner on the account: the Functions host keeps its locks and keys in blob
+//   containers it creates itself (azure-webjobs-hosts, azure-webjobs-secrets), and Flex reads the
+//   app package from the deployment container. Creating containers needs an account-level scope.
+// - Storage Queue Data Message Sender on the events queue only: the app adds messages, nothing
+//   else; it can neither read nor delete them, nor touch any other queue.
+// - Monitoring Metrics Publisher on Application Insights: telemetry with Entra authentication.
+// Not granted, because this app does not need them: Storage Queue Data Contributor (the host uses
+// queues only for queue/blob triggers and Durable Functions; this app has one HTTP trigger and
+// sends through the SDK with the Message Sender role) and Storage Table Data Contributor (tables
+// only for Durable Functions and some extensions).
+param storageAccountName string
+param queueName string
+param applicationInsightsName string
+
+@description('Principal id of the app\'s user-assigned identity.')
+param appPrincipalId string
+
+@description('Optional: the deploying user or pipeline, granted read access to the events queue.')
+param userPrincipalId string = ''
+
+@allowed([
+  'User'
+  'ServicePrincipal'
+  'Group'
+])
+param userPrincipalType string = 'User'
+
+@description('Grant userPrincipalId "Storage Queue Data Reader" on the events queue (to peek at messages).')
+param grantUserQueueReader bool = false
+
+// Built-in role definition ids (the same in every tenant).
+var roles = {
+  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  storageQueueDataMessageSender: 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
+  storageQueueDataReader: '19e7f393-937e-4f77-808e-94535e297925'
+  monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+}
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' existing = {
+  parent: storage
+  name: 'default'
+}
+
+resource eventsQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = {
+  parent: queueService
+  name: queueName
+}
+
+resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+resource appBlobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, appPrincipalId, roles.storageBlobDataOwner)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource appQueueMessageSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(eventsQueue.id, appPrincipalId, roles.storageQueueDataMessageSender)
+  scope: eventsQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataMessageSender)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource appMetricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(applicationInsights.id, appPrincipalId, roles.monitoringMetricsPublisher)
+  scope: applicationInsights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Opt-in (grantPrincipalQueueReader in main.bicep): lets an operator peek at the events queue.
+// Reader, not Contributor: looking must not consume or delete events.
+resource userQueueReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantUserQueueReader && !empty(userPrincipalId)) {
+  name: guid(eventsQueue.id, userPrincipalId, roles.storageQueueDataReader)
+  scope: eventsQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataReader)
+    principalId: userPrincipalId
+    principalType: userPrincipalType
+  }
+}

@@ -1,0 +1,322 @@
+// The events publish endpoint (POST /events) on Azure Functions Flex Consumption, deployed with
+// `azd up` into an empty subscription. Layout and naming follow Azure-Samples/
+// functions-quickstart-python-http-azd; every resource is written out in local modules (no
+// registry modules) so that checkov and tests/infra can see all of it. See docs/deploy.md.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment; seeds the unique suffix of every resource name.')
+param environmentName string
+
+@minLength(1)
+@description('Region of every resource. It must offer Flex Consumption (az functionapp list-flexconsumption-locations).')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Object id of the deploying user or pipeline (azd sets AZURE_PRINCIPAL_ID). Used only when grantPrincipalQueueReader is true.')
+param principalId string = ''
+
+@allowed([
+  'User'
+  'ServicePrincipal'
+  'Group'
+])
+@description('Kind of principal that principalId names.')
+param principalType string = 'User'
+
+@description('Grant principalId "Storage Queue Data Reader" on the events queue, so that it can peek at messages with `az storage message peek --auth-mode login`. Leave false in production.')
+param grantPrincipalQueueReader bool = false
+
+@description('Integrate the app into a new virtual network and reach storage only through private endpoints (storage public network access disabled).')
+param vnetEnabled bool = false
+
+@description('Zone-redundant Flex Consumption plan. Needs a region with availability zones and keeps always-ready instances (billed); see docs/deploy.md.')
+param zoneRedundant bool = false
+
+@allowed([
+  'Standard_ZRS'
+  'Standard_GZRS'
+  'Standard_RAGZRS'
+  'Standard_GRS'
+  'Standard_RAGRS'
+])
+@description('Replication of the storage account that holds the events queue. Zone-redundant by default: an accepted event must survive the loss of one zone.')
+param storageSkuName string = 'Standard_ZRS'
+
+// Optional name overrides; empty means "derive from the abbreviation and the resource token".
+param resourceGroupName string = ''
+param functionAppName string = ''
+param appServicePlanName string = ''
+param userAssignedIdentityName string = ''
+param storageAccountName string = ''
+param logAnalyticsName string = ''
+param applicationInsightsName string = ''
+param vNetName string = ''
+
+// ---- Scale (functionAppConfig.scaleAndConcurrency); the reasons are in app/api.bicep --------------
+
+@allowed([
+  512
+  2048
+  4096
+])
+@description('Memory of each instance in MB; 2048 gives one full vCPU for token signature checks.')
+param instanceMemoryMB int = 2048
+
+@minValue(40)
+@maxValue(1000)
+@description('Upper bound of instances. 40 x perInstanceConcurrency already exceeds the scale target of one storage queue (~2,000 messages/s).')
+param maximumInstanceCount int = 40
+
+@minValue(1)
+@maxValue(1000)
+@description('Concurrent HTTP requests per instance. The handler is async and I/O-bound; the Python default on Flex is 1.')
+param perInstanceConcurrency int = 16
+
+// ---- Application configuration: one parameter per EVENTS_* variable read by shared/settings.py ----
+// The defaults equal the code's defaults (tests/infra/test_templates.py checks that), and each one
+// is fed from the azd environment variable of the same name in main.parameters.json.
+
+@minLength(1)
+@description('EVENTS_TRUSTED_ISSUERS: comma-separated https issuer URLs whose tokens are accepted, e.g. https://platform.altinn.no/authentication/api/v1/openid/')
+param eventsTrustedIssuers string
+
+@description('EVENTS_AUDIENCE: required `aud` claim; empty means the audience is not checked.')
+param eventsAudience string = ''
+
+@description('EVENTS_PUBLISH_SCOPE: scope that allows publishing.')
+param eventsPublishScope string = 'altinn:events.publish'
+
+@description('EVENTS_ADMIN_SCOPE: scope that allows publishing on any resource.')
+param eventsAdminScope string = 'altinn:events.publish.admin'
+
+@minValue(0)
+@maxValue(300)
+@description('EVENTS_CLOCK_SKEW_SECONDS: leeway for exp/nbf/iat.')
+param eventsClockSkewSeconds int = 10
+
+@minLength(1)
+@description('EVENTS_REGISTRY_URL: Resource Registry base URL, e.g. https://platform.altinn.no/resourceregistry/api/v1')
+param eventsRegistryUrl string
+
+@description('EVENTS_REGISTRY_TIMEOUT_SECONDS: time budget of one registry call (decimal, > 0, <= 30).')
+param eventsRegistryTimeoutSeconds string = '2'
+
+@description('EVENTS_REGISTRY_CACHE_SECONDS: how long a resource\'s rules are used before the registry is asked again (decimal seconds, 0-86400).')
+param eventsRegistryCacheSeconds string = '300'
+
+@description('EVENTS_REGISTRY_NEGATIVE_CACHE_SECONDS: how long "not registered" (404) is remembered (decimal seconds, 0-86400).')
+param eventsRegistryNegativeCacheSeconds string = '30'
+
+@description('EVENTS_REGISTRY_STALE_SECONDS: how long past their expiry the last good rules keep serving while the registry fails (decimal seconds, 0-604800).')
+param eventsRegistryStaleSeconds string = '3600'
+
+@minValue(1)
+@maxValue(1000000)
+@description('EVENTS_REGISTRY_CACHE_SIZE: most resources kept in the cache (least recently used evicted).')
+param eventsRegistryCacheSize int = 10000
+
+@secure()
+@description('EVENTS_REGISTRY_SUBSCRIPTION_KEY: sent as Ocp-Apim-Subscription-Key when the registry sits behind an API gateway; empty for none. A secret: @secure(), never an output.')
+param eventsRegistrySubscriptionKey string = ''
+
+@description('EVENTS_REGISTRY_TOKEN_SCOPE: when set, registry calls carry a bearer token for this scope (api://.../.default); empty for anonymous calls (Altinn).')
+param eventsRegistryTokenScope string = ''
+
+@description('EVENTS_REGISTRY_CLIENT_ID: client id for client credentials; without a secret, the managed identity\'s client id (output AZURE_FUNCTION_IDENTITY_CLIENT_ID).')
+param eventsRegistryClientId string = ''
+
+@secure()
+@description('EVENTS_REGISTRY_CLIENT_SECRET: client secret for client credentials instead of the managed identity; empty for none. A secret: @secure(), never an output.')
+param eventsRegistryClientSecret string = ''
+
+@description('EVENTS_REGISTRY_AUTHORITY: https://login.microsoftonline.com/<tenant> (or another OpenID Connect authority), only with a client secret.')
+param eventsRegistryAuthority string = ''
+
+@minLength(3)
+@maxLength(63)
+@description('EVENTS_QUEUE_NAME: the queue that receives accepted events; created by this template.')
+param eventsQueueName string = 'events-registration'
+
+@description('EVENTS_QUEUE_TIMEOUT_SECONDS: time budget of one enqueue, retries included (decimal, > 0, <= 60).')
+param eventsQueueTimeoutSeconds string = '3'
+
+@minValue(1024)
+@maxValue(16777216)
+@description('EVENTS_MAX_BODY_BYTES: largest accepted request body.')
+param eventsMaxBodyBytes int = 262144
+
+// Secrets (EVENTS_REGISTRY_SUBSCRIPTION_KEY, EVENTS_REGISTRY_CLIENT_SECRET) are `@secure()`
+// parameters, so they stay out of the deployment history and are never outputs; any new secret
+// setting follows the same rule (a test checks that every SecretStr setting comes from a @secure()
+// parameter). A Key Vault reference ('@Microsoft.KeyVault(SecretUri=...)') as the value would also
+// keep them out of the app settings; that needs a vault, Key Vault Secrets User for the identity
+// and keyVaultReferenceIdentity on the site, not created here yet.
+
+var abbrs = loadJsonContent('./abbreviations.json')
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+
+var appName = !empty(functionAppName) ? functionAppName : '${abbrs.webSitesFunctions}api-${resourceToken}'
+var storageName = !empty(storageAccountName) ? storageAccountName : '${abbrs.storageStorageAccounts}${resourceToken}'
+var deploymentStorageContainerName = 'app-package-${take(appName, 32)}-${take(toLower(uniqueString(appName, resourceToken)), 7)}'
+var virtualNetworkName = !empty(vNetName) ? vNetName : '${abbrs.networkVirtualNetworks}${resourceToken}'
+
+// The queue endpoint the code sends to with the managed identity (shared/queue.py). Built from the
+// cloud's storage suffix, so it is right in every Azure cloud.
+var queueAccountUrl = 'https://${storageName}.queue.${environment().suffixes.storage}'
+
+// Every EVENTS_* app setting, and nothing else: api.bicep adds the platform settings. To support a
+// new setting, add one line here and a parameter above (plus its line in main.parameters.json).
+// EVENTS_QUEUE_CONNECTION is deliberately absent: in Azure the queue is reached with the managed
+// identity (shared key access is disabled), so there is no connection string to set.
+var eventsAppSettings = {
+  EVENTS_TRUSTED_ISSUERS: eventsTrustedIssuers
+  EVENTS_AUDIENCE: eventsAudience
+  EVENTS_PUBLISH_SCOPE: eventsPublishScope
+  EVENTS_ADMIN_SCOPE: eventsAdminScope
+  EVENTS_CLOCK_SKEW_SECONDS: string(eventsClockSkewSeconds)
+  EVENTS_REGISTRY_URL: eventsRegistryUrl
+  EVENTS_REGISTRY_TIMEOUT_SECONDS: eventsRegistryTimeoutSeconds
+  EVENTS_REGISTRY_CACHE_SECONDS: eventsRegistryCacheSeconds
+  EVENTS_REGISTRY_NEGATIVE_CACHE_SECONDS: eventsRegistryNegativeCacheSeconds
+  EVENTS_REGISTRY_STALE_SECONDS: eventsRegistryStaleSeconds
+  EVENTS_REGISTRY_CACHE_SIZE: string(eventsRegistryCacheSize)
+  EVENTS_REGISTRY_SUBSCRIPTION_KEY: eventsRegistrySubscriptionKey
+  EVENTS_REGISTRY_TOKEN_SCOPE: eventsRegistryTokenScope
+  EVENTS_REGISTRY_CLIENT_ID: eventsRegistryClientId
+  EVENTS_REGISTRY_CLIENT_SECRET: eventsRegistryClientSecret
+  EVENTS_REGISTRY_AUTHORITY: eventsRegistryAuthority
+  EVENTS_QUEUE_ACCOUNT_URL: queueAccountUrl
+  EVENTS_QUEUE_NAME: eventsQueueName
+  EVENTS_QUEUE_TIMEOUT_SECONDS: eventsQueueTimeoutSeconds
+  EVENTS_MAX_BODY_BYTES: string(eventsMaxBodyBytes)
+}
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: !empty(resourceGroupName) ? resourceGroupName : '${abbrs.resourcesResourceGroups}${environmentName}'
+  location: location
+  tags: tags
+}
+
+// The one identity of the app: host storage, deployment package, events queue, Application Insights.
+module identity './app/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: !empty(userAssignedIdentityName) ? userAssignedIdentityName : '${abbrs.managedIdentityUserAssignedIdentities}api-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring './app/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: !empty(logAnalyticsName) ? logAnalyticsName : '${abbrs.operationalInsightsWorkspaces}${resourceToken}'
+    applicationInsightsName: !empty(applicationInsightsName) ? applicationInsightsName : '${abbrs.insightsComponents}${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module storage './app/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: storageName
+    location: location
+    tags: tags
+    skuName: storageSkuName
+    deploymentContainerName: deploymentStorageContainerName
+    queueName: eventsQueueName
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
+    vnetEnabled: vnetEnabled
+  }
+}
+
+module vnet './app/vnet.bicep' = if (vnetEnabled) {
+  name: 'vnet'
+  scope: rg
+  params: {
+    name: virtualNetworkName
+    nsgName: '${abbrs.networkNetworkSecurityGroups}${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module storagePrivateEndpoints './app/storage-private-endpoints.bicep' = if (vnetEnabled) {
+  name: 'storagePrivateEndpoints'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    virtualNetworkName: virtualNetworkName
+    subnetName: vnetEnabled ? vnet.outputs.privateEndpointSubnetName : ''
+    privateEndpointNamePrefix: '${abbrs.networkPrivateEndpoints}${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module rbac './app/rbac.bicep' = {
+  name: 'rbac'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    queueName: storage.outputs.queueName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    appPrincipalId: identity.outputs.principalId
+    userPrincipalId: principalId
+    userPrincipalType: principalType
+    grantUserQueueReader: grantPrincipalQueueReader
+  }
+}
+
+module api './app/api.bicep' = {
+  name: 'api'
+  scope: rg
+  params: {
+    name: appName
+    planName: !empty(appServicePlanName) ? appServicePlanName : '${abbrs.webServerFarms}${resourceToken}'
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: deploymentStorageContainerName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    appSettings: eventsAppSettings
+    instanceMemoryMB: instanceMemoryMB
+    maximumInstanceCount: maximumInstanceCount
+    perInstanceConcurrency: perInstanceConcurrency
+    zoneRedundant: zoneRedundant
+    virtualNetworkSubnetId: vnetEnabled ? vnet.outputs.appSubnetId : ''
+  }
+  // The app must not start before its identity may read its package and write its queue.
+  dependsOn: [
+    rbac
+    storagePrivateEndpoints
+  ]
+}
+
+// Read by azd (written into .azure/<env>/.env) and by docs/deploy.md's smoke test.
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_NAME string = api.outputs.name
+output SERVICE_API_NAME string = api.outputs.name
+output SERVICE_API_URI string = api.outputs.uri
+output PUBLISH_ENDPOINT_URL string = '${api.outputs.uri}/events'
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output AZURE_QUEUE_ACCOUNT_URL string = queueAccountUrl
+output AZURE_QUEUE_NAME string = storage.outputs.queueName
+output AZURE_FUNCTION_IDENTITY_CLIENT_ID string = identity.outputs.clientId

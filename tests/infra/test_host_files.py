@@ -1,0 +1,102 @@
+"""The Functions host files: host.json, local.settings.example.json and .funcignore.
+
+The host itself cannot run here (no Core Tools), so these files are checked as data: what the
+platform requires of them, and what this app relies on (the /events route, production logging,
+a deployment package without tests, tools or virtual environments).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.settings import Settings
+from tests.infra.bicep import REPO
+
+
+def load(name: str) -> Any:
+    return json.loads((REPO / name).read_text(encoding="utf-8"))
+
+
+def funcignore_patterns() -> list[str]:
+    lines = (REPO / ".funcignore").read_text(encoding="utf-8").splitlines()
+    return [line.strip().rstrip("/") for line in lines if line.strip() and not line.startswith("#")]
+
+
+def is_funcignored(path: str) -> bool:
+    """gitignore-style match of a top-level path (what .funcignore needs here)."""
+    first = Path(path).parts[0]
+    return any(fnmatch.fnmatch(first, pattern) for pattern in funcignore_patterns())
+
+
+def test_host_json() -> None:
+    host = load("host.json")
+    assert host["version"] == "2.0"
+    assert host["extensionBundle"] == {
+        "id": "Microsoft.Azure.Functions.ExtensionBundle",
+        "version": "[4.*, 5.0.0)",
+    }
+    # "" puts the function at /events instead of /api/events.
+    assert host["extensions"]["http"]["routePrefix"] == ""
+
+
+def test_host_json_logging_suits_production() -> None:
+    logging = load("host.json")["logging"]
+    levels = logging["logLevel"]
+    assert levels["default"] in ("Warning", "Error"), "host chatter stays out of the bill"
+    assert levels["Function"] == "Information", "the function's own logs are kept"
+    sampling = logging["applicationInsights"]["samplingSettings"]
+    assert sampling["isEnabled"] is True
+    assert "Request" in sampling["excludedTypes"], "request telemetry is never sampled away"
+
+
+def test_local_settings_example() -> None:
+    example = load("local.settings.example.json")
+    assert example["IsEncrypted"] is False
+    values = example["Values"]
+    assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"
+    assert values["AzureWebJobsStorage"] == "UseDevelopmentStorage=true"
+    assert all(isinstance(value, str) for value in values.values()), "app settings are strings"
+    known = {f"EVENTS_{name.upper()}" for name in Settings.model_fields}
+    events = {key for key in values if key.startswith("EVENTS_")}
+    assert events <= known, f"not read by Settings: {sorted(events - known)}"
+    required = {f"EVENTS_{n.upper()}" for n, f in Settings.model_fields.items() if f.is_required()}
+    assert required <= events, f"func start would fail without {sorted(required - events)}"
+
+
+def test_real_local_settings_stay_out_of_git_and_the_package() -> None:
+    gitignore = (REPO / ".gitignore").read_text(encoding="utf-8").splitlines()
+    assert "local.settings.json" in gitignore
+    assert is_funcignored("local.settings.json")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "tests/infra/test_host_files.py",
+        "infra/main.bicep",
+        "bench/__init__.py",
+        ".venv/bin/python",
+        ".venv-checkov/bin/checkov",
+        "node_modules/azurite/package.json",
+        "devtools/devhost.py",
+        "docs/deploy.md",
+        "tools/checkov-requirements.txt",
+        "requirements-dev.txt",
+        ".local/azurite",
+        "__pycache__/x.pyc",
+    ],
+)
+def test_funcignore_keeps_development_files_out_of_the_package(path: str) -> None:
+    assert is_funcignored(path), f".funcignore must exclude {path}"
+
+
+@pytest.mark.parametrize(
+    "path", ["function_app.py", "host.json", "requirements.txt", "shared/settings.py"]
+)
+def test_funcignore_keeps_what_the_app_needs(path: str) -> None:
+    assert not is_funcignored(path), f".funcignore must not exclude {path}"

@@ -1,0 +1,704 @@
+"""What the Bicep templates must say, checked on their parsed form (pycep-parser).
+
+checkov (test_checkov.py) has no checks for several of the controls that matter most here
+(storage shared keys, App Insights local auth, role scopes), and the Bicep CLI is not available,
+so these tests assert the literals directly. Reference: docs/deploy.md and the platform notes
+(Flex Consumption, identity-based connections, role definition ids).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from typing import Any
+
+import pytest
+
+from shared.settings import Settings
+from tests.infra.bicep import (
+    INFRA,
+    MAIN,
+    REPO,
+    Resource,
+    all_resources,
+    bicep_files,
+    dict_keys,
+    load_json,
+    modules,
+    only_resource_of_type,
+    parameters,
+    parse,
+    property_path,
+    resource,
+    resources,
+    variable,
+    walk,
+)
+
+API = INFRA / "app" / "api.bicep"
+STORAGE = INFRA / "app" / "storage.bicep"
+RBAC = INFRA / "app" / "rbac.bicep"
+MONITORING = INFRA / "app" / "monitoring.bicep"
+VNET = INFRA / "app" / "vnet.bicep"
+PRIVATE_ENDPOINTS = INFRA / "app" / "storage-private-endpoints.bicep"
+PARAMETERS_FILE = INFRA / "main.parameters.json"
+
+# Settings fields that are deliberately NOT app settings in Azure. Everything else Settings reads
+# must be set by the templates, and the templates must set nothing Settings does not read.
+LOCAL_ONLY_SETTINGS = {
+    # A storage connection string, for Azurite and local runs. In Azure the queue is reached with
+    # the managed identity (EVENTS_QUEUE_ACCOUNT_URL + AZURE_CLIENT_ID); shared keys are disabled,
+    # so no connection string exists.
+    "EVENTS_QUEUE_CONNECTION",
+}
+
+# EVENTS_* settings whose value the template derives instead of taking a parameter.
+DERIVED_SETTINGS = {
+    "EVENTS_QUEUE_ACCOUNT_URL": "queueAccountUrl",
+}
+
+ROLE = {
+    "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "Storage Queue Data Message Sender": "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a",
+    "Storage Queue Data Reader": "19e7f393-937e-4f77-808e-94535e297925",
+    "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
+}
+# Broader roles that must never appear: Owner, Contributor, User Access Administrator, Storage
+# Account Contributor, Storage Queue Data Contributor, Storage Table Data Contributor.
+FORBIDDEN_ROLES = {
+    "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
+    "b24988ac-6180-42a0-ab88-20f7382dd24c",
+    "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",
+    "17d1049b-9a84-46fb-8f53-869881c3d3ab",
+    "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+    "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
+}
+
+# Flex Consumption rejects or ignores these (Azure Functions app settings reference, "Flex
+# Consumption plan deprecations"); functionAppConfig replaces them.
+DEPRECATED_FLEX_APP_SETTINGS = {
+    "FUNCTIONS_WORKER_RUNTIME",
+    "FUNCTIONS_WORKER_RUNTIME_VERSION",
+    "FUNCTIONS_EXTENSION_VERSION",
+    "FUNCTIONS_MAX_HTTP_CONCURRENCY",
+    "FUNCTIONS_WORKER_PROCESS_COUNT",
+    "FUNCTIONS_WORKER_DYNAMIC_CONCURRENCY_ENABLED",
+    "WEBSITE_CONTENTSHARE",
+    "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+    "WEBSITE_RUN_FROM_PACKAGE",
+    "SCM_DO_BUILD_DURING_DEPLOYMENT",
+    "ENABLE_ORYX_BUILD",
+    "WEBSITE_TIME_ZONE",
+    "TZ",
+}
+DEPRECATED_FLEX_SITE_PROPERTIES = {
+    "ftpsState",
+    "alwaysOn",
+    "use32BitWorkerProcess",
+    "isReserved",
+    "linuxFxVersion",
+    "functionAppScaleLimit",
+    "containerSize",
+}
+
+
+def events_variable(name: str) -> str:
+    return f"EVENTS_{name.upper()}"
+
+
+def settings_variables() -> set[str]:
+    return {events_variable(name) for name in Settings.model_fields}
+
+
+def function_app() -> Resource:
+    return only_resource_of_type("Microsoft.Web/sites")
+
+
+def app_settings_of_api() -> dict[str, Any]:
+    return variable(API, "platformAppSettings")
+
+
+def events_app_settings() -> dict[str, Any]:
+    return variable(MAIN, "eventsAppSettings")
+
+
+def role_assignments() -> list[Resource]:
+    return [r for r in all_resources() if r.type == "Microsoft.Authorization/roleAssignments"]
+
+
+def role_of(assignment: Resource) -> str:
+    """The role definition id of an assignment, resolved through rbac.bicep's ``roles`` map."""
+    function = assignment.properties["roleDefinitionId"]["function"]
+    assert function["type"] == "subscription_resource_id", assignment.symbol
+    arguments = function["parameters"]
+    assert arguments["resource_type"] == "Microsoft.Authorization/roleDefinitions"
+    path = property_path(arguments["resource_name_1"])
+    assert path[0] == "roles", f"{assignment.symbol}: role ids come from the roles map"
+    return variable(assignment.file, "roles")[path[1]]
+
+
+def parameter_default(name: str) -> Any:
+    return parameters(MAIN)[name]["default"]
+
+
+def azd_parameter(name: str) -> tuple[str, str | None]:
+    """(environment variable, default) of a main.parameters.json entry like ``${VAR=default}``."""
+    value = load_json(PARAMETERS_FILE)["parameters"][name]["value"]
+    match = re.fullmatch(r"\$\{(?P<var>[A-Z0-9_]+)(?:=(?P<default>[^}]*))?\}", value)
+    assert match, f"main.parameters.json: {name} must be a ${{VAR}} or ${{VAR=default}} reference"
+    return match["var"], match["default"]
+
+
+# ---- structure --------------------------------------------------------------------------------
+
+
+def test_every_template_parses_and_main_creates_the_resource_group() -> None:
+    files = {path.relative_to(INFRA).as_posix() for path in bicep_files()}
+    assert {
+        "main.bicep",
+        "app/api.bicep",
+        "app/identity.bicep",
+        "app/monitoring.bicep",
+        "app/rbac.bicep",
+        "app/storage.bicep",
+        "app/storage-private-endpoints.bicep",
+        "app/vnet.bicep",
+    } <= files
+    for path in bicep_files():
+        assert parse(path)["globals"]["scope"]["value"] == (
+            "subscription" if path == MAIN else "resourceGroup"
+        ), path
+    group = resource(MAIN, "rg")
+    assert group.type == "Microsoft.Resources/resourceGroups"
+    assert group.body["tags"] == "tags"
+    assert variable(MAIN, "tags") == {"'azd-env-name'": "environmentName"}
+    # Names are unique per subscription, environment and region: resourceToken, as in the azd
+    # templates.
+    token = variable(MAIN, "resourceToken")["function"]
+    assert token["type"] == "to_lower"
+    unique = token["parameters"]["string_to_change"]["function"]
+    assert unique["type"] == "unique_string"
+    assert property_path(unique["parameters"]["base_string"])[1:] == ["id"]
+    assert unique["parameters"]["extra_string_1"] == "environmentName"
+    assert unique["parameters"]["extra_string_2"] == "location"
+    assert variable(MAIN, "abbrs")["function"]["parameters"]["file_path"] == "./abbreviations.json"
+
+
+def test_modules_are_local_and_called_with_parameters_they_declare() -> None:
+    """A Bicep CLI build would catch a misspelt or missing module parameter; this stands in."""
+    text = MAIN.read_text(encoding="utf-8")
+    assert "'br/" not in text, "registry modules are opaque to checkov"
+    assert "'br:" not in text, "registry modules are opaque to checkov"
+    for symbol, (module_file, params, _) in modules().items():
+        assert module_file.is_file(), f"module {symbol}: {module_file} is missing"
+        declared = parameters(module_file)
+        unknown = set(params) - set(declared)
+        assert not unknown, f"module {symbol} passes undeclared parameters {sorted(unknown)}"
+        required = {name for name, p in declared.items() if p["default"] is None}
+        missing = required - set(params)
+        assert not missing, f"module {symbol} does not pass required parameters {sorted(missing)}"
+
+
+def test_main_parameters() -> None:
+    main = parameters(MAIN)
+    for required in ("environmentName", "location", "eventsTrustedIssuers", "eventsRegistryUrl"):
+        assert main[required]["default"] is None, required
+    assert main["principalId"]["default"] == ""
+    assert main["vnetEnabled"] == {
+        "decorators": main["vnetEnabled"]["decorators"],
+        "type": "bool",
+        "default": False,
+    }
+    assert main["grantPrincipalQueueReader"]["default"] is False
+    assert {"type": "metadata", "argument": {"azd": {"type": "location"}}} in main["location"][
+        "decorators"
+    ]
+
+
+def test_main_parameters_file_feeds_every_parameter_from_the_azd_environment() -> None:
+    document = load_json(PARAMETERS_FILE)
+    assert document["$schema"].endswith("deploymentParameters.json#")
+    declared = parameters(MAIN)
+    given = document["parameters"]
+    assert set(given) <= set(declared), f"unknown parameters: {sorted(set(given) - set(declared))}"
+    required = {name for name, p in declared.items() if p["default"] is None}
+    assert required <= set(given), f"not fed by azd: {sorted(required - set(given))}"
+    assert azd_parameter("environmentName") == ("AZURE_ENV_NAME", None)
+    assert azd_parameter("location") == ("AZURE_LOCATION", None)
+    assert azd_parameter("principalId") == ("AZURE_PRINCIPAL_ID", None)
+    assert azd_parameter("vnetEnabled") == ("VNET_ENABLED", "false")
+    for name in given:
+        _, default = azd_parameter(name)
+        if default is None:
+            continue
+        bicep_default = declared[name]["default"]
+        expected = (
+            str(bicep_default).lower() if isinstance(bicep_default, bool) else str(bicep_default)
+        )
+        assert default == expected, (
+            f"{name}: main.parameters.json default {default!r} differs from main.bicep's "
+            f"{bicep_default!r}"
+        )
+
+
+# ---- storage ------------------------------------------------------------------------------------
+
+
+def test_storage_account_is_entra_only_and_https_only() -> None:
+    account = only_resource_of_type("Microsoft.Storage/storageAccounts")
+    assert account.file == STORAGE
+    props = account.properties
+    assert props["allowSharedKeyAccess"] is False
+    assert props["allowBlobPublicAccess"] is False
+    assert props["minimumTlsVersion"] == "TLS1_2"
+    assert props["supportsHttpsTrafficOnly"] is True
+    assert props["allowCrossTenantReplication"] is False
+    assert props["defaultToOAuthAuthentication"] is True
+    assert account.body["kind"] == "StorageV2"
+    sku = parameters(STORAGE)["skuName"]
+    assert sku["default"] == parameter_default("storageSkuName") == "Standard_ZRS"
+    allowed = next(d["argument"] for d in sku["decorators"] if d["type"] == "allowed")
+    assert not any(name.endswith("_LRS") for name in allowed), "an accepted event must survive"
+
+
+def test_storage_network_is_closed_in_vnet_mode() -> None:
+    props = only_resource_of_type("Microsoft.Storage/storageAccounts").properties
+    assert props["publicNetworkAccess"]["operator"] == {
+        "type": "conditional",
+        "operands": {
+            "condition": "vnetEnabled",
+            "true_value": "Disabled",
+            "false_value": "Enabled",
+        },
+    }
+    assert props["networkAcls"]["defaultAction"]["operator"]["operands"] == {
+        "condition": "vnetEnabled",
+        "true_value": "Deny",
+        "false_value": "Allow",
+    }
+    main_modules = modules()
+    for symbol in ("vnet", "storagePrivateEndpoints"):
+        assert main_modules[symbol][2] == "vnetEnabled", f"{symbol} must be created only with VNet"
+    assert main_modules["storage"][1]["vnetEnabled"] == "vnetEnabled"
+    services = variable(PRIVATE_ENDPOINTS, "services")
+    assert services == ["blob", "queue"], "host storage (blob) and the events queue"
+    endpoints = resource(PRIVATE_ENDPOINTS, "privateEndpoints")
+    assert endpoints.type == "Microsoft.Network/privateEndpoints"
+    assert endpoints.loop, "one private endpoint per service"
+    zones = resource(PRIVATE_ENDPOINTS, "dnsZones")
+    assert zones.body["name"] == "privatelink.${service}.${environment().suffixes.storage}"
+    app_subnet = next(
+        s for s in resource(VNET, "vnet").properties["subnets"] if s["name"] == "appSubnetName"
+    )
+    delegations = app_subnet["properties"]["delegations"]
+    assert [d["properties"]["serviceName"] for d in delegations] == ["Microsoft.App/environments"]
+    site = function_app()
+    assert property_path(site.properties["virtualNetworkSubnetId"]["operator"]["operands"]
+                         ["bool_value"]["operator"]["operands"]["true_value"]) == [
+        "virtualNetworkSubnetId"
+    ]  # fmt: skip
+
+
+def test_events_queue_and_deployment_container_are_created() -> None:
+    queue = only_resource_of_type("Microsoft.Storage/storageAccounts/queueServices/queues")
+    assert queue.file == STORAGE
+    assert queue.body["name"] == "queueName"
+    assert modules()["storage"][1]["queueName"] == "eventsQueueName"
+    assert parameter_default("eventsQueueName") == Settings.model_fields["queue_name"].default
+    container = only_resource_of_type("Microsoft.Storage/storageAccounts/blobServices/containers")
+    assert container.properties["publicAccess"] == "None"
+    assert modules()["storage"][1]["deploymentContainerName"] == "deploymentStorageContainerName"
+    assert modules()["api"][1]["deploymentContainerName"] == "deploymentStorageContainerName"
+
+
+def test_queue_service_logs_reads_writes_and_deletes_to_log_analytics() -> None:
+    diagnostics = only_resource_of_type("Microsoft.Insights/diagnosticSettings")
+    assert diagnostics.body["scope"] == "queueService"
+    assert (
+        resource(STORAGE, "queueService").type == "Microsoft.Storage/storageAccounts/queueServices"
+    )
+    assert diagnostics.properties["workspaceId"] == "logAnalyticsWorkspaceId"
+    enabled = {log["category"] for log in diagnostics.properties["logs"] if log["enabled"] is True}
+    assert {"StorageRead", "StorageWrite", "StorageDelete"} <= enabled
+
+
+# ---- function app -------------------------------------------------------------------------------
+
+
+def test_plan_is_flex_consumption_linux() -> None:
+    plan = only_resource_of_type("Microsoft.Web/serverfarms")
+    assert plan.body["sku"] == {"name": "FC1", "tier": "FlexConsumption"}
+    assert plan.properties["reserved"] is True
+    assert function_app().properties["serverFarmId"]["operator"]["operands"] == {
+        "operand_1": plan.symbol,
+        "operand_2": "id",
+    }
+
+
+def test_site_hardening() -> None:
+    site = function_app()
+    assert site.body["kind"] == "functionapp,linux"
+    assert site.properties["httpsOnly"] is True
+    site_config = site.properties["siteConfig"]
+    assert site_config["minTlsVersion"] == "1.2"
+    assert site_config["remoteDebuggingEnabled"] is False
+    assert site_config["http20Enabled"] is True
+    assert "cors" not in site_config, "no browser callers: CORS stays closed"
+    policies = {
+        r.body["name"]: r
+        for r in resources(API)
+        if r.type == "Microsoft.Web/sites/basicPublishingCredentialsPolicies"
+    }
+    assert set(policies) == {"ftp", "scm"}
+    for policy in policies.values():
+        assert policy.body["parent"] == site.symbol
+        assert policy.properties == {"allow": False}
+
+
+def test_site_uses_only_the_user_assigned_identity() -> None:
+    site = function_app()
+    assert site.body["identity"] == {
+        "type": "UserAssigned",
+        "userAssignedIdentities": {"'${identityId}'": {}},
+    }
+    identity = only_resource_of_type("Microsoft.ManagedIdentity/userAssignedIdentities")
+    identity_module = modules()["identity"]
+    assert identity_module[0] == identity.file
+    api = modules()["api"][1]
+    assert property_path(api["identityId"]) == ["identity", "outputs", "id"]
+    assert property_path(api["identityClientId"]) == ["identity", "outputs", "clientId"]
+    assert property_path(modules()["rbac"][1]["appPrincipalId"]) == [
+        "identity",
+        "outputs",
+        "principalId",
+    ]
+
+
+def test_function_app_config_runtime_deployment_and_scale() -> None:
+    config = function_app().properties["functionAppConfig"]
+    python = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["mypy"]["python_version"]
+    assert config["runtime"] == {"name": "python", "version": "3.11"}
+    assert config["runtime"]["version"] == python, "Flex runtime and pyproject's Python differ"
+    assert config["deployment"]["storage"] == {
+        "type": "blobContainer",
+        "value": "https://${storageAccountName}.blob.${storageSuffix}/${deploymentContainerName}",
+        "authentication": {
+            "type": "UserAssignedIdentity",
+            "userAssignedIdentityResourceId": "identityId",
+        },
+    }
+    scale = config["scaleAndConcurrency"]
+    assert scale["instanceMemoryMB"] == "instanceMemoryMB"
+    assert scale["maximumInstanceCount"] == "maximumInstanceCount"
+    assert scale["triggers"]["http"]["perInstanceConcurrency"] == "perInstanceConcurrency"
+    api = modules()["api"][1]
+    for name in ("instanceMemoryMB", "maximumInstanceCount", "perInstanceConcurrency"):
+        assert api[name] == name, f"main.bicep must pass {name} to the api module"
+    assert parameter_default("instanceMemoryMB") == 2048
+    assert parameter_default("maximumInstanceCount") == 40
+    # Python's default on Flex is 1 request per instance; the async handler is set higher.
+    assert parameter_default("perInstanceConcurrency") == 16
+    assert parameters(API)["perInstanceConcurrency"]["default"] == 16
+
+
+def test_no_deprecated_flex_settings_properties_or_keys() -> None:
+    for path in bicep_files():
+        keys = set(dict_keys(parse(path)))
+        assert not keys & DEPRECATED_FLEX_APP_SETTINGS, path
+        assert not keys & DEPRECATED_FLEX_SITE_PROPERTIES, path
+        assert "AzureWebJobsStorage" not in keys, "the host's storage is identity-based"
+        text = path.read_text(encoding="utf-8")
+        for marker in ("AccountKey=", "listKeys(", "SharedAccessSignature", "InstrumentationKey"):
+            assert marker not in text, f"{path.name}: {marker}"
+
+
+def test_platform_app_settings_are_identity_based() -> None:
+    settings = app_settings_of_api()
+    assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
+    assert settings["AzureWebJobsStorage__clientId"] == "identityClientId"
+    assert settings["AzureWebJobsStorage__blobServiceUri"] == (
+        "https://${storageAccountName}.blob.${storageSuffix}"
+    )
+    assert property_path(variable(API, "storageSuffix")) == [
+        {"function": {"type": "environment"}},
+        "suffixes",
+        "storage",
+    ]
+    assert settings["AZURE_CLIENT_ID"] == "identityClientId", (
+        "DefaultAzureCredential picks the UAMI"
+    )
+    assert settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == (
+        "ClientId=${identityClientId};Authorization=AAD"
+    )
+    assert property_path(settings["APPLICATIONINSIGHTS_CONNECTION_STRING"]) == [
+        "applicationInsights",
+        "properties",
+        "ConnectionString",
+    ]
+    assert not [key for key in settings if key.startswith("EVENTS_")], "EVENTS_* live in main.bicep"
+    # The site's appSettings array is built from the platform settings plus main.bicep's EVENTS_*.
+    assert variable(API, "allAppSettings") == {
+        "function": {
+            "type": "union",
+            "parameters": {"arg_1": "appSettings", "arg_2": "platformAppSettings"},
+        }
+    }
+    app_settings = function_app().properties["siteConfig"]["appSettings"]
+    assert app_settings["loop_type"]["detail"]["array_name"] == {
+        "function": {"type": "items", "parameters": {"arg_1": "allAppSettings"}}
+    }
+    assert modules()["api"][1]["appSettings"] == "eventsAppSettings"
+
+
+def test_application_insights_accepts_only_entra_authenticated_telemetry() -> None:
+    insights = only_resource_of_type("Microsoft.Insights/components")
+    assert insights.file == MONITORING
+    props = {key.lower(): value for key, value in insights.properties.items()}
+    assert props["disablelocalauth"] is True
+    assert props["workspaceresourceid"]["operator"]["operands"] == {
+        "operand_1": "logAnalytics",
+        "operand_2": "id",
+    }
+    workspace = only_resource_of_type("Microsoft.OperationalInsights/workspaces")
+    assert workspace.properties["features"]["disableLocalAuth"] is True
+
+
+# ---- role assignments ---------------------------------------------------------------------------
+
+
+def test_role_definition_ids_are_the_documented_ones() -> None:
+    assert variable(RBAC, "roles") == {
+        "storageBlobDataOwner": ROLE["Storage Blob Data Owner"],
+        "storageQueueDataMessageSender": ROLE["Storage Queue Data Message Sender"],
+        "storageQueueDataReader": ROLE["Storage Queue Data Reader"],
+        "monitoringMetricsPublisher": ROLE["Monitoring Metrics Publisher"],
+    }
+    for path in bicep_files():
+        text = path.read_text(encoding="utf-8").lower()
+        for role in FORBIDDEN_ROLES:
+            assert role not in text, f"{path.name} grants a broader role {role}"
+
+
+def _scope_type(assignment: Resource) -> str:
+    scope = assignment.body["scope"]
+    assert isinstance(scope, str), f"{assignment.symbol}: scope must be a resource symbol"
+    return resource(assignment.file, scope).type
+
+
+@pytest.mark.parametrize(
+    ("symbol", "role", "scope_type"),
+    [
+        ("appBlobDataOwner", "Storage Blob Data Owner", "Microsoft.Storage/storageAccounts"),
+        (
+            "appQueueMessageSender",
+            "Storage Queue Data Message Sender",
+            "Microsoft.Storage/storageAccounts/queueServices/queues",
+        ),
+        ("appMetricsPublisher", "Monitoring Metrics Publisher", "Microsoft.Insights/components"),
+    ],
+)
+def test_app_identity_roles_are_narrowly_scoped(symbol: str, role: str, scope_type: str) -> None:
+    assignment = resource(RBAC, symbol)
+    assert assignment.api_version == "2022-04-01"
+    assert assignment.condition is None
+    assert role_of(assignment) == ROLE[role]
+    assert _scope_type(assignment) == scope_type
+    assert assignment.properties["principalId"] == "appPrincipalId"
+    assert assignment.properties["principalType"] == "ServicePrincipal"
+    # Deterministic name: guid(scope id, principal, role), so a re-deployment is idempotent.
+    guid = assignment.body["name"]["function"]
+    assert guid["type"] == "guid"
+    assert property_path(guid["parameters"]["base_string"]) == [assignment.body["scope"], "id"]
+    assert guid["parameters"]["extra_string_1"] == "appPrincipalId"
+    assert property_path(guid["parameters"]["extra_string_2"])[0] == "roles"
+
+
+def test_the_events_queue_role_targets_the_configured_queue() -> None:
+    queue = resource(RBAC, "eventsQueue")
+    assert queue.existing
+    assert queue.body == {"parent": "queueService", "name": "queueName"}
+    assert modules()["rbac"][1]["queueName"]["operator"]["operands"]["operand_2"]["operator"][
+        "operands"
+    ] == {"operand_1": "outputs", "operand_2": "queueName"}
+
+
+def test_only_the_expected_role_assignments_exist() -> None:
+    by_symbol = {a.symbol: role_of(a) for a in role_assignments()}
+    assert by_symbol == {
+        "appBlobDataOwner": ROLE["Storage Blob Data Owner"],
+        "appQueueMessageSender": ROLE["Storage Queue Data Message Sender"],
+        "appMetricsPublisher": ROLE["Monitoring Metrics Publisher"],
+        "userQueueReader": ROLE["Storage Queue Data Reader"],
+    }
+
+
+def test_deploying_user_gets_queue_reader_only_on_request() -> None:
+    assignment = resource(RBAC, "userQueueReader")
+    assert assignment.condition["operator"]["operands"]["operand_1"] == "grantUserQueueReader"
+    assert assignment.body["scope"] == "eventsQueue"
+    assert assignment.properties["principalId"] == "userPrincipalId"
+    assert assignment.properties["principalType"] == "userPrincipalType"
+    rbac = modules()["rbac"][1]
+    assert rbac["grantUserQueueReader"] == "grantPrincipalQueueReader"
+    assert rbac["userPrincipalId"] == "principalId"
+    assert parameter_default("grantPrincipalQueueReader") is False
+
+
+# ---- EVENTS_* settings: the code and the templates agree ----------------------------------------
+
+
+def test_every_events_setting_the_code_reads_is_set_and_nothing_else() -> None:
+    in_code = settings_variables()
+    assert in_code >= LOCAL_ONLY_SETTINGS, "a local-only setting no longer exists in Settings"
+    in_templates = {
+        key for path in bicep_files() for key in dict_keys(parse(path)) if key.startswith("EVENTS_")
+    }
+    assert set(events_app_settings()) == in_templates, "EVENTS_* are set in one place only"
+    missing = in_code - LOCAL_ONLY_SETTINGS - in_templates
+    assert not missing, (
+        f"Settings reads {sorted(missing)} but infra/main.bicep does not set them: add a parameter "
+        "and a line in eventsAppSettings (and main.parameters.json, docs/deploy.md)"
+    )
+    unknown = in_templates - in_code
+    assert not unknown, f"infra/main.bicep sets {sorted(unknown)}, which Settings does not read"
+    leaked = in_templates & LOCAL_ONLY_SETTINGS
+    assert not leaked, f"{sorted(leaked)} must not be set in Azure"
+
+
+def test_events_settings_come_from_parameters_fed_by_azd_variables_of_the_same_name() -> None:
+    declared = parameters(MAIN)
+    for setting, value in events_app_settings().items():
+        if setting in DERIVED_SETTINGS:
+            assert value == DERIVED_SETTINGS[setting]
+            continue
+        if isinstance(value, dict):  # string(intParameter)
+            assert value["function"]["type"] == "string", setting
+            value = value["function"]["parameters"]["value_to_convert"]
+        assert value in declared, f"{setting} must come from a main.bicep parameter"
+        assert azd_parameter(value)[0] == setting, (
+            f"main.parameters.json must feed {value} from ${{{setting}}}"
+        )
+        description = next(
+            d["argument"] for d in declared[value]["decorators"] if d["type"] == "description"
+        )
+        assert description.startswith(f"{setting}:"), f"{value}: describe it as {setting}"
+
+
+def test_events_defaults_equal_the_code_defaults() -> None:
+    declared = parameters(MAIN)
+    for name, field in Settings.model_fields.items():
+        setting = events_variable(name)
+        if setting in LOCAL_ONLY_SETTINGS or setting in DERIVED_SETTINGS:
+            continue
+        value = events_app_settings()[setting]
+        if isinstance(value, dict):
+            value = value["function"]["parameters"]["value_to_convert"]
+        bicep_default = declared[value]["default"]
+        azd_default = azd_parameter(value)[1]
+        if field.is_required():
+            assert bicep_default is None, f"{setting} is required: no default in main.bicep"
+            assert azd_default is None, f"{setting} is required: no default for azd"
+            continue
+        code_default = field.default
+        if code_default is None:
+            assert bicep_default == "", setting
+        elif isinstance(code_default, float):
+            assert float(bicep_default) == code_default, setting
+        else:
+            assert bicep_default == code_default, setting
+        assert azd_default == str(bicep_default), setting
+
+
+def test_secret_settings_come_from_secure_parameters() -> None:
+    """A SecretStr setting (client secret, subscription key) must not be a plain parameter: a
+    plain one is logged in the deployment history."""
+    secret_fields = {
+        events_variable(name)
+        for name, field in Settings.model_fields.items()
+        if "SecretStr" in str(field.annotation)
+    }
+    assert "EVENTS_QUEUE_CONNECTION" in secret_fields, "the SecretStr detection works"
+    declared = parameters(MAIN)
+    for setting in sorted(secret_fields - LOCAL_ONLY_SETTINGS):
+        parameter = events_app_settings().get(setting)
+        assert isinstance(parameter, str), f"{setting}: set straight from a parameter"
+        assert {"type": "secure"} in declared[parameter]["decorators"], (
+            f"{setting}: declare {parameter} with @secure()"
+        )
+
+
+def test_secure_parameters_are_never_output_and_outputs_hold_no_secrets() -> None:
+    for path in bicep_files():
+        secure = {
+            name for name, p in parameters(path).items() if {"type": "secure"} in p["decorators"]
+        }
+        for name, output in parse(path).get("outputs", {}).items():
+            assert not secure & {item for item in walk(output) if isinstance(item, str)}, name
+            assert "ConnectionString" not in str(output), name
+            assert "key" not in name.lower(), name
+
+
+# ---- outputs and azd ----------------------------------------------------------------------------
+
+
+def test_outputs_endpoint_queue_and_identity() -> None:
+    outputs = parse(MAIN)["outputs"]
+    assert outputs["PUBLISH_ENDPOINT_URL"]["value"] == "${api.outputs.uri}/events"
+    assert parse(API)["outputs"]["uri"]["value"] == (
+        "https://${functionApp.properties.defaultHostName}"
+    )
+    assert property_path(outputs["AZURE_QUEUE_NAME"]["value"]) == [
+        "storage",
+        "outputs",
+        "queueName",
+    ]
+    assert property_path(outputs["AZURE_FUNCTION_IDENTITY_CLIENT_ID"]["value"]) == [
+        "identity",
+        "outputs",
+        "clientId",
+    ]
+    assert outputs["AZURE_QUEUE_ACCOUNT_URL"]["value"] == "queueAccountUrl"
+    assert variable(MAIN, "queueAccountUrl") == (
+        "https://${storageName}.queue.${environment().suffixes.storage}"
+    )
+    assert property_path(outputs["AZURE_FUNCTION_NAME"]["value"]) == ["api", "outputs", "name"]
+
+
+def read_azure_yaml() -> dict[str, Any]:
+    """azure.yaml as nested mappings. No YAML library in the app's environment, so this strict
+    reader accepts only `key: value` lines and indentation, and fails on anything else."""
+    root: dict[str, Any] = {}
+    stack: list[tuple[int, dict[str, Any]]] = [(-1, root)]
+    for number, line in enumerate((REPO / "azure.yaml").read_text().splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = re.fullmatch(r"( *)([A-Za-z0-9_.-]+):(?: +(\S.*))?", line)
+        assert match, f"azure.yaml:{number}: unsupported syntax {line!r}"
+        indent, key, value = len(match[1]), match[2], match[3]
+        while indent <= stack[-1][0]:
+            stack.pop()
+        parent = stack[-1][1]
+        if value is None:
+            parent[key] = {}
+            stack.append((indent, parent[key]))
+        else:
+            parent[key] = value.strip()
+    return root
+
+
+def test_azure_yaml_names_the_service_the_site_is_tagged_with() -> None:
+    project = read_azure_yaml()
+    assert set(project["services"]) == {"api"}
+    assert project["services"]["api"] == {"project": ".", "language": "python", "host": "function"}
+    tags = function_app().body["tags"]["function"]
+    assert tags["type"] == "union"
+    assert tags["parameters"]["arg_2"] == {"'azd-service-name'": "api"}
+    assert set(project["services"]) == set(tags["parameters"]["arg_2"].values())
+
+
+def test_abbreviations_cover_every_prefix_main_uses() -> None:
+    abbreviations = load_json(INFRA / "abbreviations.json")
+    used = set(re.findall(r"abbrs\.(\w+)", MAIN.read_text(encoding="utf-8")))
+    assert used, "main.bicep names resources with abbreviations.json"
+    assert used <= set(abbreviations), sorted(used - set(abbreviations))
+    assert abbreviations["storageStorageAccounts"].isalnum(), "storage names allow [a-z0-9] only"
