@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -36,6 +38,9 @@ UNKNOWN_KID_REFRESH_INTERVAL = 60.0
 KEY_SET_MAX_AGE = 3600.0
 #: After a failed first fetch, further requests fail fast for this long before trying again.
 COLD_RETRY_INTERVAL = 5.0
+#: A verified token is trusted again without a signature check for at most this long.
+VERIFIED_TOKEN_MAX_AGE = 300.0
+VERIFIED_TOKEN_CACHE_SIZE = 4096
 FETCH_TIMEOUT_SECONDS = 5.0
 
 CONSUMER_AUTHORITY = "iso6523-actorid-upis"
@@ -191,7 +196,14 @@ def _reason(error: jwt.PyJWTError) -> str:
 
 
 class TokenVerifier:
-    """Verifies bearer tokens from the trusted issuers."""
+    """Verifies bearer tokens from the trusted issuers.
+
+    A publisher sends the same token with every event until it expires, so a verified token is
+    remembered (by its SHA-256, never the token itself) for at most ``VERIFIED_TOKEN_MAX_AGE``
+    seconds and never past its own expiry: a repeat costs a hash and a lookup instead of a
+    signature check. The memory is bounded (``VERIFIED_TOKEN_CACHE_SIZE``, least recently used
+    evicted first), and only successes are remembered.
+    """
 
     def __init__(
         self,
@@ -200,15 +212,34 @@ class TokenVerifier:
         keys: SigningKeys,
         audience: str | None,
         clock_skew_seconds: int,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._trusted = frozenset(trusted_issuers)
         self._keys = keys
         self._audience = audience
         self._leeway = clock_skew_seconds
+        self._wall_clock = wall_clock
+        self._verified: OrderedDict[bytes, tuple[Publisher, float]] = OrderedDict()
 
     async def authenticate(self, authorization: str | None) -> Publisher:
         """The verified publisher; raise MissingToken, InvalidToken or KeysUnavailable."""
         token = bearer_token(authorization)
+        digest = hashlib.sha256(token.encode()).digest()
+        remembered = self._verified.get(digest)
+        if remembered is not None:
+            publisher, valid_until = remembered
+            if self._wall_clock() < valid_until:
+                self._verified.move_to_end(digest)
+                return publisher
+            del self._verified[digest]
+        publisher, expires_at = await self._verify(token)
+        valid_until = min(expires_at + self._leeway, self._wall_clock() + VERIFIED_TOKEN_MAX_AGE)
+        self._verified[digest] = (publisher, valid_until)
+        if len(self._verified) > VERIFIED_TOKEN_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return publisher
+
+    async def _verify(self, token: str) -> tuple[Publisher, float]:
         header, unverified = _unverified_parts(token)
         algorithm = header.get("alg")
         if algorithm not in ALLOWED_ALGORITHMS:
@@ -240,7 +271,7 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as error:
             raise InvalidToken(_reason(error)) from None
-        return publisher_from_claims(claims)
+        return publisher_from_claims(claims), float(claims["exp"])
 
 
 def _compatible(jwk: Mapping[str, Any], algorithm: str) -> bool:

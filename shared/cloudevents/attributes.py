@@ -84,7 +84,15 @@ def type_name(value: object) -> str:
     return "an object"
 
 
+def has_forbidden_characters(text: str) -> bool:
+    # Every forbidden character is unprintable (Cc, Cs or Cn), and isprintable() is ~20 times
+    # faster than the search, so the search runs only for text with something unprintable in it.
+    return not text.isprintable() and FORBIDDEN_STRING_CHARACTERS.search(text) is not None
+
+
 def check_string_characters(text: str) -> str | None:
+    if text.isprintable():
+        return None
     bad = FORBIDDEN_STRING_CHARACTERS.search(text)
     if bad is None:
         return None
@@ -95,10 +103,11 @@ def check_string_characters(text: str) -> str | None:
 
 
 def check_string(value: object) -> str | None:
-    """A CloudEvents String (may be empty)."""
+    """A CloudEvents String (may be empty). Its characters are checked by the event, for all
+    string attributes at once (``check_string_characters``)."""
     if not isinstance(value, str):
         return f"must be a string, not {type_name(value)}"
-    return check_string_characters(value)
+    return None
 
 
 def check_nonempty_string(value: object) -> str | None:
@@ -122,7 +131,7 @@ def check_extension_value(value: object) -> str | None:
     if isinstance(value, int):
         return check_integer(value)
     if isinstance(value, str):
-        return check_string_characters(value)
+        return None
     return f"must be a string, an integer or a boolean, not {type_name(value)}"
 
 
@@ -207,9 +216,9 @@ def check_timestamp(value: object) -> str | None:
             "must be an RFC 3339 timestamp with seconds and an offset, "
             "such as 2024-05-17T13:45:00Z or 2024-05-17T15:45:00.123+02:00"
         )
-    year, month, day, hour, minute, second = (int(part) for part in match.group(1, 2, 3, 4, 5, 6))
+    year, month, day, hour, minute, second = map(int, match.group(1, 2, 3, 4, 5, 6))
     sign, offset_hour, offset_minute = match.group(8, 9, 10)
-    if not 1 <= month <= 12 or not 1 <= day <= calendar.monthrange(year, month)[1]:
+    if not 1 <= month <= 12 or day < 1 or (day > 28 and day > calendar.monthrange(year, month)[1]):
         return f"is not a real date ({match.group(1)}-{match.group(2)}-{match.group(3)})"
     if hour > 23 or minute > 59 or second > 60:
         return "has an hour, minute or second out of range"

@@ -19,8 +19,10 @@ from shared.cloudevents.attributes import (
     check_extension_value,
     check_media_type,
     check_nonempty_string,
+    check_string_characters,
     check_timestamp,
     check_uri_reference,
+    has_forbidden_characters,
     is_json_media_type,
     type_name,
 )
@@ -121,6 +123,7 @@ def event_from_members(members: Mapping[str, Any], profile: ExtensionProfile) ->
     """Validate a decoded JSON object as a structured-mode event; raise ``InvalidEvent``."""
     errors = _Errors()
     kept: dict[str, Any] = {}
+    strings: list[str] = []
     for name, value in members.items():
         if name == DATA:
             kept[name] = value
@@ -132,7 +135,7 @@ def event_from_members(members: Mapping[str, Any], profile: ExtensionProfile) ->
                 if problem:
                     errors.add(name, f"'{name}' {problem}.")
             continue
-        if not ATTRIBUTE_NAME.fullmatch(name):
+        if name not in CORE_CHECKERS and not ATTRIBUTE_NAME.fullmatch(name):
             errors.add(name, _name_problem(name))
             continue
         if value is None:  # JSON format: null means the attribute is not set
@@ -142,6 +145,15 @@ def event_from_members(members: Mapping[str, Any], profile: ExtensionProfile) ->
         problem = checker(value)
         if problem:
             errors.add(name, f"'{name}' {problem}.")
+        if type(value) is str:
+            strings.append(value)
+    # R8 for every string attribute, in one search; per attribute only when something is wrong
+    if has_forbidden_characters(" ".join(strings)):
+        for name, value in kept.items():
+            if name != DATA and name != DATA_BASE64 and isinstance(value, str):
+                problem = check_string_characters(value)
+                if problem:
+                    errors.add(name, f"'{name}' {problem}.")
 
     missing = [name for name in REQUIRED_ATTRIBUTES if name not in kept]
     for name in missing:

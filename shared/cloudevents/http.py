@@ -8,6 +8,7 @@ publishing guide lists that type and many HTTP clients send it by default
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -49,6 +50,11 @@ def _parameters(raw: str) -> dict[str, str]:
 def content_mode(content_type: str | None, header_names: Iterable[str]) -> ContentModeDecision:
     """Classify a request by its Content-Type and whether it carries ``ce-`` headers."""
     has_ce_headers = any(name[:3].lower() == "ce-" for name in header_names)
+    return _classify(content_type, has_ce_headers)
+
+
+@functools.lru_cache(maxsize=256)  # publishers send the same few Content-Type values
+def _classify(content_type: str | None, has_ce_headers: bool) -> ContentModeDecision:
     if content_type is None or not content_type.strip():
         if has_ce_headers:
             return ContentModeDecision(ContentMode.BINARY)

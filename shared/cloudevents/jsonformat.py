@@ -8,8 +8,12 @@ C scanner on the hot path.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 from typing import Any
+
+import orjson
 
 from shared.cloudevents.event import (
     DATA,
@@ -50,7 +54,21 @@ def _reject_constant(name: str) -> Any:
     )
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e400: valid JSON, but no double can hold it
+        raise JsonFormatError(
+            f"The number {text[:40]} is too large to represent (beyond about 1.8e308)"
+        )
+    return value
+
+
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_reject_duplicates,
+    parse_constant=_reject_constant,
+    parse_float=_finite_float,
+)
+_FALLBACK_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def decode_json(body: bytes) -> Any:
@@ -110,24 +128,22 @@ def may_nest_deeper_than(body: bytes, limit: int) -> bool:
 
 
 def encode_compact(members: dict[str, Any]) -> bytes:
-    """Compact JSON in UTF-8. Raises ``JsonFormatError`` for values JSON cannot carry.
+    """Compact JSON in UTF-8. Raises ``JsonFormatError`` for a string JSON cannot carry.
 
-    Two such values survive decoding: a number too large for a double (``1e400`` decodes to
-    infinity) and an escaped unpaired surrogate (``"\\ud800"``), which has no UTF-8 form.
+    Such a string survives decoding: an escaped unpaired surrogate (``"\\ud800"``) has no UTF-8
+    form. (Numbers beyond a double are refused while decoding.) orjson writes the common case;
+    integers beyond 64 bits, which it refuses, go through the standard library's encoder.
     """
     try:
-        text = json.dumps(members, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except ValueError:
-        raise JsonFormatError(
-            "A number in the event is too large to represent (beyond about 1.8e308)"
-        ) from None
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise JsonFormatError(
-            f"The event contains an unpaired surrogate escape (\\u{ord(text[error.start]):04x}), "
-            "which is not valid Unicode; encode the text correctly or use data_base64"
-        ) from None
+        return orjson.dumps(members)
+    except TypeError as error:
+        if "surrogates" not in str(error):  # an integer beyond 64 bits
+            with contextlib.suppress(UnicodeEncodeError):  # ... and maybe a surrogate too
+                return _FALLBACK_ENCODER.encode(members).encode("utf-8")
+    raise JsonFormatError(
+        "The event contains an unpaired surrogate escape (such as \\ud800), which is not "
+        "valid Unicode; encode the text correctly or use data_base64"
+    )
 
 
 _JSON_KINDS = {list: "Array", str: "String", int: "Number", float: "Number", type(None): "Null"}

@@ -274,7 +274,11 @@ async def test_values_json_cannot_carry_are_400_not_500(
     body = body_of(event)[:-1] + b', "data": {"text": "\\ud800", "big": 1e400}}'
     response = await post(body)
     assert response.status_code == 400
-    assert "data" in problem_of(response)["errors"]
+    assert "too large" in problem_of(response)["errors"]["RequestBody"][0]
+    surrogate_only = body_of(event)[:-1] + b', "data": {"text": "\\ud800"}}'
+    response = await post(surrogate_only)
+    assert response.status_code == 400
+    assert "unpaired surrogate" in problem_of(response)["errors"]["data"][0]
     assert queue.drain() == []
 
 

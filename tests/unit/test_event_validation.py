@@ -13,6 +13,7 @@ import pytest
 
 from shared.altinn import ALTINN_PROFILE
 from shared.cloudevents import CloudEvent, InvalidEvent, parse_structured, serialize
+from shared.cloudevents.attributes import check_string_characters
 from tests.conftest import VALID_EVENT, body_of
 
 MISSING = object()  # marks an attribute to delete
@@ -145,6 +146,10 @@ REJECTED: list[tuple[str, dict[str, Any], str, str]] = [
     ("R12 February 30", with_changes(time="2018-02-30T00:00:00Z"), "time", "real date"),
     ("R12 Feb 29 in 2023", with_changes(time="2023-02-29T00:00:00Z"), "time", "real date"),
     ("R12 month 13", with_changes(time="2018-13-01T00:00:00Z"), "time", "real date"),
+    ("R12 month 00", with_changes(time="2018-00-01T00:00:00Z"), "time", "real date"),
+    ("R12 day 00", with_changes(time="2018-01-00T00:00:00Z"), "time", "real date"),
+    ("R12 day 32", with_changes(time="2018-01-32T00:00:00Z"), "time", "real date"),
+    ("R12 April 31", with_changes(time="2018-04-31T00:00:00Z"), "time", "real date"),
     ("R12 hour 24", with_changes(time="2018-04-05T24:00:00Z"), "time", "out of range"),
     ("R12 minute 60", with_changes(time="2018-04-05T23:60:00Z"), "time", "out of range"),
     ("A2 second 60 off a leap second", with_changes(time="2017-12-31T23:59:60Z"), "time", "leap"),
@@ -290,21 +295,28 @@ def test_utf8_bom_is_ignored() -> None:
     assert parse(b"\xef\xbb\xbf" + body_of(VALID_EVENT)).id == VALID_EVENT["id"]
 
 
+def with_raw_data(data: str) -> bytes:
+    return body_of(with_changes(data=MISSING))[:-1] + f', "data": {data}}}'.encode()
+
+
 @pytest.mark.parametrize(
-    ("case", "data", "fragment"),
-    [
-        ("number beyond a double", "1e400", "too large"),
-        ("unpaired surrogate escape", '"\\ud800"', "unpaired surrogate"),
-    ],
+    "data", ['"\\ud800"', '{"big": 123456789012345678901234567890, "s": "\\udc00"}']
 )
-def test_values_json_cannot_carry_are_rejected_when_encoding(
-    case: str, data: str, fragment: str
-) -> None:
-    body = body_of(with_changes(data=MISSING))[:-1] + f', "data": {data}}}'.encode()
-    event = parse(body)
+def test_unpaired_surrogate_escape_in_data_is_rejected_when_encoding(data: str) -> None:
+    event = parse(with_raw_data(data))
     with pytest.raises(InvalidEvent) as caught:
         serialize(event)
-    assert fragment in caught.value.errors["data"][0]
+    assert "unpaired surrogate" in caught.value.errors["data"][0]
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "1" * 400 + ".0"])
+def test_numbers_beyond_a_double_are_rejected(number: str) -> None:
+    assert "too large" in errors_of(with_raw_data(number))["RequestBody"][0]
+
+
+def test_integers_beyond_64_bits_are_kept_exactly() -> None:
+    encoded = serialize(parse(with_raw_data("123456789012345678901234567890")))
+    assert encoded.endswith(b'"data":123456789012345678901234567890}')
 
 
 def test_unpaired_surrogate_escape_in_an_attribute_is_rejected() -> None:
@@ -324,3 +336,19 @@ def test_serialization_keeps_explicit_null_data() -> None:
     decoded = json.loads(serialize(parse(body_of(with_changes(data=None)))))
     assert "data" in decoded
     assert decoded["data"] is None
+
+
+def test_every_forbidden_character_is_unprintable() -> None:
+    """The fast path of the R8 check relies on this (shared/cloudevents/attributes.py)."""
+    forbidden = [
+        *range(0x00, 0x20),
+        *range(0x7F, 0xA0),
+        *range(0xD800, 0xE000),
+        *range(0xFDD0, 0xFDF0),
+        *(plane * 0x10000 + low for plane in range(0x11) for low in (0xFFFE, 0xFFFF)),
+    ]
+    for code_point in forbidden:
+        character = chr(code_point)
+        assert not character.isprintable(), f"U+{code_point:04X}"
+        assert check_string_characters(f"a{character}b") is not None, f"U+{code_point:04X}"
+    assert check_string_characters("\u00a0\u2028 æøå 🎉") is None  # unprintable but allowed

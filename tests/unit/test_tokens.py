@@ -306,3 +306,88 @@ def test_symmetric_and_malformed_keys_never_verify() -> None:
         key_set.key("h", "HS256")
     with pytest.raises(InvalidToken, match="cannot be loaded"):
         key_set.key("r", "RS256")
+
+
+class CountingKeys:
+    """The issuer's keys in memory, counting how often a signature check needed one."""
+
+    def __init__(self, issuer: DevIssuer) -> None:
+        self.inner = StaticSigningKeys({issuer.base_url: KeySet([issuer.current_key.public_jwk()])})
+        self.calls = 0
+
+    async def key_for(self, issuer: str, kid: str | None, algorithm: str) -> jwt.PyJWK:
+        self.calls += 1
+        return await self.inner.key_for(issuer, kid, algorithm)
+
+
+class WallClock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def remembering_verifier(issuer: DevIssuer) -> tuple[TokenVerifier, CountingKeys, WallClock]:
+    keys, clock = CountingKeys(issuer), WallClock()
+    verifier = TokenVerifier(
+        trusted_issuers=(issuer.base_url,),
+        keys=keys,
+        audience=None,
+        clock_skew_seconds=10,
+        wall_clock=clock,
+    )
+    return verifier, keys, clock
+
+
+async def test_a_verified_token_is_not_checked_again(issuer: DevIssuer) -> None:
+    verifier, keys, _ = remembering_verifier(issuer)
+    token = issuer.mint()
+    publishers = [await authenticate(verifier, token) for _ in range(5)]
+    assert keys.calls == 1
+    assert all(publisher == publishers[0] for publisher in publishers)
+
+
+async def test_a_remembered_token_is_checked_again_after_its_expiry(issuer: DevIssuer) -> None:
+    verifier, keys, clock = remembering_verifier(issuer)
+    token = issuer.mint(lifetime_seconds=60)
+    await authenticate(verifier, token)
+    clock.now += 60 + 10 - 1  # within exp + clock skew
+    await authenticate(verifier, token)
+    assert keys.calls == 1
+    clock.now += 2
+    await authenticate(verifier, token)  # (PyJWT itself still sees the real, earlier time)
+    assert keys.calls == 2
+
+
+async def test_a_remembered_token_is_checked_again_after_five_minutes(issuer: DevIssuer) -> None:
+    verifier, keys, clock = remembering_verifier(issuer)
+    token = issuer.mint(lifetime_seconds=3600)
+    await authenticate(verifier, token)
+    clock.now += 301
+    await authenticate(verifier, token)
+    assert keys.calls == 2
+
+
+async def test_failures_are_never_remembered(issuer: DevIssuer) -> None:
+    verifier, keys, _ = remembering_verifier(issuer)
+    expired = issuer.sign(issuer.claims(exp=int(time.time()) - 60))
+    for _ in range(3):
+        await rejected(verifier, expired)
+    assert keys.calls == 3
+
+
+async def test_remembered_tokens_are_bounded(
+    issuer: DevIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shared.tokens
+
+    monkeypatch.setattr(shared.tokens, "VERIFIED_TOKEN_CACHE_SIZE", 3)
+    verifier, keys, _ = remembering_verifier(issuer)
+    tokens = [issuer.mint(jti=str(n)) for n in range(5)]
+    for token in tokens:
+        await authenticate(verifier, token)
+    await authenticate(verifier, tokens[-1])  # still remembered
+    assert keys.calls == 5
+    await authenticate(verifier, tokens[0])  # evicted: checked again
+    assert keys.calls == 6

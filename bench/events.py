@@ -1,0 +1,65 @@
+"""The events the benchmarks publish: small (~300 B), typical (~2 KB) and large (~40 KB)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+RESOURCE = "urn:altinn:resource:demo-events"
+
+
+def _envelope(event_id: str) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": "https://ttd.apps.altinn.no/ttd/demo/instances/50015641/a72223a3",
+        "type": "app.instance.process.completed",
+        "time": "2024-05-17T13:45:00.123456Z",
+        "resource": RESOURCE,
+    }
+
+
+def small(event_id: str = "f276b8b9-1d5c-4c5f-9f0a-2f3a0e8e6d11") -> dict[str, Any]:
+    return {**_envelope(event_id), "data": {"status": "completed"}}
+
+
+def typical(event_id: str = "f276b8b9-1d5c-4c5f-9f0a-2f3a0e8e6d11") -> dict[str, Any]:
+    return {
+        **_envelope(event_id),
+        "subject": "/party/50015641",
+        "alternativesubject": "/organisation/991825827",
+        "resourceinstance": "50015641/a72223a3-16f3-4b2d-9ea6-9c6b1cd3b8b1",
+        "datacontenttype": "application/json",
+        "data": {
+            "process": {"currentTask": "Task_2", "ended": "2024-05-17T13:44:59Z"},
+            "items": [
+                {"line": n, "sku": f"SKU-{n:05d}", "quantity": n % 7 + 1, "price": 129.5 + n}
+                for n in range(22)
+            ],
+        },
+    }
+
+
+def large(event_id: str = "f276b8b9-1d5c-4c5f-9f0a-2f3a0e8e6d11") -> dict[str, Any]:
+    event = typical(event_id)
+    event["data"] = {
+        "items": [
+            {
+                "line": n,
+                "sku": f"SKU-{n:05d}",
+                "description": "Ærlig talt, en vare med en lang beskrivelse",
+                "quantity": n % 7 + 1,
+                "price": 129.5 + n,
+                "tags": ["a", "b"],
+            }
+            for n in range(290)
+        ]
+    }
+    return event
+
+
+SIZES = {"small": small, "typical": typical, "large": large}
+
+
+def body(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, ensure_ascii=False).encode()
