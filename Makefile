@@ -35,7 +35,7 @@ node_modules/.installed: package.json package-lock.json
 	.venv-checkov/bin/pip install --quiet -r tools/checkov-requirements.txt
 	touch $@
 
-deps: $(VENV)/.installed node_modules/.installed .venv-checkov/.installed
+deps: $(VENV)/.installed node_modules/.installed
 
 run: deps
 	$(PY) -m devtools.run
@@ -49,7 +49,7 @@ token: $(VENV)/.installed
 peek: $(VENV)/.installed
 	@$(PY) -m devtools.peek
 
-test: deps
+test: deps .venv-checkov/.installed
 	$(PY) -m pytest $(ARGS)
 
 lint: $(VENV)/.installed
@@ -65,4 +65,4 @@ bench: deps
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) node_modules .local .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov node_modules .local .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,6 @@
 """checkov over infra/ (Bicep) reports no failed check, and every skip is a documented one.
 
-checkov runs from its own virtual environment, .venv-checkov (made by `make deps` from
+checkov runs from its own virtual environment, .venv-checkov (made by `make test` from
 tools/checkov-requirements.txt), because it pins about a hundred packages. It parses Bicep itself,
 so no Bicep CLI is needed; --skip-download keeps it offline.
 """
@@ -79,7 +79,7 @@ def pinned_version() -> str:
 def report() -> dict[str, Any]:
     if not CHECKOV.is_file():
         pytest.fail(
-            f"{CHECKOV.relative_to(REPO)} is missing: `make deps` creates the checkov environment "
+            f"{CHECKOV.relative_to(REPO)} is missing: `make test` creates the checkov environment "
             f"from {REQUIREMENTS.relative_to(REPO)}"
         )
     completed = subprocess.run(  # noqa: S603 - a fixed command line
