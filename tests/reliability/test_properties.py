@@ -1,0 +1,216 @@
+"""Property-based: whatever arrives, the answer is never a 5xx, every 200 put exactly the event
+that was sent on the queue, and nothing else ever reaches the queue.
+
+The real function handler runs in one event loop on a background thread (hypothesis drives the
+examples synchronously), against the session's Azurite, dev issuer and dev registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import azure.functions as func
+import hypothesis
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from devtools.azurite import Azurite
+from devtools.issuer import ADMIN_SCOPE, PUBLISH_SCOPE, DevIssuer
+from devtools.registry import DevRegistry
+from shared.runtime import close_current_runtime
+from tests.conftest import VALID_EVENT, reset_registry
+from tests.integration.conftest import publish_function
+from tests.queues import QueueReader
+
+EXAMPLES = settings(
+    max_examples=300,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
+class Harness:
+    """Calls the function from a dedicated event loop, like the Functions worker does."""
+
+    def __init__(self, queue: QueueReader, token: str, admin_token: str) -> None:
+        self.queue = queue
+        self.token = token
+        self.admin_token = admin_token
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def call(self, body: bytes, headers: dict[str, str], method: str = "POST") -> func.HttpResponse:
+        request = func.HttpRequest(method, "http://localhost/events", headers=headers, body=body)
+        future = asyncio.run_coroutine_threadsafe(publish_function()(request), self._loop)
+        return future.result(timeout=30)
+
+    def check(self, response: func.HttpResponse, sent: dict[str, Any] | None) -> None:
+        """No 5xx; a 200 stored exactly ``sent``; anything else stored nothing."""
+        hypothesis.event(
+            f"status {response.status_code}"
+        )  # --hypothesis-show-statistics lists them
+        assert response.status_code < 500, response.get_body()
+        stored = self.queue.drain()
+        if response.status_code == 200:
+            assert sent is not None
+            expected = {k: v for k, v in sent.items() if v is not None or k == "data"}
+            assert stored == [expected]
+        else:
+            assert response.headers["Content-Type"] == "application/problem+json"
+            assert stored == []
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(close_current_runtime(), self._loop).result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        self._loop.close()
+
+
+@pytest.fixture(scope="module")
+def harness(
+    azurite: Azurite, issuer_service: DevIssuer, registry_service: tuple[DevRegistry, str]
+) -> Iterator[Harness]:
+    registry, registry_url = registry_service
+    reset_registry(registry)
+    issuer_service.available = True
+    queue_name = f"prop-{uuid.uuid4().hex[:16]}"
+    variables = {
+        "EVENTS_TRUSTED_ISSUERS": issuer_service.base_url,
+        "EVENTS_REGISTRY_URL": registry_url,
+        "EVENTS_QUEUE_CONNECTION": azurite.connection_string,
+        "EVENTS_QUEUE_NAME": queue_name,
+    }
+    saved = {name: os.environ.pop(name) for name in list(os.environ) if name.startswith("EVENTS_")}
+    os.environ.update(variables)
+    harness = Harness(
+        QueueReader(azurite.connection_string, queue_name),
+        issuer_service.mint(lifetime_seconds=3600),
+        issuer_service.mint(scope=f"{PUBLISH_SCOPE} {ADMIN_SCOPE}", lifetime_seconds=3600),
+    )
+    try:
+        yield harness
+    finally:
+        harness.close()
+        for name in variables:
+            os.environ.pop(name, None)
+        os.environ.update(saved)
+        reset_registry(registry)
+
+
+# -- strategies ---------------------------------------------------------------------------------
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+attribute_names = st.sampled_from(sorted(VALID_EVENT)) | st.from_regex(
+    r"[a-z0-9]{1,24}", fullmatch=True
+)
+
+
+@st.composite
+def mutated_events(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid event, then up to four of: drop, retype, rename, Unicode-fill, nest, extend."""
+    event: dict[str, Any] = {**json.loads(json.dumps(VALID_EVENT)), "id": str(uuid.uuid4())}
+    for _ in range(draw(st.integers(min_value=0, max_value=4))):
+        mutation = draw(st.sampled_from(["drop", "retype", "rename", "unicode", "nest", "extend"]))
+        if not event:
+            break
+        name = draw(st.sampled_from(sorted(event)))
+        if mutation == "drop":
+            del event[name]
+        elif mutation == "retype":
+            event[name] = draw(json_values)
+        elif mutation == "rename":
+            event[draw(st.text(max_size=12) | attribute_names)] = event.pop(name)
+        elif mutation == "unicode":
+            event[name] = draw(st.text(max_size=30))
+        elif mutation == "nest":
+            event[name] = draw(st.sampled_from([[event[name]], {"value": event[name]}]))
+        else:
+            event[draw(attribute_names)] = draw(json_scalars)
+    return event
+
+
+content_types = st.sampled_from(
+    [
+        "application/cloudevents+json",
+        "application/json",
+        "application/json; charset=utf-8",
+        "application/cloudevents+json; charset=UTF-8",
+    ]
+)
+header_text = st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=40
+)
+
+
+# -- properties ---------------------------------------------------------------------------------
+
+
+@EXAMPLES
+@given(event=mutated_events(), content_type=content_types)
+def test_mutated_events(harness: Harness, event: dict[str, Any], content_type: str) -> None:
+    body = json.dumps(event, ensure_ascii=False).encode()
+    headers = {"Authorization": f"Bearer {harness.token}", "Content-Type": content_type}
+    harness.check(harness.call(body, headers), event)
+
+
+@EXAMPLES
+@given(event=mutated_events())
+def test_mutated_events_with_the_admin_scope(harness: Harness, event: dict[str, Any]) -> None:
+    """Without the registry check, more mutations reach the queue: they must arrive intact."""
+    body = json.dumps(event, ensure_ascii=False).encode()
+    headers = {"Authorization": f"Bearer {harness.admin_token}", "Content-Type": "application/json"}
+    harness.check(harness.call(body, headers), event)
+
+
+@EXAMPLES
+@given(
+    body=st.binary(max_size=600) | json_values.map(lambda v: json.dumps(v).encode()),
+    content_type=content_types | header_text,
+)
+def test_arbitrary_bodies(harness: Harness, body: bytes, content_type: str) -> None:
+    headers = {"Authorization": f"Bearer {harness.token}", "Content-Type": content_type}
+    response = harness.call(body, headers)
+    sent = None
+    if response.status_code == 200:
+        sent = json.loads(body)
+    harness.check(response, sent)
+
+
+@EXAMPLES
+@given(
+    authorization=header_text | header_text.map(lambda text: f"Bearer {text}"),
+    extra=st.dictionaries(
+        st.from_regex(r"(ce-)?[A-Za-z][A-Za-z0-9-]{0,15}", fullmatch=True), header_text, max_size=4
+    ),
+    method=st.sampled_from(["POST", "POST", "GET", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]),
+)
+def test_arbitrary_headers(
+    harness: Harness, authorization: str, extra: dict[str, str], method: str
+) -> None:
+    headers = {**extra, "Authorization": authorization}
+    body = json.dumps(VALID_EVENT).encode()
+    response = harness.call(body, headers, method)
+    assert response.status_code in {401, 403, 405, 415, 400, 413}, response.get_body()
+    harness.check(response, None)
