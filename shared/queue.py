@@ -9,11 +9,15 @@ completed send.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+)
 from azure.storage.queue import TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 
@@ -99,8 +103,18 @@ class StorageQueueSink:
 
     async def _create_queue(self) -> None:
         log.info("queue %s does not exist; creating it", self._client.queue_name)
-        with contextlib.suppress(ResourceExistsError):  # created concurrently: fine
+        try:
             await self._client.create_queue()
+        except ResourceExistsError:
+            pass  # created concurrently: fine
+        except HttpResponseError as error:
+            if error.status_code == 403:
+                log.error(
+                    "queue %s does not exist and this identity may not create it; create it "
+                    "(infra/ does) or grant Storage Queue Data Contributor",
+                    self._client.queue_name,
+                )
+            raise
 
     async def close(self) -> None:
         await self._client.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
@@ -197,9 +198,11 @@ def credentials_from_settings(
                 http_client=session,
             )
         else:
+            # A user-assigned identity is named by EVENTS_REGISTRY_CLIENT_ID, else by
+            # AZURE_CLIENT_ID (what azure-identity reads, and what infra/ sets for the app).
             acquire = managed_identity_acquirer(
                 scope=settings.registry_token_scope,
-                client_id=settings.registry_client_id,
+                client_id=settings.registry_client_id or os.environ.get("AZURE_CLIENT_ID") or None,
                 http_client=session,
             )
         parts.append(BearerToken(acquire, timeout_seconds=settings.registry_timeout_seconds))

@@ -198,11 +198,19 @@ async def test_client_credentials_token_and_subscription_key_reach_the_registry(
     assert https_issuer.token_requests == 1  # the second registry call reused the token
 
 
+@pytest.mark.parametrize(
+    "identity",
+    [
+        {"EVENTS_REGISTRY_CLIENT_ID": "uami-client-id"},
+        {"AZURE_CLIENT_ID": "uami-client-id"},  # what infra/ sets for the app's identity
+    ],
+)
 async def test_managed_identity_token_reaches_the_registry(
     function_env: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
     issuer: DevIssuer,
     registry: DevRegistry,
+    identity: dict[str, str],
 ) -> None:
     # App Service and Functions expose the managed identity as these two variables.
     monkeypatch.setenv("IDENTITY_ENDPOINT", f"{issuer.base_url}/msi/token")
@@ -213,10 +221,7 @@ async def test_managed_identity_token_reaches_the_registry(
     responses = await run_with(
         monkeypatch,
         session,
-        {
-            "EVENTS_REGISTRY_TOKEN_SCOPE": "api://resource-registry/.default",
-            "EVENTS_REGISTRY_CLIENT_ID": "uami-client-id",
-        },
+        {"EVENTS_REGISTRY_TOKEN_SCOPE": "api://resource-registry/.default", **identity},
         [publish_request(issuer.mint())],
     )
     assert responses[0].status == 200
