@@ -42,6 +42,21 @@ def body_of(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False).encode("utf-8")
 
 
+class Clock:
+    """A monotonic clock the test moves by hand (``clock.now += 60``)."""
+
+    def __init__(self, now: float = 10_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
 # -- real local services: Azurite, the dev issuer, the dev registry (started once per session) --
 
 
@@ -71,6 +86,17 @@ def issuer(issuer_service: DevIssuer) -> Iterator[DevIssuer]:
     issuer_service.available = True
     yield issuer_service
     issuer_service.available = True
+
+
+@pytest.fixture
+def own_issuer() -> Iterator[DevIssuer]:
+    """A dev issuer of the test's own (Altinn-style issuer URL), so that rotating its keys or
+    taking it down affects no other test."""
+    sock = bind_loopback()
+    issuer = DevIssuer(f"http://127.0.0.1:{sock.getsockname()[1]}/authentication/api/v1/openid/")
+    server = BackgroundServer(issuer.app, sock).start()
+    yield issuer
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,13 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
+import aiohttp
 import azure.functions as func
 import pytest
 
 from devtools.issuer import DevIssuer
+from devtools.registry import DevRegistry
+from shared.registry import ResourceRegistryClient
 from shared.runtime import close_current_runtime
 from tests.conftest import body_of
 
@@ -64,6 +67,15 @@ async def post(function_env: dict[str, str], issuer: DevIssuer) -> AsyncIterator
 
     yield call
     await close_current_runtime()
+
+
+@pytest.fixture
+async def registry_client(
+    registry: DevRegistry, registry_service: tuple[DevRegistry, str]
+) -> AsyncIterator[ResourceRegistryClient]:
+    """The real registry client against the dev registry, with a 0.5 s time limit."""
+    async with aiohttp.ClientSession() as session:
+        yield ResourceRegistryClient(session, base_url=registry_service[1], timeout_seconds=0.5)
 
 
 def problem_of(response: func.HttpResponse) -> dict[str, Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
 
 from devtools.registry import DevRegistry, publish_rule
@@ -17,36 +16,23 @@ from shared.registry_cache import (
     CachedPolicyRules,
     CacheOutcome,
 )
+from tests.conftest import Clock
 
 TTL, NEGATIVE_TTL, STALE = 300.0, 30.0, 3600.0
 TTD = ("urn:altinn:org", "ttd")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 10_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def client(
-    registry: DevRegistry, registry_service: tuple[DevRegistry, str]
-) -> AsyncIterator[ResourceRegistryClient]:
-    async with aiohttp.ClientSession() as session:
-        yield ResourceRegistryClient(session, base_url=registry_service[1], timeout_seconds=0.5)
-
-
-@pytest.fixture
-async def cache(client: ResourceRegistryClient, clock: Clock) -> AsyncIterator[CachedPolicyRules]:
+async def cache(
+    registry_client: ResourceRegistryClient, clock: Clock
+) -> AsyncIterator[CachedPolicyRules]:
     cache = CachedPolicyRules(
-        client, ttl=TTL, negative_ttl=NEGATIVE_TTL, stale=STALE, max_entries=100, clock=clock
+        registry_client,
+        ttl=TTL,
+        negative_ttl=NEGATIVE_TTL,
+        stale=STALE,
+        max_entries=100,
+        clock=clock,
     )
     yield cache
     await cache.close()
@@ -214,10 +200,10 @@ async def test_hot_entries_refresh_in_the_background(
 
 
 async def test_size_is_bounded_least_recently_used_first(
-    client: ResourceRegistryClient, registry: DevRegistry, clock: Clock
+    registry_client: ResourceRegistryClient, registry: DevRegistry, clock: Clock
 ) -> None:
     cache = CachedPolicyRules(
-        client, ttl=TTL, negative_ttl=NEGATIVE_TTL, stale=STALE, max_entries=3, clock=clock
+        registry_client, ttl=TTL, negative_ttl=NEGATIVE_TTL, stale=STALE, max_entries=3, clock=clock
     )
     for name in ("a", "b", "c"):
         await cache.lookup(name)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import aiohttp
 import pytest
 
@@ -18,16 +16,8 @@ from shared.registry import (
 )
 
 
-@pytest.fixture
-async def client(
-    registry: DevRegistry, registry_service: tuple[DevRegistry, str]
-) -> AsyncIterator[ResourceRegistryClient]:
-    async with aiohttp.ClientSession() as session:
-        yield ResourceRegistryClient(session, base_url=registry_service[1], timeout_seconds=0.5)
-
-
-async def test_rules_of_a_registered_resource(client: ResourceRegistryClient) -> None:
-    assert await client.rules_for("demo-events") == (
+async def test_rules_of_a_registered_resource(registry_client: ResourceRegistryClient) -> None:
+    assert await registry_client.rules_for("demo-events") == (
         PolicyRule(
             subject=(Attribute("urn:altinn:org", "ttd"),),
             action=Attribute(ACTION_ID, "publish"),
@@ -36,8 +26,8 @@ async def test_rules_of_a_registered_resource(client: ResourceRegistryClient) ->
     )
 
 
-async def test_unknown_resource_is_none(client: ResourceRegistryClient) -> None:
-    assert await client.rules_for("unknown") is None
+async def test_unknown_resource_is_none(registry_client: ResourceRegistryClient) -> None:
+    assert await registry_client.rules_for("unknown") is None
 
 
 async def test_identifier_is_percent_encoded(registry: DevRegistry) -> None:
@@ -52,18 +42,18 @@ async def test_identifier_is_percent_encoded(registry: DevRegistry) -> None:
 
 
 async def test_oversized_answer_is_refused(
-    client: ResourceRegistryClient, registry: DevRegistry
+    registry_client: ResourceRegistryClient, registry: DevRegistry
 ) -> None:
     rule = publish_rule("demo-events", ("urn:altinn:org", "x" * 1000))
     registry.rules["demo-events"] = [rule] * 1200  # over 1 MiB of JSON
     with pytest.raises(RegistryUnavailable, match="too large"):
-        await client.rules_for("demo-events")
+        await registry_client.rules_for("demo-events")
 
 
-async def test_timeout(client: ResourceRegistryClient, registry: DevRegistry) -> None:
+async def test_timeout(registry_client: ResourceRegistryClient, registry: DevRegistry) -> None:
     registry.delay_seconds = 2
     with pytest.raises(RegistryUnavailable, match="in time"):
-        await client.rules_for("demo-events")
+        await registry_client.rules_for("demo-events")
 
 
 async def test_connection_refused() -> None:

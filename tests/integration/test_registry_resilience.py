@@ -21,7 +21,7 @@ from shared.publish import PublishRequest, PublishResponse
 from shared.registry_credentials import SUBSCRIPTION_KEY_HEADER
 from shared.runtime import Runtime
 from shared.settings import Settings
-from tests.conftest import VALID_EVENT, body_of
+from tests.conftest import VALID_EVENT, Clock, body_of
 from tests.integration.conftest import Post, problem_of
 from tests.queues import QueueReader
 
@@ -64,14 +64,6 @@ async def test_log_line_says_how_the_rules_were_found(
 # -- the runtime with a clock the test moves ---------------------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 50_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def publish_request(token: str, event: dict[str, Any] = VALID_EVENT) -> PublishRequest:
     return PublishRequest(
         method="POST",
@@ -83,7 +75,7 @@ def publish_request(token: str, event: dict[str, Any] = VALID_EVENT) -> PublishR
 
 @pytest.fixture
 async def runtime(function_env: dict[str, str]) -> AsyncIterator[tuple[Runtime, Clock]]:
-    clock = Clock()
+    clock = Clock(50_000.0)
     built = Runtime.build(Settings(), clock=clock)  # type: ignore[call-arg]
     yield built, clock
     await built.close()

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
 from devtools.issuer import DevIssuer, SigningKey
-from devtools.servers import BackgroundServer, bind_loopback
 from shared.tokens import (
     KEY_SET_MAX_AGE,
     UNKNOWN_KID_REFRESH_INTERVAL,
@@ -18,35 +17,13 @@ from shared.tokens import (
     OidcSigningKeys,
     TokenVerifier,
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def own_issuer() -> Iterator[DevIssuer]:
-    """A dev issuer of this test's own, so rotating its keys affects nobody else."""
-    sock = bind_loopback()
-    issuer = DevIssuer(f"http://127.0.0.1:{sock.getsockname()[1]}/authentication/api/v1/openid/")
-    server = BackgroundServer(issuer.app, sock).start()
-    yield issuer
-    server.stop()
+from tests.conftest import Clock
 
 
 @pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +15,6 @@ import pytest
 
 from devtools.azurite import Azurite
 from devtools.issuer import DevIssuer
-from devtools.servers import BackgroundServer, bind_loopback
 from shared.runtime import close_current_runtime
 from tests.conftest import VALID_EVENT, body_of
 from tests.integration.conftest import publish_function
@@ -181,15 +180,6 @@ async def test_frozen_queue_never_holds_an_answer_beyond_its_budget(
         )
     finally:
         azurite.stop()
-
-
-@pytest.fixture
-def own_issuer() -> Iterator[DevIssuer]:
-    sock = bind_loopback()
-    issuer = DevIssuer(f"http://127.0.0.1:{sock.getsockname()[1]}")
-    server = BackgroundServer(issuer.app, sock).start()
-    yield issuer
-    server.stop()
 
 
 async def test_issuer_outage_after_warm_up(
