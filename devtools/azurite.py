@@ -48,19 +48,30 @@ def wait_for_port(
 class Azurite:
     """Azurite's queue service as a child process. ``location=None`` keeps data in memory."""
 
-    def __init__(self, *, port: int | None = None, location: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        location: Path | None = None,
+        oauth_tls: tuple[Path, Path] | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.location = location
+        #: (certificate, key): serve HTTPS and accept bearer tokens (Azurite's "--oauth basic",
+        #: which checks a token's issuer, audience and lifetime, not its signature).
+        self.oauth_tls = oauth_tls
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def queue_endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}/{ACCOUNT}"
+        scheme = "https" if self.oauth_tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/{ACCOUNT}"
 
     @property
     def connection_string(self) -> str:
         return (
-            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+            f"DefaultEndpointsProtocol={'https' if self.oauth_tls else 'http'};"
+            f"AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
             f"QueueEndpoint={self.queue_endpoint};"
         )
 
@@ -76,6 +87,9 @@ class Azurite:
             "--skipApiVersionCheck",
             "--disableTelemetry",
         ]  # fmt: skip
+        if self.oauth_tls is not None:
+            certificate, key = self.oauth_tls
+            command += ["--oauth", "basic", "--cert", str(certificate), "--key", str(key)]
         if self.location is None:
             command.append("--inMemoryPersistence")
         else:

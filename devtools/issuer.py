@@ -109,6 +109,9 @@ class DevIssuer:
         #: endpoint (``…/msi/token``) that stands in for Azure's in tests.
         self.identity_header = "dev-identity-header"
         self.identity_requests = 0
+        #: The ``iss`` of managed identity tokens, when it must look like Entra ID's (Azurite
+        #: accepts only https://sts.windows.net/... issuers); by default this issuer's URL.
+        self.managed_identity_issuer: str | None = None
 
     # -- switches for tests ------------------------------------------------------------------
     def rotate(self, algorithm: str = "RS256", *, publish: bool = True) -> SigningKey:
@@ -234,7 +237,8 @@ class DevIssuer:
         resource = request.query.get("resource", "")
         client_id = request.query.get("client_id", "system-assigned")
         expires_on = int(time.time()) + 3600
-        token = self.mint(org=None, scope=None, audience=resource, sub=client_id)
+        issuer = {"iss": self.managed_identity_issuer} if self.managed_identity_issuer else {}
+        token = self.mint(org=None, scope=None, audience=resource, sub=client_id, **issuer)
         return web.json_response(
             {
                 "access_token": token,

@@ -61,20 +61,23 @@ class StorageQueueSink:
         self._credential = credential
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> StorageQueueSink:
-        """Build the client; call it inside the event loop that will use it."""
+    def from_settings(cls, settings: Settings, **client_options: Any) -> StorageQueueSink:
+        """Build the client; call it inside the event loop that will use it.
+
+        ``client_options`` go to the QueueClient as well (tests pass ``connection_verify``).
+        """
         budget = settings.queue_timeout_seconds
         options: dict[str, Any] = {
             "message_encode_policy": TextBase64EncodePolicy(),
             "retry_policy": _retry_policy(budget),
             "connection_timeout": min(2.0, budget),
             "read_timeout": budget,
+            **client_options,
         }
-        connection = (
-            settings.queue_connection.get_secret_value() if settings.queue_connection else ""
-        )
-        if connection.strip():
-            client = QueueClient.from_connection_string(connection, settings.queue_name, **options)
+        if settings.queue_connection is not None:
+            client = QueueClient.from_connection_string(
+                settings.queue_connection.get_secret_value(), settings.queue_name, **options
+            )
             return cls(client, timeout_seconds=budget)
         # Managed identity (AZURE_CLIENT_ID selects a user-assigned one); imported only here,
         # because azure-identity is slow to import and local runs never need it.

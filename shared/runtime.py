@@ -49,12 +49,14 @@ class Runtime:
         settings: Settings,
         *,
         token_http_client: Any = None,
+        queue_client_options: dict[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> Runtime:
         """Create the clients. Must run inside the event loop that will use them.
 
-        ``token_http_client`` replaces the requests session msal uses for registry tokens, and
-        ``clock`` the registry cache's clock (tests use both: their own CA, their own time).
+        ``token_http_client`` replaces the requests session msal uses for registry tokens,
+        ``queue_client_options`` extend the queue client's, and ``clock`` is the registry
+        cache's clock (the tests use them for their own certificate authority and time).
         """
         loop = asyncio.get_running_loop()
         session = aiohttp.ClientSession(
@@ -81,7 +83,7 @@ class Runtime:
             max_entries=settings.registry_cache_size,
             clock=clock,
         )
-        sink = StorageQueueSink.from_settings(settings)
+        sink = StorageQueueSink.from_settings(settings, **(queue_client_options or {}))
         pipeline = PublishPipeline(
             verifier=verifier,
             rules=rules,

@@ -1,0 +1,114 @@
+"""The Azure path to the queue: EVENTS_QUEUE_ACCOUNT_URL and the managed identity, no key.
+
+Azurite serves HTTPS and accepts only bearer tokens whose issuer looks like Entra ID's and whose
+audience is Azure Storage ("--oauth basic"); the dev issuer stands in for App Service's managed
+identity endpoint (IDENTITY_ENDPOINT / IDENTITY_HEADER, which azure-identity reads).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy
+
+from devtools.azurite import Azurite
+from devtools.issuer import DevIssuer
+from devtools.tls import LocalTls, make_local_tls
+from shared.publish import PublishRequest
+from shared.runtime import Runtime
+from shared.settings import Settings
+from tests.conftest import VALID_EVENT, body_of
+
+TENANT_ISSUER = "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/"
+
+
+@pytest.fixture
+def tls(tmp_path: Path) -> LocalTls:
+    return make_local_tls(tmp_path / "tls")
+
+
+@pytest.fixture
+def oauth_azurite(tls: LocalTls) -> Iterator[Azurite]:
+    azurite = Azurite(oauth_tls=(tls.cert_file, tls.key_file)).start()
+    yield azurite
+    azurite.stop()
+
+
+async def test_publish_through_the_managed_identity(
+    function_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    oauth_azurite: Azurite,
+    issuer: DevIssuer,
+    tls: LocalTls,
+    queue_name: str,
+) -> None:
+    monkeypatch.delenv("EVENTS_QUEUE_CONNECTION")
+    monkeypatch.setenv("EVENTS_QUEUE_ACCOUNT_URL", oauth_azurite.queue_endpoint)
+    monkeypatch.setenv("IDENTITY_ENDPOINT", f"{issuer.base_url}/msi/token")
+    monkeypatch.setenv("IDENTITY_HEADER", issuer.identity_header)
+    monkeypatch.setenv("AZURE_CLIENT_ID", "uami-client-id")
+    monkeypatch.setattr(issuer, "managed_identity_issuer", TENANT_ISSUER)
+    requests_before = issuer.identity_requests
+
+    built = Runtime.build(
+        Settings(),  # type: ignore[call-arg]
+        queue_client_options={"connection_verify": str(tls.ca_file)},
+    )
+    request = PublishRequest(
+        "POST",
+        "/events",
+        {"authorization": f"Bearer {issuer.mint()}", "content-type": "application/json"},
+        body_of(VALID_EVENT),
+    )
+    try:
+        first, second = [await built.pipeline.handle(request) for _ in range(2)]
+    finally:
+        await built.close()
+    assert (first.status, second.status) == (200, 200), first.body
+    assert issuer.identity_requests == requests_before + 1  # the token was reused
+
+    reader = QueueClient.from_connection_string(
+        oauth_azurite.connection_string,
+        queue_name,
+        message_decode_policy=TextBase64DecodePolicy(),
+        connection_verify=str(tls.ca_file),
+    )
+    with reader:
+        stored = [message.content for message in reader.peek_messages(max_messages=5)]
+    assert len(stored) == 2
+
+
+async def test_a_token_storage_refuses_is_503(
+    function_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    oauth_azurite: Azurite,
+    issuer: DevIssuer,
+    tls: LocalTls,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.delenv("EVENTS_QUEUE_CONNECTION")
+    monkeypatch.setenv("EVENTS_QUEUE_ACCOUNT_URL", oauth_azurite.queue_endpoint)
+    monkeypatch.setenv("IDENTITY_ENDPOINT", f"{issuer.base_url}/msi/token")
+    monkeypatch.setenv("IDENTITY_HEADER", issuer.identity_header)
+    # the identity's tokens come from an issuer Azure Storage does not accept
+    built = Runtime.build(
+        Settings(),  # type: ignore[call-arg]
+        queue_client_options={"connection_verify": str(tls.ca_file)},
+    )
+    request = PublishRequest(
+        "POST",
+        "/events",
+        {"authorization": f"Bearer {issuer.mint()}", "content-type": "application/json"},
+        body_of(VALID_EVENT),
+    )
+    try:
+        with caplog.at_level(logging.INFO, logger="events.publish"):
+            response = await built.pipeline.handle(request)
+    finally:
+        await built.close()
+    assert response.status == 503
+    assert response.headers["Retry-After"]
+    assert "ClientAuthenticationError" in caplog.text
