@@ -175,7 +175,7 @@ class PublishPipeline:
         except InvalidEvent as invalid:
             return problems.invalid_event(invalid.errors)
         resource = str(event.attribute("resource"))
-        record.event_id, record.resource = event.id, resource
+        record.event_id, record.resource = event.id[:128], resource  # ids are unbounded
         if len(message) > MAX_EVENT_BYTES:
             return problems.event_too_large(MAX_EVENT_BYTES, len(message))
 
