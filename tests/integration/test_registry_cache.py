@@ -4,6 +4,7 @@ clock the test moves (so expiry is exact, and no test waits for time to pass).""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -13,6 +14,7 @@ from shared.registry import RegistryUnavailable, ResourceRegistryClient
 from shared.registry_cache import (
     FAILURE_BACKOFF_SECONDS,
     REFRESH_AHEAD_FRACTION,
+    SUMMARY_INTERVAL_SECONDS,
     CachedPolicyRules,
     CacheOutcome,
 )
@@ -215,3 +217,19 @@ async def test_size_is_bounded_least_recently_used_first(
     await cache.lookup("b")
     assert registry.requests["a"] == 1
     assert registry.requests["b"] == 2
+
+
+async def test_a_summary_is_logged_at_debug_level_once_a_minute(
+    cache: CachedPolicyRules, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="events.registry"):
+        await cache.lookup("demo-events")
+        await cache.lookup("demo-events")
+        clock.now += SUMMARY_INTERVAL_SECONDS
+        await cache.lookup("unregistered")
+        await cache.lookup("demo-events")
+    summaries = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert summaries == [
+        "registry cache: entries=1 hits=1 misses=1 stale=0 errors=0 evictions=0 "
+        "background_refreshes=0"
+    ]
