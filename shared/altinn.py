@@ -28,10 +28,14 @@ def check_resource(value: object) -> str | None:
         )
     if not value.startswith(RESOURCE_PREFIX):
         return f"must start with '{RESOURCE_PREFIX}', followed by the resource's identifier"
-    if not _IDENTIFIER.fullmatch(value[len(RESOURCE_PREFIX) :]):
+    identifier = value[len(RESOURCE_PREFIX) :]
+    if not _IDENTIFIER.fullmatch(identifier):
         return (
             f"must be '{RESOURCE_PREFIX}' followed by one identifier segment, without further ':'"
         )
+    if not any(character.isalnum() for character in identifier):
+        # "." and ".." would also climb the registry's URL path
+        return "must name a resource: its identifier needs at least one letter or digit"
     return None
 
 

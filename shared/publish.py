@@ -29,7 +29,7 @@ log = logging.getLogger("events.publish")
 
 #: Trace ids need to be unique, not secret: a seeded PRNG, not a system call per request.
 _ids = random.Random()  # noqa: S311
-_TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+_TRACEPARENT = re.compile(r"(?!ff)[0-9a-f]{2}-([0-9a-f]{32})-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ import pytest
 
 from shared import problems
 from shared.problems import ProblemType
+from shared.publish import trace_id_of
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
 
@@ -83,3 +84,21 @@ def test_documented_examples_match_the_catalog() -> None:
         kind = kinds[example["type"]]
         assert (example["title"], example["status"]) == (kind.title, kind.status)
         assert set(example) >= {"type", "title", "status", "detail", "instance", "traceId"}
+
+
+@pytest.mark.parametrize(
+    ("traceparent", "continued"),
+    [
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", True),
+        ("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", True),
+        ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", False),  # invalid version
+        ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", False),  # all-zero trace
+        ("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", False),  # all-zero parent
+        ("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", False),  # upper case
+        ("garbage", False),
+    ],
+)
+def test_trace_id_continues_only_a_valid_traceparent(traceparent: str, continued: bool) -> None:
+    trace_id = trace_id_of({"traceparent": traceparent})
+    assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-00", trace_id)
+    assert (trace_id.split("-")[1] == "4bf92f3577b34da6a3ce929d0e0e4736") is continued
