@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PORT ?= 7071
 ARGS ?=
 
-.PHONY: help deps run serve token peek test lint format bench clean
+.PHONY: help deps run serve token peek test lint format bench soak clean
 
 help:
 	@echo "make run    - the function with Azurite, a dev token issuer and a dev registry (Ctrl-C stops all)"
@@ -16,7 +16,8 @@ help:
 	@echo "make peek   - show the events on the local queue (while make run runs)"
 	@echo "make test   - the whole test suite"
 	@echo "make lint   - ruff and mypy"
-	@echo "make bench  - benchmarks (writes docs/performance.md)"
+	@echo "make bench  - benchmarks (writes docs/performance.md; ARGS=--quick for a short run)"
+	@echo "make soak   - ten minutes at half the peak rate (ARGS='--minutes 2' for less)"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 11), "Python 3.11+ is required"'
@@ -61,8 +62,16 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: deps
-	$(PY) -m bench
+# Benchmark-only packages (cloudevents, matplotlib) on top of the dev environment.
+$(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	touch $@
+
+bench: $(VENV)/.bench-installed node_modules/.installed
+	$(PY) -m bench $(ARGS)
+
+soak: $(VENV)/.bench-installed node_modules/.installed
+	$(PY) -m bench.soak $(ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-checkov node_modules .local .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,126 @@
+"""HTTP end to end: the dev host with a real Azurite queue, loaded from a separate process.
+
+At each concurrency level, rounds alternate (in a rotating order) between three runs of the same
+load generator against the same Azurite:
+
+- ``ours``: ``POST /events`` with a typical (~2 KB) valid event and a valid token, every answer
+  a 200;
+- ``raw``: ``send_message`` of the same queue message, with a ``QueueClient`` built as our sink
+  builds it (``TextBase64EncodePolicy``; environment proxy/netrc lookups as
+  ``shared.queue.environment_configures_http`` decides): the enqueue the function does, alone;
+- ``raw-sdk-defaults``: the same with the SDK's defaults (it looks up proxy variables and
+  ``~/.netrc`` in a thread on every request), for context.
+
+After every run the queue is counted and emptied: each 200 must be a message on the queue.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.events import typical
+from bench.services import Stack, ours_case, placeholder_body, queue_message, run_load
+from bench.serving import cpu_seconds
+from shared.queue import environment_configures_http
+
+LEVELS = (1, 8, 32, 64)
+TARGETS = ("ours", "raw", "raw-sdk-defaults")
+#: The level the throughput target is judged at, and the target itself.
+TARGET_LEVEL = 32
+TARGET_RATIO = 0.8
+
+
+@dataclass
+class LevelResult:
+    concurrency: int
+    runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def median(self, target: str, key: str) -> float:
+        return float(statistics.median(run[key] for run in self.runs[target]))
+
+    def total(self, target: str, key: str) -> int:
+        return sum(int(run[key]) for run in self.runs[target])
+
+    def paired_ratios(self, target: str = "ours", baseline: str = "raw") -> list[float]:
+        """Throughput of ``target`` over ``baseline`` in each round (the two ran back to back)."""
+        return [
+            ours["throughput"] / base["throughput"]
+            for ours, base in zip(self.runs[target], self.runs[baseline], strict=True)
+        ]
+
+    def ratio(self, target: str = "ours", baseline: str = "raw") -> float:
+        return statistics.median(self.paired_ratios(target, baseline))
+
+    def cpu_us_per_request(self, target: str) -> float:
+        """CPU per request of the process doing the work: the dev host for ``ours`` (warm-up
+        included), the load generator itself for the raw enqueue (the SDK's cost, plus the
+        generator's own small share)."""
+        per_run = [
+            run["devhost_cpu_seconds"] / (run["requests"] + run["warmup_requests"])
+            if target == "ours"
+            else run["cpu_seconds"] / run["requests"]
+            for run in self.runs[target]
+        ]
+        return float(statistics.median(per_run)) * 1e6
+
+    def queue_mismatches(self) -> int:
+        return sum(
+            1
+            for runs in self.runs.values()
+            for run in runs
+            if run["on_queue"] != run["enqueued_expected"]
+        )
+
+
+def _specs(stack: Stack, tokens: list[str]) -> dict[str, Callable[..., dict[str, Any]]]:
+    body = placeholder_body(typical())
+    ours = [ours_case("valid", body, tokens, 200)]
+    raw = [{"name": "raw", "body": queue_message(body), "tokens": [], "expect": 200}]
+    sink_options = {"use_env_settings": environment_configures_http()}
+    return {
+        "ours": lambda **o: stack.load_spec("ours", ours, **o),
+        "raw": lambda **o: stack.load_spec("raw", raw, client_options=sink_options, **o),
+        "raw-sdk-defaults": lambda **o: stack.load_spec("raw", raw, **o),
+    }
+
+
+def measure(
+    stack: Stack,
+    *,
+    levels: tuple[int, ...] = LEVELS,
+    rounds: int = 3,
+    seconds: float = 6.0,
+    warmup_seconds: float = 1.0,
+    progress: Callable[[str], None] = print,
+) -> list[LevelResult]:
+    tokens = stack.tokens(8)
+    specs = _specs(stack, tokens)
+    results = []
+    for concurrency in levels:
+        level = LevelResult(concurrency, {target: [] for target in TARGETS})
+        for round_number in range(rounds):
+            shift = round_number % len(TARGETS)
+            for target in TARGETS[shift:] + TARGETS[:shift]:
+                spec = specs[target](
+                    concurrency=concurrency,
+                    duration_seconds=seconds,
+                    warmup_seconds=warmup_seconds,
+                )
+                devhost = stack.devhost
+                assert devhost is not None
+                before = cpu_seconds(devhost.pid)
+                run = run_load(spec, stack.workdir)
+                run["devhost_cpu_seconds"] = cpu_seconds(devhost.pid) - before
+                queue = stack.queue_name if target == "ours" else stack.raw_queue_name
+                run["on_queue"] = stack.count_and_reset(queue)
+                level.runs[target].append(run)
+                progress(
+                    f"http c={concurrency:<3} round {round_number + 1}/{rounds} {target:17} "
+                    f"{run['throughput']:7.0f} req/s  p99 {run['p99_ms']:6.1f} ms  "
+                    f"errors {run['errors']}  queue {run['on_queue']}/{run['enqueued_expected']}"
+                )
+        results.append(level)
+    return results

@@ -1,0 +1,367 @@
+"""The load generator: a separate process that sends requests with N concurrent workers.
+
+``python -m bench.load SPEC.json`` reads a spec (written by the benchmark that starts it), runs
+it, and prints one JSON result on stdout. Two targets:
+
+- ``ours``: ``POST /events`` on the dev host over aiohttp, one keep-alive connection per worker,
+  cycling through the spec's request ``cases`` (token pool, body template, expected status);
+- ``raw``: the baseline, ``send_message`` straight to the same queue service with
+  ``azure.storage.queue.aio.QueueClient`` and ``TextBase64EncodePolicy``: what the function does
+  for an accepted event, without the function.
+
+A run is a warm-up (not measured) and then either a fixed number of requests or a fixed duration.
+With ``rate`` set, request n is not started before ``start + n / rate`` (an open-loop schedule
+with at most ``concurrency`` requests in flight; the soak uses it). With ``window_seconds`` set,
+per-window statistics are reported as well (latency percentiles, errors, and the RSS of
+``watch_pid`` and of the processes in ``also_watch`` if given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import math
+import sys
+import time
+from array import array
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ID_PLACEHOLDER = "__EVENT_ID__"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One kind of request: a body with ``ID_PLACEHOLDER``, tokens to rotate, the status due."""
+
+    name: str
+    body: str
+    tokens: Sequence[str]
+    expect: int
+    weight: int = 1
+    content_type: str = "application/cloudevents+json"
+
+
+def percentile(samples: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile of unsorted samples (NaN for none)."""
+    if not samples:
+        return math.nan
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def rss_kib(pid: int) -> int | None:
+    """VmRSS of a process in KiB, from /proc (None when it cannot be read)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+@dataclass
+class _Window:
+    started: float
+    latencies: array[float] = field(default_factory=lambda: array("d"))
+    statuses: Counter[int] = field(default_factory=Counter)
+    errors: int = 0
+
+
+class _Recorder:
+    """Latencies (ms) and outcomes of the measured phase, overall and per window."""
+
+    def __init__(
+        self,
+        window_seconds: float | None,
+        watch_pid: int | None,
+        also_watch: dict[str, int] | None = None,
+    ) -> None:
+        self.latencies: array[float] = array("d")
+        self.statuses: Counter[int] = Counter()
+        self.unexpected: Counter[str] = Counter()
+        self.ok = 0
+        self.errors = 0
+        self.window_seconds = window_seconds
+        self.watch_pid = watch_pid
+        self.also_watch = also_watch or {}
+        self.windows: list[dict[str, Any]] = []
+        self.exceptions: Counter[str] = Counter()
+        self._window: _Window | None = None
+        self.started = 0.0
+
+    def start(self, now: float) -> None:
+        self.started = now
+        if self.window_seconds:
+            self._window = _Window(now)
+            if self.watch_pid:
+                self.windows.append(
+                    {
+                        "t": 0.0,
+                        "requests": 0,
+                        "rss_kib": rss_kib(self.watch_pid),
+                        "other_rss_kib": self._other_rss(),
+                    }
+                )
+
+    def _other_rss(self) -> dict[str, int | None]:
+        return {name: rss_kib(pid) for name, pid in self.also_watch.items()}
+
+    def record(self, now: float, latency_ms: float, status: int, case: Case) -> None:
+        self.latencies.append(latency_ms)
+        self.statuses[status] += 1
+        if status == case.expect:
+            if status == 200:
+                self.ok += 1
+        else:
+            self.errors += 1
+            self.unexpected[f"{case.name}:{status}"] += 1
+        window = self._window
+        if window is not None:
+            window.latencies.append(latency_ms)
+            window.statuses[status] += 1
+            if status != case.expect:
+                window.errors += 1
+            self.tick(now)
+
+    def tick(self, now: float) -> None:
+        window = self._window
+        if window is None or self.window_seconds is None:
+            return
+        if now - window.started >= self.window_seconds:
+            self.windows.append(self._summary(window, now))
+            self._window = _Window(now)
+
+    def finish(self, now: float) -> None:
+        window = self._window
+        if window is not None and window.latencies:
+            self.windows.append(self._summary(window, now))
+        self._window = None
+
+    def _summary(self, window: _Window, now: float) -> dict[str, Any]:
+        elapsed = now - window.started
+        return {
+            "t": round(now - self.started, 3),
+            "requests": len(window.latencies),
+            "rate": len(window.latencies) / elapsed if elapsed > 0 else math.nan,
+            "p50_ms": percentile(window.latencies, 0.50),
+            "p99_ms": percentile(window.latencies, 0.99),
+            "max_ms": max(window.latencies, default=math.nan),
+            "errors": window.errors,
+            "statuses": {str(k): v for k, v in sorted(window.statuses.items())},
+            "rss_kib": rss_kib(self.watch_pid) if self.watch_pid else None,
+            "other_rss_kib": self._other_rss(),
+        }
+
+
+Send = Callable[[int, Case], Awaitable[int]]
+
+
+def _cycle(cases: Sequence[Case]) -> list[Case]:
+    """The cases in a fixed interleaved order, each as often as its weight."""
+    order: list[Case] = []
+    remaining = {case.name: case.weight for case in cases}
+    while any(remaining.values()):
+        for case in cases:
+            if remaining[case.name]:
+                order.append(case)
+                remaining[case.name] -= 1
+    return order
+
+
+async def _drive(
+    send: Send,
+    cases: Sequence[Case],
+    *,
+    concurrency: int,
+    count: int | None,
+    duration: float | None,
+    rate: float | None,
+    recorder: _Recorder | None,
+    first_number: int,
+) -> tuple[int, float, int]:
+    """Run one phase; return (requests completed, seconds, answers that were 200)."""
+    order = _cycle(cases)
+    numbers = itertools.count()
+    completed = 0
+    answered_200 = 0
+    started = time.perf_counter()
+    deadline = started + duration if duration is not None else math.inf
+    if recorder is not None:
+        recorder.start(started)
+    last = started
+
+    async def worker() -> None:
+        nonlocal completed, answered_200, last
+        while True:
+            n = next(numbers)
+            if count is not None and n >= count:
+                return
+            if rate is not None:
+                due = started + n / rate
+                now = time.perf_counter()
+                if due > now:
+                    await asyncio.sleep(due - now)
+            if time.perf_counter() >= deadline:
+                return
+            case = order[n % len(order)]
+            sent = time.perf_counter()
+            try:
+                status = await send(first_number + n, case)
+            except Exception as error:  # any failure to get an answer is an error, never a crash
+                status = -1  # no HTTP answer: always an error
+                if recorder is not None:
+                    recorder.exceptions[type(error).__name__] += 1
+            done = time.perf_counter()
+            last = max(last, done)
+            completed += 1
+            answered_200 += status == 200
+            if recorder is not None:
+                recorder.record(done, (done - sent) * 1000, status, case)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    if recorder is not None:
+        recorder.finish(last)
+    return completed, last - started, answered_200
+
+
+def _body(case: Case, number: int, run_id: str) -> bytes:
+    return case.body.replace(ID_PLACEHOLDER, f"{run_id}-{number}").encode()
+
+
+async def _run_ours(spec: dict[str, Any], cases: list[Case], run: Callable[..., Any]) -> Any:
+    url = spec["url"]
+    run_id = spec["run_id"]
+    connector = aiohttp.TCPConnector(limit=spec["concurrency"], limit_per_host=0)
+    timeout = aiohttp.ClientTimeout(total=spec.get("timeout_seconds", 30))
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def send(number: int, case: Case) -> int:
+            token = case.tokens[number % len(case.tokens)] if case.tokens else None
+            headers = {"Content-Type": case.content_type}
+            if token is not None:
+                headers["Authorization"] = f"Bearer {token}"
+            async with session.post(url, data=_body(case, number, run_id), headers=headers) as r:
+                await r.read()
+                return r.status
+
+        return await run(send)
+
+
+async def _run_raw(spec: dict[str, Any], cases: list[Case], run: Callable[..., Any]) -> Any:
+    from azure.storage.queue import TextBase64EncodePolicy
+    from azure.storage.queue.aio import QueueClient
+
+    run_id = spec["run_id"]
+    client = QueueClient.from_connection_string(
+        spec["connection_string"],
+        spec["queue_name"],
+        message_encode_policy=TextBase64EncodePolicy(),
+        **spec.get("client_options", {}),
+    )
+    async with client:
+
+        async def send(number: int, case: Case) -> int:
+            await client.send_message(case.body.replace(ID_PLACEHOLDER, f"{run_id}-{number}"))
+            return 200
+
+        return await run(send)
+
+
+async def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    cases = [Case(**case) for case in spec["cases"]]
+    concurrency = int(spec["concurrency"])
+    recorder = _Recorder(spec.get("window_seconds"), spec.get("watch_pid"), spec.get("also_watch"))
+
+    async def run(send: Send) -> dict[str, Any]:
+        warm_count = spec.get("warmup_requests")
+        warm_duration = spec.get("warmup_seconds")
+        warm_200 = 0
+        warm_done = 0
+        if warm_count or warm_duration:
+            warm_done, _, warm_200 = await _drive(
+                send,
+                cases,
+                concurrency=concurrency,
+                count=warm_count,
+                duration=warm_duration,
+                rate=spec.get("rate"),
+                recorder=None,
+                first_number=10**9,
+            )
+        cpu_before = time.process_time()
+        completed, seconds, measured_200 = await _drive(
+            send,
+            cases,
+            concurrency=concurrency,
+            count=spec.get("requests"),
+            duration=spec.get("duration_seconds"),
+            rate=spec.get("rate"),
+            recorder=recorder,
+            first_number=0,
+        )
+        cpu_seconds = time.process_time() - cpu_before
+        return {
+            "target": spec["target"],
+            # this process's CPU in the measured phase (for raw: the enqueue's cost)
+            "cpu_seconds": cpu_seconds,
+            "concurrency": concurrency,
+            "requests": completed,
+            "seconds": seconds,
+            "throughput": completed / seconds if seconds > 0 else math.nan,
+            "p50_ms": percentile(recorder.latencies, 0.50),
+            "p95_ms": percentile(recorder.latencies, 0.95),
+            "p99_ms": percentile(recorder.latencies, 0.99),
+            "max_ms": max(recorder.latencies, default=math.nan),
+            "ok": recorder.ok,
+            "errors": recorder.errors,
+            "statuses": {str(k): v for k, v in sorted(recorder.statuses.items())},
+            "unexpected": dict(recorder.unexpected),
+            "exceptions": dict(recorder.exceptions),
+            "warmup_requests": warm_done,
+            # every 200 (warm-up included) must be a message on the queue
+            "enqueued_expected": warm_200 + measured_200,
+            "windows": recorder.windows,
+        }
+
+    if spec["target"] == "ours":
+        result: dict[str, Any] = await _run_ours(spec, cases, run)
+    elif spec["target"] == "raw":
+        result = await _run_raw(spec, cases, run)
+    else:
+        raise SystemExit(f"unknown target {spec['target']!r}")
+    return result
+
+
+def _event_loop_runner() -> Callable[[Any], Any]:
+    """uvloop when installed (as uvicorn picks it for the dev host), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run
+    return uvloop.run
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("spec", type=Path, help="JSON spec written by the benchmark")
+    args = parser.parse_args(argv)
+    spec = json.loads(args.spec.read_text(encoding="utf-8"))
+    runner = _event_loop_runner()
+    result = runner(run_spec(spec))
+    result["event_loop"] = "uvloop" if runner is not asyncio.run else "asyncio"
+    json.dump(result, sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
