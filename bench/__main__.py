@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 from bench import coldstart, cpu, endtoend, memory, report, serving
@@ -41,11 +43,43 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
         "--memory-requests", type=int, help="memory: requests after warm-up (100000, quick 10000)"
     )
     parser.add_argument("--log-level", default="WARNING", help="the dev host's LOG_LEVEL")
+    parser.add_argument(
+        "--from-results",
+        type=Path,
+        metavar="JSON",
+        help="no new run: rewrite the doc from a saved run (.local/bench/results.json)",
+    )
     return parser.parse_args(argv)
+
+
+def _rewrite(path: Path) -> None:
+    """docs/performance.md and the plot again from a saved run, measuring nothing."""
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    meta = saved["meta"]
+    report.write_bench(
+        cpu=([cpu.CpuFigure(**f) for f in saved["cpu"]], meta["cpu_rounds"], meta["cpu_calls"]),
+        http=(
+            [endtoend.LevelResult(**level) for level in saved["http"]],
+            meta["http_rounds"],
+            meta["http_seconds"],
+            meta["log_level"],
+        ),
+        coldstart=coldstart.ColdStartResult(**saved["coldstart"]),
+        memory=memory.MemoryResult(**saved["memory"]),
+        serving=serving.ServingResult(**saved["serving"]) if "serving" in saved else None,
+        quick=meta["quick"],
+        elapsed_seconds=meta["elapsed_seconds"],
+        raw=saved,
+        date=meta["date"],
+    )
+    print(f"rewrote {report.DOC.relative_to(report.ROOT)} from {path}")
 
 
 def main(argv: list[str] | None = None) -> None:
     options = _options(argv)
+    if options.from_results:
+        _rewrite(options.from_results)
+        return
     quick = options.quick
     sections = options.only or list(SECTIONS)
     cpu_rounds = options.cpu_rounds or (5 if quick else 15)
@@ -106,11 +140,22 @@ def main(argv: list[str] | None = None) -> None:
     if options.only:
         progress("done (--only: docs/performance.md left alone)")
         return
-    raw = {
+    raw: dict[str, Any] = {
         name: [dataclasses.asdict(item) for item in value]
         if isinstance(value, list)
         else dataclasses.asdict(value)
         for name, value in results.items()
+    }
+    date = report.now()
+    raw["meta"] = {
+        "date": date,
+        "quick": quick,
+        "elapsed_seconds": elapsed,
+        "cpu_rounds": cpu_rounds,
+        "cpu_calls": cpu_calls,
+        "http_rounds": http_rounds,
+        "http_seconds": http_seconds,
+        "log_level": options.log_level,
     }
     report.write_bench(
         cpu=(results["cpu"], cpu_rounds, cpu_calls),
@@ -121,6 +166,7 @@ def main(argv: list[str] | None = None) -> None:
         quick=quick,
         elapsed_seconds=elapsed,
         raw=raw,
+        date=date,
     )
     progress(f"wrote {report.DOC.relative_to(report.ROOT)} and {report.HTTP_PLOT.name}")
 

@@ -13,7 +13,8 @@ A run is a warm-up (not measured) and then either a fixed number of requests or 
 With ``rate`` set, request n is not started before ``start + n / rate`` (an open-loop schedule
 with at most ``concurrency`` requests in flight; the soak uses it). With ``window_seconds`` set,
 per-window statistics are reported as well (latency percentiles, errors, and the RSS of
-``watch_pid`` and of the processes in ``also_watch`` if given).
+``watch_pid`` and of the processes in ``also_watch`` if given, and, with ``probe_url``, the
+longest a liveness probe of that URL waited for an answer).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class _Window:
     latencies: array[float] = field(default_factory=lambda: array("d"))
     statuses: Counter[int] = field(default_factory=Counter)
     errors: int = 0
+    probe_max_ms: float = 0.0
 
 
 class _Recorder:
@@ -96,6 +98,7 @@ class _Recorder:
         self.also_watch = also_watch or {}
         self.windows: list[dict[str, Any]] = []
         self.exceptions: Counter[str] = Counter()
+        self.probe_max_ms = 0.0
         self._window: _Window | None = None
         self.started = 0.0
 
@@ -133,6 +136,12 @@ class _Recorder:
                 window.errors += 1
             self.tick(now)
 
+    def probed(self, latency_ms: float) -> None:
+        """One liveness probe of ``probe_url`` answered (or gave up) after ``latency_ms``."""
+        self.probe_max_ms = max(self.probe_max_ms, latency_ms)
+        if self._window is not None:
+            self._window.probe_max_ms = max(self._window.probe_max_ms, latency_ms)
+
     def tick(self, now: float) -> None:
         window = self._window
         if window is None or self.window_seconds is None:
@@ -158,6 +167,7 @@ class _Recorder:
             "max_ms": max(window.latencies, default=math.nan),
             "errors": window.errors,
             "statuses": {str(k): v for k, v in sorted(window.statuses.items())},
+            "probe_max_ms": window.probe_max_ms,
             "rss_kib": rss_kib(self.watch_pid) if self.watch_pid else None,
             "other_rss_kib": self._other_rss(),
         }
@@ -188,6 +198,7 @@ async def _drive(
     rate: float | None,
     recorder: _Recorder | None,
     first_number: int,
+    probe_url: str | None = None,
 ) -> tuple[int, float, int]:
     """Run one phase; return (requests completed, seconds, answers that were 200)."""
     order = _cycle(cases)
@@ -228,10 +239,33 @@ async def _drive(
             if recorder is not None:
                 recorder.record(done, (done - sent) * 1000, status, case)
 
+    probing = (
+        asyncio.create_task(_probe(probe_url, recorder))
+        if probe_url is not None and recorder is not None
+        else None
+    )
     await asyncio.gather(*(worker() for _ in range(concurrency)))
+    if probing is not None:
+        probing.cancel()
     if recorder is not None:
         recorder.finish(last)
     return completed, last - started, answered_200
+
+
+async def _probe(url: str, recorder: _Recorder, interval: float = 0.5) -> None:
+    """Ask ``url`` twice a second (any HTTP answer will do) and record how long it took: a
+    stalled dependency shows up as a long probe, independently of the load."""
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        while True:
+            started = time.perf_counter()
+            try:
+                async with session.get(url) as response:
+                    await response.read()
+            except (aiohttp.ClientError, TimeoutError):
+                pass  # the time it took still says how long the dependency did not answer
+            recorder.probed((time.perf_counter() - started) * 1000)
+            await asyncio.sleep(interval)
 
 
 def _body(case: Case, number: int, run_id: str) -> bytes:
@@ -308,6 +342,7 @@ async def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
             rate=spec.get("rate"),
             recorder=recorder,
             first_number=0,
+            probe_url=spec.get("probe_url"),
         )
         cpu_seconds = time.process_time() - cpu_before
         return {
@@ -327,6 +362,7 @@ async def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
             "statuses": {str(k): v for k, v in sorted(recorder.statuses.items())},
             "unexpected": dict(recorder.unexpected),
             "exceptions": dict(recorder.exceptions),
+            "probe_max_ms": recorder.probe_max_ms,
             "warmup_requests": warm_done,
             # every 200 (warm-up included) must be a message on the queue
             "enqueued_expected": warm_200 + measured_200,
