@@ -99,6 +99,8 @@ class _Recorder:
         self.windows: list[dict[str, Any]] = []
         self.exceptions: Counter[str] = Counter()
         self.probe_max_ms = 0.0
+        #: When the outstanding probe was sent (None: none outstanding).
+        self.probe_sent: float | None = None
         self._window: _Window | None = None
         self.started = 0.0
 
@@ -158,6 +160,8 @@ class _Recorder:
 
     def _summary(self, window: _Window, now: float) -> dict[str, Any]:
         elapsed = now - window.started
+        if self.probe_sent is not None:  # a probe still waiting counts in this window too
+            window.probe_max_ms = max(window.probe_max_ms, (now - self.probe_sent) * 1000)
         return {
             "t": round(now - self.started, 3),
             "requests": len(window.latencies),
@@ -258,12 +262,13 @@ async def _probe(url: str, recorder: _Recorder, interval: float = 0.5) -> None:
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         while True:
-            started = time.perf_counter()
+            started = recorder.probe_sent = time.perf_counter()
             try:
                 async with session.get(url) as response:
                     await response.read()
             except (aiohttp.ClientError, TimeoutError):
                 pass  # the time it took still says how long the dependency did not answer
+            recorder.probe_sent = None
             recorder.probed((time.perf_counter() - started) * 1000)
             await asyncio.sleep(interval)
 

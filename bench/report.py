@@ -174,18 +174,45 @@ def plot_soak(result: SoakResult, path: Path = SOAK_PLOT) -> None:
 
     windows = [w for w in result.windows if w.get("requests")]
     minutes = [w["t"] / 60 for w in windows]
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True)
+    figure, (top, middle, bottom) = plt.subplots(
+        3, 1, figsize=(9, 7.5), sharex=True, gridspec_kw={"height_ratios": [3, 1.4, 2]}
+    )
     top.plot(minutes, [w["p99_ms"] for w in windows], "o-", label="p99")
     top.plot(minutes, [w["p50_ms"] for w in windows], "s--", label="p50")
-    top.set_ylabel("latency (ms)")
-    top.set_ylim(bottom=0)
+    if any(w.get("probe_max_ms") for w in windows):
+        top.plot(
+            minutes,
+            [w.get("probe_max_ms") or float("nan") for w in windows],
+            "^:",
+            color="tab:red",
+            label="Azurite liveness probe, longest wait",
+        )
+    top.set_yscale("log")
+    top.set_ylabel("ms (log scale)")
     top.legend(fontsize="small")
     top.grid(True, alpha=0.3)
+    middle.bar(minutes, [w["errors"] for w in windows], width=0.3, color="tab:red")
+    middle.set_ylabel("errors (503)")
+    middle.grid(True, alpha=0.3)
     rss = [(w["t"] / 60, w["rss_kib"] / 1024) for w in result.windows if w.get("rss_kib")]
-    bottom.plot([t for t, _ in rss], [m for _, m in rss], "o-", color="tab:green")
-    bottom.set_ylabel("dev host RSS (MiB)")
+    bottom.plot([t for t, _ in rss], [m for _, m in rss], "o-", color="tab:green", label="dev host")
+    azurite = [
+        (w["t"] / 60, kib / 1024)
+        for w in result.windows
+        if (kib := (w.get("other_rss_kib") or {}).get("azurite"))
+    ]
+    if azurite:
+        bottom.plot(
+            [t for t, _ in azurite],
+            [m for _, m in azurite],
+            "s--",
+            color="tab:gray",
+            label="Azurite (keeps every message)",
+        )
+    bottom.set_ylabel("RSS (MiB)")
     bottom.set_xlabel("minutes")
     bottom.set_ylim(bottom=0)
+    bottom.legend(fontsize="small")
     bottom.grid(True, alpha=0.3)
     figure.suptitle(
         f"Soak: {result.rate:.0f} req/s (half the peak) for {result.minutes:g} min, "
