@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     http_rounds = options.http_rounds or (1 if quick else 3)
     http_seconds = options.http_seconds or (2.0 if quick else 5.0)
     levels = options.levels or endtoend.LEVELS
+    if endtoend.TARGET_LEVEL not in levels and not options.only:
+        raise SystemExit(f"--levels must include {endtoend.TARGET_LEVEL}, the target's level")
     coldstart_runs = options.coldstart_runs or (6 if quick else 30)
     memory_requests = options.memory_requests or (10_000 if quick else 100_000)
     started = time.monotonic()
