@@ -16,6 +16,7 @@ from devtools.issuer import DevIssuer
 from devtools.registry import BASE_PATH, DevRegistry, publish_rule
 from devtools.servers import BackgroundServer, bind_loopback
 from tests.queues import QueueReader
+from tests.served import local_services_environment
 
 VALID_EVENT: dict[str, Any] = {
     "specversion": "1.0",
@@ -147,10 +148,7 @@ def function_env(
         if name.startswith("EVENTS_"):
             monkeypatch.delenv(name)
     variables = {
-        "EVENTS_TRUSTED_ISSUERS": issuer.base_url,
-        "EVENTS_REGISTRY_URL": registry_service[1],
-        "EVENTS_QUEUE_CONNECTION": azurite.connection_string,
-        "EVENTS_QUEUE_NAME": queue_name,
+        **local_services_environment(azurite, issuer, registry_service[1], queue_name),
         "EVENTS_QUEUE_TIMEOUT_SECONDS": "2",
     }
     for name, value in variables.items():

@@ -6,12 +6,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 import uuid
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -23,7 +20,7 @@ from hypothesis import HealthCheck, settings
 from openapi_spec_validator import OpenAPIV31SpecValidator
 from openapi_spec_validator.readers import read_from_filename
 
-from devtools.azurite import ROOT, Azurite, free_port, wait_for_port
+from devtools.azurite import ROOT, Azurite
 from devtools.issuer import ADMIN_SCOPE, PUBLISH_SCOPE, DevIssuer
 from devtools.registry import DevRegistry
 from shared import problems
@@ -33,7 +30,7 @@ from shared.problems import ProblemType
 from shared.publish import problem_response, trace_id_of
 from shared.settings import Settings
 from tests.conftest import VALID_EVENT, reset_registry
-from tests.queues import QueueReader
+from tests.served import Served, serve_function
 
 SPEC = ROOT / "docs" / "openapi.yaml"
 ERRORS_MD = ROOT / "docs" / "errors.md"
@@ -394,39 +391,14 @@ def test_rules_beyond_the_schema(name: str) -> None:
 # -- (c) kept by the running function -----------------------------------------------------------
 
 
-@dataclass
-class Served:
-    url: str
-    queue: QueueReader
-
-
 @pytest.fixture(scope="module")
 def served(
     azurite: Azurite, issuer_service: DevIssuer, registry_service: tuple[DevRegistry, str]
 ) -> Iterator[Served]:
-    registry, registry_url = registry_service
-    reset_registry(registry)
-    issuer_service.available = True
-    port = free_port()
-    queue_name = f"contract-{uuid.uuid4().hex[:16]}"
-    environment = {
-        **{name: value for name, value in os.environ.items() if not name.startswith("EVENTS_")},
-        "PORT": str(port),
-        "EVENTS_TRUSTED_ISSUERS": issuer_service.base_url,
-        "EVENTS_REGISTRY_URL": registry_url,
-        "EVENTS_QUEUE_CONNECTION": azurite.connection_string,
-        "EVENTS_QUEUE_NAME": queue_name,
-        "LOG_LEVEL": "WARNING",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devtools.devhost"], cwd=ROOT, env=environment
-    )
-    try:
-        wait_for_port(port, timeout=30, process=process)
-        yield Served(f"http://127.0.0.1:{port}", QueueReader(azurite.connection_string, queue_name))
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
+    with serve_function(
+        azurite, issuer_service, registry_service, queue_prefix="contract"
+    ) as served:
+        yield served
 
 
 #: The credential a generated request carries, by bucket out of 20, picked from its content:

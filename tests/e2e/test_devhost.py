@@ -13,51 +13,19 @@ from typing import Any
 import aiohttp
 import pytest
 
-from devtools.azurite import ROOT, Azurite, free_port, wait_for_port
+from devtools.azurite import ROOT, Azurite, free_port
 from devtools.issuer import DevIssuer
 from devtools.registry import DevRegistry
-from tests.conftest import VALID_EVENT, body_of, reset_registry
-from tests.queues import QueueReader
-
-
-class Served:
-    def __init__(self, url: str, queue: QueueReader, process: subprocess.Popen[bytes]) -> None:
-        self.url = url
-        self.queue = queue
-        self.process = process
+from tests.conftest import VALID_EVENT, body_of
+from tests.served import Served, serve_function
 
 
 @pytest.fixture(scope="module")
 def served(
     azurite: Azurite, issuer_service: DevIssuer, registry_service: tuple[DevRegistry, str]
 ) -> Iterator[Served]:
-    registry, registry_url = registry_service
-    reset_registry(registry)
-    issuer_service.available = True
-    port = free_port()
-    queue_name = f"e2e-{uuid.uuid4().hex[:16]}"
-    environment = {
-        **{name: value for name, value in os.environ.items() if not name.startswith("EVENTS_")},
-        "PORT": str(port),
-        "EVENTS_TRUSTED_ISSUERS": issuer_service.base_url,
-        "EVENTS_REGISTRY_URL": registry_url,
-        "EVENTS_QUEUE_CONNECTION": azurite.connection_string,
-        "EVENTS_QUEUE_NAME": queue_name,
-        "LOG_LEVEL": "WARNING",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devtools.devhost"], cwd=ROOT, env=environment
-    )
-    try:
-        wait_for_port(port, timeout=30, process=process)
-        yield Served(
-            f"http://127.0.0.1:{port}",
-            QueueReader(azurite.connection_string, queue_name),
-            process,
-        )
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
+    with serve_function(azurite, issuer_service, registry_service, queue_prefix="e2e") as served:
+        yield served
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from shared.runtime import close_current_runtime
 from tests.conftest import VALID_EVENT, reset_registry
 from tests.integration.conftest import publish_function
 from tests.queues import QueueReader
+from tests.served import local_services_environment
 
 EXAMPLES = settings(
     max_examples=300,
@@ -83,12 +84,7 @@ def harness(
     reset_registry(registry)
     issuer_service.available = True
     queue_name = f"prop-{uuid.uuid4().hex[:16]}"
-    variables = {
-        "EVENTS_TRUSTED_ISSUERS": issuer_service.base_url,
-        "EVENTS_REGISTRY_URL": registry_url,
-        "EVENTS_QUEUE_CONNECTION": azurite.connection_string,
-        "EVENTS_QUEUE_NAME": queue_name,
-    }
+    variables = local_services_environment(azurite, issuer_service, registry_url, queue_name)
     saved = {name: os.environ.pop(name) for name in list(os.environ) if name.startswith("EVENTS_")}
     os.environ.update(variables)
     harness = Harness(
