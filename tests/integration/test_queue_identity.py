@@ -17,7 +17,7 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 from devtools.azurite import Azurite
 from devtools.issuer import DevIssuer
 from devtools.tls import LocalTls, make_local_tls
-from shared.publish import PublishRequest
+from shared.publish import PublishRequest, PublishResponse
 from shared.runtime import Runtime
 from shared.settings import Settings
 from tests.conftest import VALID_EVENT, body_of
@@ -37,22 +37,22 @@ def oauth_azurite(tls: LocalTls) -> Iterator[Azurite]:
     azurite.stop()
 
 
-async def test_publish_through_the_managed_identity(
+@pytest.fixture
+def identity_env(
     function_env: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
     oauth_azurite: Azurite,
     issuer: DevIssuer,
-    tls: LocalTls,
-    queue_name: str,
 ) -> None:
+    """The queue by account URL; the managed identity as App Service exposes it."""
     monkeypatch.delenv("EVENTS_QUEUE_CONNECTION")
     monkeypatch.setenv("EVENTS_QUEUE_ACCOUNT_URL", oauth_azurite.queue_endpoint)
     monkeypatch.setenv("IDENTITY_ENDPOINT", f"{issuer.base_url}/msi/token")
     monkeypatch.setenv("IDENTITY_HEADER", issuer.identity_header)
-    monkeypatch.setenv("AZURE_CLIENT_ID", "uami-client-id")
-    monkeypatch.setattr(issuer, "managed_identity_issuer", TENANT_ISSUER)
-    requests_before = issuer.identity_requests
 
+
+async def publish(issuer: DevIssuer, tls: LocalTls, times: int) -> list[PublishResponse]:
+    """Publish through a runtime built from the environment (trusting the test CA)."""
     built = Runtime.build(
         Settings(),  # type: ignore[call-arg]
         queue_client_options={"connection_verify": str(tls.ca_file)},
@@ -64,9 +64,24 @@ async def test_publish_through_the_managed_identity(
         body_of(VALID_EVENT),
     )
     try:
-        first, second = [await built.pipeline.handle(request) for _ in range(2)]
+        return [await built.pipeline.handle(request) for _ in range(times)]
     finally:
         await built.close()
+
+
+@pytest.mark.usefixtures("identity_env")
+async def test_publish_through_the_managed_identity(
+    monkeypatch: pytest.MonkeyPatch,
+    oauth_azurite: Azurite,
+    issuer: DevIssuer,
+    tls: LocalTls,
+    queue_name: str,
+) -> None:
+    monkeypatch.setenv("AZURE_CLIENT_ID", "uami-client-id")
+    monkeypatch.setattr(issuer, "managed_identity_issuer", TENANT_ISSUER)
+    requests_before = issuer.identity_requests
+
+    first, second = await publish(issuer, tls, times=2)
     assert (first.status, second.status) == (200, 200), first.body
     assert issuer.identity_requests == requests_before + 1  # the token was reused
 
@@ -81,34 +96,13 @@ async def test_publish_through_the_managed_identity(
     assert len(stored) == 2
 
 
+@pytest.mark.usefixtures("identity_env")
 async def test_a_token_storage_refuses_is_503(
-    function_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-    oauth_azurite: Azurite,
-    issuer: DevIssuer,
-    tls: LocalTls,
-    caplog: pytest.LogCaptureFixture,
+    issuer: DevIssuer, tls: LocalTls, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.delenv("EVENTS_QUEUE_CONNECTION")
-    monkeypatch.setenv("EVENTS_QUEUE_ACCOUNT_URL", oauth_azurite.queue_endpoint)
-    monkeypatch.setenv("IDENTITY_ENDPOINT", f"{issuer.base_url}/msi/token")
-    monkeypatch.setenv("IDENTITY_HEADER", issuer.identity_header)
-    # the identity's tokens come from an issuer Azure Storage does not accept
-    built = Runtime.build(
-        Settings(),  # type: ignore[call-arg]
-        queue_client_options={"connection_verify": str(tls.ca_file)},
-    )
-    request = PublishRequest(
-        "POST",
-        "/events",
-        {"authorization": f"Bearer {issuer.mint()}", "content-type": "application/json"},
-        body_of(VALID_EVENT),
-    )
-    try:
-        with caplog.at_level(logging.INFO, logger="events.publish"):
-            response = await built.pipeline.handle(request)
-    finally:
-        await built.close()
+    # the identity's tokens come from the dev issuer, which Azure Storage does not accept
+    with caplog.at_level(logging.INFO, logger="events.publish"):
+        (response,) = await publish(issuer, tls, times=1)
     assert response.status == 503
     assert response.headers["Retry-After"]
     assert "ClientAuthenticationError" in caplog.text
