@@ -142,6 +142,16 @@ def claims_of(authorization: str) -> dict[str, Any]:
     return decoded
 
 
+def client_credentials(authority: DevIssuer) -> dict[str, str]:
+    """Settings for registry tokens by client credentials from ``authority``."""
+    return {
+        "EVENTS_REGISTRY_TOKEN_SCOPE": "api://resource-registry/.default",
+        "EVENTS_REGISTRY_CLIENT_ID": "events-function",
+        "EVENTS_REGISTRY_CLIENT_SECRET": "client-secret-value",
+        "EVENTS_REGISTRY_AUTHORITY": authority.base_url,
+    }
+
+
 async def run_with(
     monkeypatch: pytest.MonkeyPatch,
     session: requests.Session,
@@ -170,13 +180,7 @@ async def test_client_credentials_token_and_subscription_key_reach_the_registry(
     responses = await run_with(
         monkeypatch,
         trusting_session,
-        {
-            "EVENTS_REGISTRY_SUBSCRIPTION_KEY": "apim-key-123",
-            "EVENTS_REGISTRY_TOKEN_SCOPE": "api://resource-registry/.default",
-            "EVENTS_REGISTRY_CLIENT_ID": "events-function",
-            "EVENTS_REGISTRY_CLIENT_SECRET": "client-secret-value",
-            "EVENTS_REGISTRY_AUTHORITY": https_issuer.base_url,
-        },
+        {"EVENTS_REGISTRY_SUBSCRIPTION_KEY": "apim-key-123", **client_credentials(https_issuer)},
         [publish_request(token), publish_request(token, unregistered)],
     )
     assert [response.status for response in responses] == [200, 403]
@@ -236,12 +240,7 @@ async def test_failing_token_endpoint_is_503_and_the_registry_is_not_called(
     responses = await run_with(
         monkeypatch,
         trusting_session,
-        {
-            "EVENTS_REGISTRY_TOKEN_SCOPE": "api://resource-registry/.default",
-            "EVENTS_REGISTRY_CLIENT_ID": "events-function",
-            "EVENTS_REGISTRY_CLIENT_SECRET": "client-secret-value",
-            "EVENTS_REGISTRY_AUTHORITY": https_issuer.base_url,
-        },
+        client_credentials(https_issuer),
         [publish_request(issuer.mint())],
     )
     assert responses[0].status == 503
@@ -261,12 +260,7 @@ async def test_untrusted_authority_certificate_is_503_not_500(
     responses = await run_with(
         monkeypatch,
         session,
-        {
-            "EVENTS_REGISTRY_TOKEN_SCOPE": "api://resource-registry/.default",
-            "EVENTS_REGISTRY_CLIENT_ID": "events-function",
-            "EVENTS_REGISTRY_CLIENT_SECRET": "client-secret-value",
-            "EVENTS_REGISTRY_AUTHORITY": https_issuer.base_url,
-        },
+        client_credentials(https_issuer),
         [publish_request(issuer.mint())],
     )
     assert responses[0].status == 503

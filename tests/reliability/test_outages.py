@@ -5,8 +5,9 @@ phase change waits for what the load observed, never for a fixed time."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +84,18 @@ class Load:
         await asyncio.gather(*(self._worker(n) for n in range(self.concurrency)))
 
 
+@contextlib.asynccontextmanager
+async def running(load: Load) -> AsyncIterator[Load]:
+    """The load runs for the block; afterwards it stops, and the function's clients close."""
+    task = asyncio.ensure_future(load.run())
+    try:
+        yield load
+    finally:
+        load.stopping = True
+        await task
+        await close_current_runtime()
+
+
 def count(outcomes: list[Outcome], status: int, after: float = 0.0) -> int:
     return sum(1 for o in outcomes if o.status == status and o.started >= after)
 
@@ -102,9 +115,7 @@ async def test_queue_stopped_and_restarted_under_load(
 ) -> None:
     azurite = Azurite(location=tmp_path / "azurite").start()
     monkeypatch.setenv("EVENTS_QUEUE_CONNECTION", azurite.connection_string)
-    load = Load(issuer.mint())
-    running = asyncio.ensure_future(load.run())
-    try:
+    async with running(Load(issuer.mint())) as load:
         await load.until(lambda seen: count(seen, 200) >= 150)
         await asyncio.to_thread(azurite.stop)
         stopped_at = time.monotonic()
@@ -114,10 +125,6 @@ async def test_queue_stopped_and_restarted_under_load(
         )
         restarted_at = time.monotonic()
         await load.until(lambda seen: count(seen, 200, after=restarted_at) >= 150)
-    finally:
-        load.stopping = True
-        await running
-        await close_current_runtime()
     try:
         outcomes = load.outcomes
         assert {o.status for o in outcomes} == {200, 503}
@@ -146,9 +153,7 @@ async def test_frozen_queue_never_holds_an_answer_beyond_its_budget(
 ) -> None:
     azurite = Azurite().start()
     monkeypatch.setenv("EVENTS_QUEUE_CONNECTION", azurite.connection_string)
-    load = Load(issuer.mint())
-    running = asyncio.ensure_future(load.run())
-    try:
+    async with running(Load(issuer.mint())) as load:
         await load.until(lambda seen: count(seen, 200) >= 150)
         azurite.pause()  # SIGSTOP: connections are accepted, nothing answers
         paused_at = time.monotonic()
@@ -157,10 +162,6 @@ async def test_frozen_queue_never_holds_an_answer_beyond_its_budget(
         resumed_at = time.monotonic()
         await load.until(lambda seen: count(seen, 200, after=resumed_at) >= 150)
         paused_for = resumed_at - paused_at
-    finally:
-        load.stopping = True
-        await running
-        await close_current_runtime()
     try:
         outcomes = load.outcomes
         assert paused_for > QUEUE_BUDGET_SECONDS
