@@ -20,6 +20,8 @@ ACCEPTED_CONTENT_TYPES = ("application/cloudevents+json", "application/json")
 
 #: Retry-After for 503s, in seconds. Short: most outages we see are brief and publishers queue.
 RETRY_AFTER_SECONDS = 5
+#: Longest ``error_description`` in a ``WWW-Authenticate`` header.
+MAX_AUTH_PARAM_CHARACTERS = 200
 
 
 class ProblemType(Enum):
@@ -80,8 +82,12 @@ class Problem:
 
 
 def _quote_param(text: str) -> str:
-    """A value for an auth-param quoted-string: RFC 6750 forbids '"' and '\\' in it."""
-    return "".join(ch for ch in text if ch not in '"\\' and 0x20 <= ord(ch) < 0x7F)
+    """A value for an auth-param quoted-string: RFC 6750 forbids '"' and '\\' in it. Cut to
+    ``MAX_AUTH_PARAM_CHARACTERS``: a header is no place to echo what a caller sent at length."""
+    allowed = "".join(ch for ch in text if ch not in '"\\' and 0x20 <= ord(ch) < 0x7F)
+    if len(allowed) <= MAX_AUTH_PARAM_CHARACTERS:
+        return allowed
+    return allowed[: MAX_AUTH_PARAM_CHARACTERS - 3] + "..."
 
 
 def method_not_allowed(method: str) -> Problem:

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -42,6 +43,8 @@ COLD_RETRY_INTERVAL = 5.0
 VERIFIED_TOKEN_MAX_AGE = 300.0
 VERIFIED_TOKEN_CACHE_SIZE = 4096
 FETCH_TIMEOUT_SECONDS = 5.0
+#: At most this much of an attacker-chosen header value (``alg``, ``kid``, ``iss``) is echoed.
+MAX_SHOWN_CHARACTERS = 64
 
 CONSUMER_AUTHORITY = "iso6523-actorid-upis"
 ORG_NUMBER_SCHEME = "0192"
@@ -103,27 +106,44 @@ def bearer_token(authorization: str | None) -> str:
     token = token.strip()
     if not token:
         raise InvalidToken("the Authorization header has the Bearer scheme but no token")
-    if " " in token or len(token) > MAX_TOKEN_LENGTH:
+    if " " in token or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
         raise InvalidToken("the Authorization header does not hold a single compact JWT")
     return token
 
 
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def _b64url_json(segment: str) -> Any:
+    if not _BASE64URL.fullmatch(segment) or len(segment) % 4 == 1:
+        raise ValueError("not unpadded Base64url")
     padded = segment + "=" * (-len(segment) % 4)
     return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
 
 
 def _unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The token's JOSE header and claims, decoded but not trusted; InvalidToken if malformed.
+
+    Every byte here is chosen by an anonymous caller: any failure to decode, of any kind
+    (bad Base64url, bad UTF-8, bad JSON, nesting deep enough to exhaust the recursion limit),
+    is a malformed token and nothing else.
+    """
     parts = token.split(".")
     if len(parts) != 3:
         raise InvalidToken("the token is not a compact JWT (expected three '.'-separated parts)")
     try:
         header, claims = _b64url_json(parts[0]), _b64url_json(parts[1])
-    except (ValueError, UnicodeError):
+    except (ValueError, UnicodeError, RecursionError):
         raise InvalidToken("the token's header or payload is not Base64url-encoded JSON") from None
     if not isinstance(header, dict) or not isinstance(claims, dict):
         raise InvalidToken("the token's header and payload must be JSON objects")
     return header, claims
+
+
+def shown(value: object) -> str:
+    """An attacker-chosen value as it may appear in an answer or a log: quoted, and cut short."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN_CHARACTERS else text[: MAX_SHOWN_CHARACTERS - 1] + "…"
 
 
 def scopes_of(claims: Mapping[str, Any]) -> frozenset[str]:
@@ -242,20 +262,28 @@ class TokenVerifier:
     async def _verify(self, token: str) -> tuple[Publisher, float]:
         header, unverified = _unverified_parts(token)
         algorithm = header.get("alg")
-        if algorithm not in ALLOWED_ALGORITHMS:
+        if not isinstance(algorithm, str) or algorithm not in ALLOWED_ALGORITHMS:
             raise InvalidToken(
-                f"the algorithm {algorithm!r} is not accepted; "
+                f"the algorithm {shown(algorithm)} is not accepted; "
                 f"use one of {', '.join(sorted(ALLOWED_ALGORITHMS))}"
             )
         issuer = unverified.get("iss")
         if not isinstance(issuer, str):
             raise InvalidToken("the token has no 'iss' claim")
         if issuer not in self._trusted:
-            raise InvalidToken(f"the issuer {issuer!r} is not trusted by this service")
+            raise InvalidToken(f"the issuer {shown(issuer)} is not trusted by this service")
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
             raise InvalidToken("the token's 'kid' header must be a string")
         key = await self._keys.key_for(issuer, kid, algorithm)
+        return self._decode(token, key, algorithm, issuer)
+
+    def _decode(
+        self, token: str, key: jwt.PyJWK, algorithm: str, issuer: str
+    ) -> tuple[Publisher, float]:
+        """Signature and claims. Past the checks above, the header and the claims are still the
+        caller's own JSON: whatever PyJWT or the claim mapping make of an odd member (a type
+        they do not expect, a number beyond a double), the token is refused, never a 500."""
         try:
             claims = jwt.decode(
                 token,
@@ -269,9 +297,12 @@ class TokenVerifier:
                     "verify_aud": self._audience is not None,
                 },
             )
+            return publisher_from_claims(claims), float(claims["exp"])
         except jwt.PyJWTError as error:
             raise InvalidToken(_reason(error)) from None
-        return publisher_from_claims(claims), float(claims["exp"])
+        except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as error:
+            log.info("token refused as malformed: %s", type(error).__name__)
+            raise InvalidToken("the token is malformed") from None
 
 
 def _compatible(jwk: Mapping[str, Any], algorithm: str) -> bool:
@@ -328,7 +359,7 @@ class KeySet:
         if jwk is None:
             if kid is None:
                 raise InvalidToken("the token has no 'kid' header and the issuer has several keys")
-            raise InvalidToken(f"the issuer has no {algorithm} signing key with kid {kid!r}")
+            raise InvalidToken(f"the issuer has no {algorithm} signing key with kid {shown(kid)}")
         loaded = self._loaded[(kid, algorithm)] = _load_key(jwk, algorithm)
         return loaded
 

@@ -1,106 +1,21 @@
 """Property-based: whatever arrives, the answer is never a 5xx, every 200 put exactly the event
 that was sent on the queue, and nothing else ever reaches the queue.
 
-The real function handler runs in one event loop on a background thread (hypothesis drives the
-examples synchronously), against the session's Azurite, dev issuer and dev registry.
+The real function handler runs against the session's Azurite, dev issuer and dev registry
+(tests/reliability/harness.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import threading
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import azure.functions as func
-import hypothesis
-import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from devtools.azurite import Azurite
-from devtools.issuer import ADMIN_SCOPE, PUBLISH_SCOPE, DevIssuer
-from devtools.registry import DevRegistry
-from shared.runtime import close_current_runtime
-from tests.conftest import VALID_EVENT, reset_registry
-from tests.integration.conftest import publish_function
-from tests.queues import QueueReader
-from tests.served import local_services_environment
-
-EXAMPLES = settings(
-    max_examples=300,
-    derandomize=True,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
-
-
-class Harness:
-    """Calls the function from a dedicated event loop, like the Functions worker does."""
-
-    def __init__(self, queue: QueueReader, token: str, admin_token: str) -> None:
-        self.queue = queue
-        self.token = token
-        self.admin_token = admin_token
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def call(self, body: bytes, headers: dict[str, str], method: str = "POST") -> func.HttpResponse:
-        request = func.HttpRequest(method, "http://localhost/events", headers=headers, body=body)
-        future = asyncio.run_coroutine_threadsafe(publish_function()(request), self._loop)
-        return future.result(timeout=30)
-
-    def check(self, response: func.HttpResponse, sent: dict[str, Any] | None) -> None:
-        """No 5xx; a 200 stored exactly ``sent``; anything else stored nothing."""
-        hypothesis.event(
-            f"status {response.status_code}"
-        )  # --hypothesis-show-statistics lists them
-        assert response.status_code < 500, response.get_body()
-        stored = self.queue.drain()
-        if response.status_code == 200:
-            assert sent is not None
-            expected = {k: v for k, v in sent.items() if v is not None or k == "data"}
-            assert stored == [expected]
-        else:
-            assert response.headers["Content-Type"] == "application/problem+json"
-            assert stored == []
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(close_current_runtime(), self._loop).result(timeout=30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=30)
-        self._loop.close()
-
-
-@pytest.fixture(scope="module")
-def harness(
-    azurite: Azurite, issuer_service: DevIssuer, registry_service: tuple[DevRegistry, str]
-) -> Iterator[Harness]:
-    registry, registry_url = registry_service
-    reset_registry(registry)
-    issuer_service.available = True
-    queue_name = f"prop-{uuid.uuid4().hex[:16]}"
-    variables = local_services_environment(azurite, issuer_service, registry_url, queue_name)
-    saved = {name: os.environ.pop(name) for name in list(os.environ) if name.startswith("EVENTS_")}
-    os.environ.update(variables)
-    harness = Harness(
-        QueueReader(azurite.connection_string, queue_name),
-        issuer_service.mint(lifetime_seconds=3600),
-        issuer_service.mint(scope=f"{PUBLISH_SCOPE} {ADMIN_SCOPE}", lifetime_seconds=3600),
-    )
-    try:
-        yield harness
-    finally:
-        harness.close()
-        for name in variables:
-            os.environ.pop(name, None)
-        os.environ.update(saved)
-        reset_registry(registry)
-
+from tests.conftest import VALID_EVENT
+from tests.reliability.harness import EXAMPLES, Harness
 
 # -- strategies ---------------------------------------------------------------------------------
 

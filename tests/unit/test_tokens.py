@@ -391,3 +391,96 @@ async def test_remembered_tokens_are_bounded(
     assert keys.calls == 5
     await authenticate(verifier, tokens[0])  # evicted: checked again
     assert keys.calls == 6
+
+
+# -- malformed JOSE: every one is a 401 invalid_token, never an exception of another kind --------
+
+
+def signed_raw(key: SigningKey, header: bytes, payload: bytes) -> str:
+    """A JWS over exactly these header and payload bytes, whatever they hold."""
+    signing_input = f"{b64url(header)}.{b64url(payload)}"
+    algorithm = jwt.get_algorithm_by_name(key.algorithm)
+    signature = algorithm.sign(signing_input.encode(), algorithm.prepare_key(key.private_key))
+    return f"{signing_input}.{b64url(signature)}"
+
+
+@pytest.mark.parametrize(
+    "alg", [["RS256"], {"RS256": True}, 256, 2.5, True, None, "", "rs256", "x" * 5000]
+)
+async def test_an_alg_of_any_json_type_is_refused(issuer: DevIssuer, alg: Any) -> None:
+    reason = await rejected(verifier_for(issuer), unsigned({"alg": alg}, issuer.claims()))
+    assert "is not accepted" in reason
+    assert len(reason) < 200  # the caller's value is echoed cut short
+
+
+@pytest.mark.parametrize("depth", [100, 2000, 5000])
+async def test_deeply_nested_header_or_payload_is_refused(issuer: DevIssuer, depth: int) -> None:
+    deep = b"[" * depth + b"]" * depth
+    header = b'{"alg":"RS256","x":' + deep + b"}"
+    payload = b'{"iss":"' + issuer.base_url.encode() + b'","x":' + deep + b"}"
+    verifier = verifier_for(issuer)
+    for token in (
+        f"{b64url(header)}.{b64url(json.dumps(issuer.claims()).encode())}.c2ln",
+        f"{b64url(json.dumps({'alg': 'RS256'}).encode())}.{b64url(payload)}.c2ln",
+    ):
+        if depth < 1000:  # parses: refused for its signature, like any other forgery
+            assert await rejected(verifier, token)
+        else:
+            assert "not Base64url-encoded JSON" in await rejected(verifier, token)
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"exp": 10**400},
+        {"exp": [1]},
+        {"iat": {"a": 1}},
+        {"nbf": "soon"},
+        {"sub": ["x"]},
+        {"jti": 5},
+        {"iss": ["x"]},
+        {"consumer": [[["deep"]]]},
+        {"urn:altinn:org": {"code": "ttd"}},
+    ],
+)
+async def test_a_signed_token_with_odd_claim_types_is_refused_or_read(
+    issuer: DevIssuer, claims: dict[str, Any]
+) -> None:
+    """Signed by a trusted key, so only the claims' JSON types are odd: a 401 or a publisher."""
+    payload = json.dumps({**issuer.claims(), **claims}).encode()
+    header = json.dumps({"alg": "RS256", "kid": issuer.current_key.kid}).encode()
+    token = signed_raw(issuer.current_key, header, payload)
+    try:
+        publisher = await authenticate(verifier_for(issuer), token)
+    except InvalidToken:
+        return
+    assert publisher.org is None or isinstance(publisher.org, str)
+
+
+async def test_a_signed_token_with_an_exp_beyond_a_double_is_refused(issuer: DevIssuer) -> None:
+    payload = json.dumps({**issuer.claims(), "exp": 10**400}).encode()
+    header = json.dumps({"alg": "RS256", "kid": issuer.current_key.kid}).encode()
+    reason = await rejected(verifier_for(issuer), signed_raw(issuer.current_key, header, payload))
+    assert reason == "the token is malformed"
+
+
+@pytest.mark.parametrize(
+    "segment",
+    ["e30=", "e30", "e3+0", "e3/0", "e30\u00e6", "e", "e30.", "%7B%7D", " e30"],
+)
+async def test_wrong_base64url_is_refused(issuer: DevIssuer, segment: str) -> None:
+    payload = b64url(json.dumps(issuer.claims()).encode())
+    token = f"{segment}.{payload}.c2ln"
+    with pytest.raises((InvalidToken, MissingToken)):
+        await authenticate(verifier_for(issuer), token)
+
+
+async def test_non_ascii_token_is_refused(issuer: DevIssuer) -> None:
+    assert "single compact JWT" in await rejected(verifier_for(issuer), "a\udcff.b.c")
+
+
+async def test_an_echoed_kid_is_cut_short(issuer: DevIssuer) -> None:
+    token = unsigned({"alg": "RS256", "kid": "k" * 11_000}, issuer.claims())
+    reason = await rejected(verifier_for(issuer), token)
+    assert "k" * 60 in reason
+    assert len(reason) < 200
