@@ -148,7 +148,7 @@ param eventsQueueTimeoutSeconds string = '3'
 
 @minValue(1024)
 @maxValue(16777216)
-@description('EVENTS_MAX_BODY_BYTES: largest accepted request body.')
+@description('EVENTS_MAX_BODY_BYTES: largest accepted request body. The host\'s own limit, FUNCTIONS_REQUEST_BODY_SIZE_LIMIT, is derived from it (app/api.bicep).')
 param eventsMaxBodyBytes int = 262144
 
 // Secrets (EVENTS_REGISTRY_SUBSCRIPTION_KEY, EVENTS_REGISTRY_CLIENT_SECRET) are `@secure()`
@@ -295,6 +295,9 @@ module api './app/api.bicep' = {
     deploymentContainerName: deploymentStorageContainerName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     appSettings: eventsAppSettings
+    // The host's request body limit (FUNCTIONS_REQUEST_BODY_SIZE_LIMIT) is derived from the same
+    // parameter as EVENTS_MAX_BODY_BYTES, so the two cannot drift apart.
+    maxBodyBytes: eventsMaxBodyBytes
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     perInstanceConcurrency: perInstanceConcurrency

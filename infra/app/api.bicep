@@ -20,6 +20,11 @@ param applicationInsightsName string
 @description('The EVENTS_* settings of the code (main.bicep builds them); platform settings are added here.')
 param appSettings object
 
+@minValue(1024)
+@maxValue(16777216)
+@description('Largest request body the code accepts: main.bicep passes eventsMaxBodyBytes, the parameter behind EVENTS_MAX_BODY_BYTES. The host\'s own body limit is derived from it.')
+param maxBodyBytes int
+
 @allowed([
   512
   2048
@@ -46,10 +51,24 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
 
 var storageSuffix = environment().suffixes.storage
 
-// What the platform needs, all identity-based. The host uses blob storage only (locks, keys and
-// the deployment package): no queue or table service URI, and no role for them (rbac.bicep).
-// AZURE_CLIENT_ID makes azure-identity's DefaultAzureCredential in the code pick the
-// user-assigned identity for the events queue.
+// The host's request body limit. The Functions host reads the whole body before the Python worker
+// sees the request, so the bearer token is checked only after the body is in, and by default the
+// host takes up to 100 MB (104857600 bytes). FUNCTIONS_REQUEST_BODY_SIZE_LIMIT lowers that to the
+// largest body the code accepts (EVENTS_MAX_BODY_BYTES, from the same parameter) plus this margin.
+// A body over the host's limit never reaches the code: the host fails the invocation and answers a
+// bare 500 (docs/deploy.md, "Request body size limit"). Why 4 KiB: bodies up to 4 KiB over the
+// code's limit still reach the code and get its documented 413 problem, which names the limit, so
+// a publisher who is slightly over learns why; and it absorbs differences in counting (Kestrel, the
+// host's server, counts chunked-transfer framing towards its limit; the code counts body bytes
+// only), so the host never refuses a body the code would accept. Reading at most 4 KiB more before
+// the token check is negligible next to the 100 MB default. The margin must stay small and
+// positive (tests/infra/test_templates.py checks 0 < margin < 64 KiB).
+var hostBodyLimitMarginBytes = 4096
+
+// What the platform needs, all identity-based, plus the host's body limit above. The host uses blob
+// storage only (locks, keys and the deployment package): no queue or table service URI, and no role
+// for them (rbac.bicep). AZURE_CLIENT_ID makes azure-identity's DefaultAzureCredential in the code
+// pick the user-assigned identity for the events queue.
 var platformAppSettings = {
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identityClientId
@@ -57,6 +76,7 @@ var platformAppSettings = {
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
   AZURE_CLIENT_ID: identityClientId
+  FUNCTIONS_REQUEST_BODY_SIZE_LIMIT: string(maxBodyBytes + hostBodyLimitMarginBytes)
 }
 
 var allAppSettings = union(appSettings, platformAppSettings)

@@ -91,6 +91,16 @@ DEPRECATED_FLEX_APP_SETTINGS = {
     "WEBSITE_TIME_ZONE",
     "TZ",
 }
+# The Functions host reads a request's whole body before the worker (and so the token check) sees
+# it; FUNCTIONS_REQUEST_BODY_SIZE_LIMIT caps that read. The host's default when it is unset is
+# 104857600 bytes (ScriptConstants.DefaultMaxRequestBodySize in Azure/azure-functions-host; the
+# app settings reference). The limit must be EVENTS_MAX_BODY_BYTES plus a margin that is positive,
+# so that every body the code accepts passes the host, and small, so that little more than the
+# code's limit is ever read before the token is checked.
+HOST_BODY_LIMIT_SETTING = "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"
+HOST_DEFAULT_MAX_REQUEST_BODY_BYTES = 104_857_600
+MAX_HOST_BODY_LIMIT_MARGIN = 64 * 1024
+
 DEPRECATED_FLEX_SITE_PROPERTIES = {
     "ftpsState",
     "alwaysOn",
@@ -636,6 +646,89 @@ def test_secure_parameters_are_never_output_and_outputs_hold_no_secrets() -> Non
             assert not secure & {item for item in walk(output) if isinstance(item, str)}, name
             assert "ConnectionString" not in str(output), name
             assert "key" not in name.lower(), name
+
+
+# ---- the host's request body limit follows EVENTS_MAX_BODY_BYTES -------------------------------
+
+
+def host_body_limit() -> tuple[str, int]:
+    """(api.bicep parameter, margin in bytes) of the host's body limit, which must be
+    ``string(<parameter> + <margin>)``, the margin an int literal or a variable holding one."""
+    settings = app_settings_of_api()
+    assert HOST_BODY_LIMIT_SETTING in settings, (
+        f"api.bicep's platformAppSettings must set {HOST_BODY_LIMIT_SETTING}: without it the host "
+        "reads bodies of up to 100 MB before the code checks the token"
+    )
+    value = settings[HOST_BODY_LIMIT_SETTING]
+    function = value.get("function", {}) if isinstance(value, dict) else {}
+    assert function.get("type") == "string", (
+        f"{HOST_BODY_LIMIT_SETTING} must be string(<max body parameter> + <margin>), not {value!r}"
+    )
+    expression = function["parameters"]["value_to_convert"]
+    operator = expression.get("operator", {}) if isinstance(expression, dict) else {}
+    assert operator.get("type") == "add", (
+        f"{HOST_BODY_LIMIT_SETTING} must be computed as <max body parameter> + <margin>, not "
+        f"{expression!r}"
+    )
+    declared = parameters(API)
+    operands = list(operator["operands"].values())
+    names = [o for o in operands if isinstance(o, str) and o in declared]
+    assert len(names) == 1, (
+        f"{HOST_BODY_LIMIT_SETTING}: exactly one operand is an api.bicep parameter"
+    )
+    margin = operands[1 - operands.index(names[0])]
+    if isinstance(margin, str):  # a variable such as hostBodyLimitMarginBytes
+        margin = variable(API, margin)
+    assert type(margin) is int, (  # not a bool, not an expression
+        f"{HOST_BODY_LIMIT_SETTING}: the margin must be a number of bytes, not {margin!r}"
+    )
+    return names[0], margin
+
+
+def test_host_body_limit_is_derived_from_events_max_body_bytes() -> None:
+    parameter, _ = host_body_limit()
+    # main.bicep feeds the api module's parameter from the same parameter as EVENTS_MAX_BODY_BYTES.
+    assert modules()["api"][1].get(parameter) == "eventsMaxBodyBytes", (
+        f"main.bicep must pass eventsMaxBodyBytes to api.bicep's {parameter}"
+    )
+    assert events_app_settings()["EVENTS_MAX_BODY_BYTES"] == {
+        "function": {"type": "string", "parameters": {"value_to_convert": "eventsMaxBodyBytes"}}
+    }
+    # The module accepts exactly the values main.bicep does, and requires one (no default of its own
+    # that could disagree with main.bicep's).
+    bounds = {"min_value", "max_value"}
+    main_bounds = [
+        d for d in parameters(MAIN)["eventsMaxBodyBytes"]["decorators"] if d["type"] in bounds
+    ]
+    api_parameter = parameters(API)[parameter]
+    assert [d for d in api_parameter["decorators"] if d["type"] in bounds] == main_bounds
+    assert api_parameter["type"] == "int"
+    assert api_parameter["default"] is None
+    # Set in one place only: a second assignment (in eventsAppSettings, as a name/value pair, or in
+    # a sites/config resource) could override the derived value.
+    mentions = [
+        item
+        for path in bicep_files()
+        for item in walk(parse(path))
+        if isinstance(item, str) and item.strip("'") == HOST_BODY_LIMIT_SETTING
+    ]
+    assert len(mentions) == 1, f"{HOST_BODY_LIMIT_SETTING} is set more than once"
+
+
+def test_host_body_limit_margin_is_small_and_positive() -> None:
+    _, margin = host_body_limit()
+    assert 0 < margin < MAX_HOST_BODY_LIMIT_MARGIN, (
+        f"the margin over EVENTS_MAX_BODY_BYTES is {margin} bytes: it must be positive (a body the "
+        f"code accepts must pass the host) and below {MAX_HOST_BODY_LIMIT_MARGIN} (the host reads "
+        "the whole body before the token is checked)"
+    )
+    # Even the largest allowed EVENTS_MAX_BODY_BYTES gives a limit well below the host's default.
+    largest = next(
+        d["argument"]
+        for d in parameters(MAIN)["eventsMaxBodyBytes"]["decorators"]
+        if d["type"] == "max_value"
+    )
+    assert largest + margin < HOST_DEFAULT_MAX_REQUEST_BODY_BYTES
 
 
 # ---- outputs and azd ----------------------------------------------------------------------------
