@@ -98,6 +98,8 @@ class DevIssuer:
         self.published: list[SigningKey] = [self.current_key]
         #: False makes discovery and JWKS answer 503, as an issuer outage would.
         self.available = True
+        #: When set, discovery answers a 302 to this URL.
+        self.redirect_to: str | None = None
         self.discovery_requests = 0
         self.jwks_requests = 0
         #: OAuth clients allowed at the token endpoint (client credentials): id -> secret.
@@ -190,6 +192,8 @@ class DevIssuer:
         self.discovery_requests += 1
         if not self.available:
             return web.Response(status=503, text="issuer unavailable (dev switch)")
+        if self.redirect_to is not None:
+            raise web.HTTPFound(self.redirect_to)
         return web.json_response(self.discovery_document())
 
     async def _jwks(self, request: web.Request) -> web.Response:

@@ -43,6 +43,8 @@ class DevRegistry:
         self.delay_seconds = 0.0
         #: When set, every answer is this status with a problem body (a failing registry).
         self.fail_status: int | None = None
+        #: When set, every answer is a 302 to this URL with the request's path appended.
+        self.redirect_to: str | None = None
 
     @classmethod
     def from_file(cls, path: Path = DEFAULT_RULES_FILE) -> DevRegistry:
@@ -59,6 +61,7 @@ class DevRegistry:
         self.last_headers = {}
         self.delay_seconds = 0.0
         self.fail_status = None
+        self.redirect_to = None
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -73,6 +76,8 @@ class DevRegistry:
             await asyncio.sleep(self.delay_seconds)
         if self.fail_status is not None:
             return _problem(self.fail_status, "dev registry failure switch")
+        if self.redirect_to is not None:
+            raise web.HTTPFound(self.redirect_to + request.path)
         rules = self.rules.get(identifier)
         if rules is None:
             return _problem(404, "Not Found")

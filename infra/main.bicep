@@ -86,7 +86,7 @@ param perInstanceConcurrency int = 16
 @description('EVENTS_TRUSTED_ISSUERS: comma-separated https issuer URLs whose tokens are accepted, e.g. https://platform.altinn.no/authentication/api/v1/openid/')
 param eventsTrustedIssuers string
 
-@description('EVENTS_AUDIENCE: required `aud` claim; empty means the audience is not checked.')
+@description('EVENTS_AUDIENCE: required `aud` claim; empty means the audience is not checked. Empty is right for Altinn\'s issuer, whose exchanged tokens carry no `aud`; for any other issuer set the audience it puts in tokens for this service (the app logs a warning at start-up while it is empty).')
 param eventsAudience string = ''
 
 @description('EVENTS_PUBLISH_SCOPE: scope that allows publishing.')
@@ -120,6 +120,16 @@ param eventsRegistryStaleSeconds string = '3600'
 @maxValue(1000000)
 @description('EVENTS_REGISTRY_CACHE_SIZE: most resources kept in the cache (least recently used evicted).')
 param eventsRegistryCacheSize int = 10000
+
+@minValue(1)
+@maxValue(1000000)
+@description('EVENTS_REGISTRY_NEGATIVE_CACHE_SIZE: most "not registered" answers kept, apart from the rules.')
+param eventsRegistryNegativeCacheSize int = 10000
+
+@minValue(1)
+@maxValue(100000)
+@description('EVENTS_REGISTRY_LOOKUPS_PER_MINUTE: registry lookups of not-cached resources one publisher may cause per minute; beyond it 429.')
+param eventsRegistryLookupsPerMinute int = 120
 
 @secure()
 @description('EVENTS_REGISTRY_SUBSCRIPTION_KEY: sent as Ocp-Apim-Subscription-Key when the registry sits behind an API gateway; empty for none. A secret: @secure(), never an output.')
@@ -189,6 +199,8 @@ var eventsAppSettings = {
   EVENTS_REGISTRY_NEGATIVE_CACHE_SECONDS: eventsRegistryNegativeCacheSeconds
   EVENTS_REGISTRY_STALE_SECONDS: eventsRegistryStaleSeconds
   EVENTS_REGISTRY_CACHE_SIZE: string(eventsRegistryCacheSize)
+  EVENTS_REGISTRY_NEGATIVE_CACHE_SIZE: string(eventsRegistryNegativeCacheSize)
+  EVENTS_REGISTRY_LOOKUPS_PER_MINUTE: string(eventsRegistryLookupsPerMinute)
   EVENTS_REGISTRY_SUBSCRIPTION_KEY: eventsRegistrySubscriptionKey
   EVENTS_REGISTRY_TOKEN_SCOPE: eventsRegistryTokenScope
   EVENTS_REGISTRY_CLIENT_ID: eventsRegistryClientId

@@ -8,6 +8,7 @@ unit test keeps the two in step.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -20,6 +21,11 @@ ACCEPTED_CONTENT_TYPES = ("application/cloudevents+json", "application/json")
 
 #: Retry-After for 503s, in seconds. Short: most outages we see are brief and publishers queue.
 RETRY_AFTER_SECONDS = 5
+#: A 400 lists at most this many attributes, names and messages cut to these lengths.
+MAX_REPORTED_ATTRIBUTES = 50
+MAX_REPORTED_NAME_CHARACTERS = 100
+MAX_MESSAGE_CHARACTERS = 500
+_ATTRIBUTE_NAME = re.compile(r"[a-z0-9]+")
 #: Longest ``error_description`` in a ``WWW-Authenticate`` header.
 MAX_AUTH_PARAM_CHARACTERS = 200
 
@@ -36,6 +42,7 @@ class ProblemType(Enum):
     EVENT_TOO_LARGE = (413, "Event too large for the queue")
     INVALID_EVENT = (400, "One or more validation errors occurred.")
     NOT_AUTHORIZED_FOR_RESOURCE = (403, "Not authorized to publish on this resource")
+    TOO_MANY_RESOURCE_LOOKUPS = (429, "Too many new resources")
     REGISTRY_UNAVAILABLE = (503, "Resource Registry unavailable")
     ISSUER_UNAVAILABLE = (503, "Token issuer unavailable")
     QUEUE_UNAVAILABLE = (503, "Event queue unavailable")
@@ -62,6 +69,8 @@ class Problem:
     detail: str
     errors: Mapping[str, tuple[str, ...]] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    #: How many attributes with problems ``errors`` leaves out (see ``invalid_event``).
+    omitted_errors: int = 0
 
     @property
     def status(self) -> int:
@@ -78,6 +87,8 @@ class Problem:
         }
         if self.errors is not None:
             body["errors"] = {name: list(messages) for name, messages in self.errors.items()}
+        if self.omitted_errors:
+            body["omittedErrors"] = self.omitted_errors
         return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
@@ -158,17 +169,47 @@ def event_too_large(limit: int, size: int) -> Problem:
     )
 
 
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _bounded_errors(
+    errors: Mapping[str, tuple[str, ...]],
+) -> tuple[dict[str, tuple[str, ...]], int]:
+    """At most ``MAX_REPORTED_ATTRIBUTES`` attributes (``RequestBody`` first), names and messages
+    cut short: a body of thousands of bad member names must not become a megabyte-sized answer.
+    Returns the errors to report and how many attributes were left out."""
+    # RequestBody first, then real attribute names (a missing 'id' matters more than the
+    # thousandth misspelt name); sorted() is stable, so each group keeps the input order.
+    names = sorted(
+        errors,
+        key=lambda name: (name != REQUEST_BODY, _ATTRIBUTE_NAME.fullmatch(name) is None),
+    )
+    reported: dict[str, tuple[str, ...]] = {}
+    for name in names[:MAX_REPORTED_ATTRIBUTES]:
+        key = _cut(name, MAX_REPORTED_NAME_CHARACTERS)
+        messages = tuple(_cut(message, MAX_MESSAGE_CHARACTERS) for message in errors[name])
+        reported[key] = reported.get(key, ()) + messages
+    return reported, max(0, len(names) - MAX_REPORTED_ATTRIBUTES)
+
+
 def invalid_event(errors: Mapping[str, tuple[str, ...]]) -> Problem:
-    attributes = [name for name in errors if name != REQUEST_BODY]
+    reported, omitted = _bounded_errors(errors)
+    attributes = [name for name in reported if name != REQUEST_BODY]
     if attributes:
         detail = (
             "The event is not a valid CloudEvent for this endpoint. Problems were found in: "
             + ", ".join(attributes)
             + ". 'errors' lists each one."
         )
+        if omitted:
+            detail += (
+                f" {omitted} more attributes have problems too; they are not listed here "
+                f"('omittedErrors'). Fix these and send the event again to see them."
+            )
     else:
-        detail = "The request body is not a CloudEvent: " + errors[REQUEST_BODY][0]
-    return Problem(ProblemType.INVALID_EVENT, detail, errors=errors)
+        detail = "The request body is not a CloudEvent: " + reported[REQUEST_BODY][0]
+    return Problem(ProblemType.INVALID_EVENT, detail, errors=reported, omitted_errors=omitted)
 
 
 def not_authorized_for_resource(resource: str) -> Problem:
@@ -176,6 +217,17 @@ def not_authorized_for_resource(resource: str) -> Problem:
         ProblemType.NOT_AUTHORIZED_FOR_RESOURCE,
         f"The resource '{resource}' is not registered in the Resource Registry, or its policy "
         f"has no rule that grants 'publish' to you. Ask the resource owner to add one.",
+    )
+
+
+def too_many_resource_lookups(per_minute: int, retry_after_seconds: int) -> Problem:
+    return Problem(
+        ProblemType.TOO_MANY_RESOURCE_LOOKUPS,
+        f"You have published on more resources that this service had not seen lately than it "
+        f"looks up in the Resource Registry for one publisher ({per_minute} a minute). Nothing "
+        f"was published; retry after the indicated delay. Resources already looked up are not "
+        f"limited.",
+        headers={"Retry-After": str(retry_after_seconds)},
     )
 
 

@@ -22,7 +22,7 @@ from shared.cloudevents import ContentMode, InvalidEvent, content_mode, parse_st
 from shared.problems import Problem
 from shared.queue import MAX_EVENT_BYTES, EventSink, QueueUnavailable
 from shared.registry import RegistryUnavailable
-from shared.registry_cache import Lookup
+from shared.registry_cache import Lookup, TooManyLookups
 from shared.tokens import InvalidToken, KeysUnavailable, MissingToken, TokenVerifier
 
 log = logging.getLogger("events.publish")
@@ -59,15 +59,17 @@ class RequestRecord:
     resource: str = "-"
     #: How the rules were found: hit, miss or stale (see shared/registry_cache.py).
     authz: str = "-"
-    #: permit, deny, unknown (resource not registered), admin (scope) or error.
+    #: permit, deny, unknown (resource not registered), admin (scope), limited (429) or error.
     decision: str = "-"
     problem: str = "-"
     note: str = ""
 
     def __str__(self) -> str:  # formatted only when the log line is emitted
+        # Every value that comes from a caller (even a signed claim) is written with repr():
+        # quoted and escaped, so no newline or quote in it can forge a log line or a field.
         note = f" note={self.note!r}" if self.note else ""
         return (
-            f"publisher={self.publisher} resource={self.resource} id={self.event_id!r} "
+            f"publisher={self.publisher!r} resource={self.resource!r} id={self.event_id!r} "
             f"authz={self.authz} decision={self.decision} problem={self.problem} "
             f"trace={self.trace_id}{note}"
         )
@@ -88,8 +90,9 @@ def _declared_length(headers: Mapping[str, str]) -> int | None:
 
 
 class PolicyLookup(Protocol):
-    async def lookup(self, identifier: str) -> Lookup:
-        """A resource's rules and how they were found; RegistryUnavailable when unknowable."""
+    async def lookup(self, identifier: str, *, requester: str | None = None) -> Lookup:
+        """A resource's rules and how they were found; RegistryUnavailable when unknowable,
+        TooManyLookups when ``requester`` may not cause another registry call yet."""
         ...
 
 
@@ -103,6 +106,7 @@ class PublishPipeline:
         publish_scope: str,
         admin_scope: str,
         max_body_bytes: int,
+        lookups_per_minute: int = 0,
     ) -> None:
         self._verifier = verifier
         self._rules = rules
@@ -110,6 +114,7 @@ class PublishPipeline:
         self._publish_scope = publish_scope
         self._admin_scope = admin_scope
         self._max_body_bytes = max_body_bytes
+        self._lookups_per_minute = lookups_per_minute
 
     async def handle(self, request: PublishRequest) -> PublishResponse:
         started = time.perf_counter()
@@ -146,7 +151,7 @@ class PublishPipeline:
             return problems.invalid_token(str(error))
         except KeysUnavailable:
             return problems.issuer_unavailable()
-        record.publisher = publisher.label
+        record.publisher = publisher.label[:128]
         if not publisher.has_scope(self._publish_scope):
             return problems.insufficient_scope(self._publish_scope)
 
@@ -184,10 +189,15 @@ class PublishPipeline:
         else:
             identifier = registry_identifier(resource)
             try:
-                found = await self._rules.lookup(identifier)
+                found = await self._rules.lookup(identifier, requester=publisher.label)
             except RegistryUnavailable as error:
                 record.decision, record.note = "error", str(error)
                 return problems.registry_unavailable()
+            except TooManyLookups as limited:
+                record.decision = "limited"
+                return problems.too_many_resource_lookups(
+                    self._lookups_per_minute, limited.retry_after_seconds
+                )
             record.authz = found.outcome.value
             permitted = found.rules is not None and permits_publish(
                 found.rules, subject_attributes(publisher), resource_attributes(identifier, event)

@@ -118,7 +118,10 @@ class ResourceRegistryClient:
         if self._credentials is not None:
             headers.update(await self._credentials.headers())
         try:
-            async with self._session.get(url, headers=headers) as response:
+            # No redirects: a redirect could take the subscription key or the bearer token to
+            # another origin (https to http included), and rules from there are not the
+            # registry's. A 3xx is a registry failure like any other.
+            async with self._session.get(url, headers=headers, allow_redirects=False) as response:
                 if response.status in (404, 204):
                     return None
                 if response.status != 200:

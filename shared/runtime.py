@@ -26,7 +26,7 @@ from shared.queue import StorageQueueSink
 from shared.registry import ResourceRegistryClient
 from shared.registry_cache import CachedPolicyRules
 from shared.registry_credentials import credentials_from_settings
-from shared.settings import Settings, describe_settings_error
+from shared.settings import Settings, describe_settings_error, unchecked_audience_warning
 from shared.tokens import OidcSigningKeys, TokenVerifier
 
 log = logging.getLogger("events.runtime")
@@ -59,6 +59,9 @@ class Runtime:
         cache's clock (the tests use them for their own certificate authority and time).
         """
         loop = asyncio.get_running_loop()
+        audience_warning = unchecked_audience_warning(settings)
+        if audience_warning:
+            log.warning(audience_warning)
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=100, ttl_dns_cache=300),
             raise_for_status=False,
@@ -81,6 +84,8 @@ class Runtime:
             negative_ttl=settings.registry_negative_cache_seconds,
             stale=settings.registry_stale_seconds,
             max_entries=settings.registry_cache_size,
+            max_negative_entries=settings.registry_negative_cache_size,
+            lookups_per_minute=settings.registry_lookups_per_minute,
             clock=clock,
         )
         sink = StorageQueueSink.from_settings(settings, **(queue_client_options or {}))
@@ -91,6 +96,7 @@ class Runtime:
             publish_scope=settings.publish_scope,
             admin_scope=settings.admin_scope,
             max_body_bytes=settings.max_body_bytes,
+            lookups_per_minute=settings.registry_lookups_per_minute,
         )
         return cls(loop, settings, session, rules, sink, pipeline)
 

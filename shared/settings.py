@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     registry_negative_cache_seconds: float = Field(default=30.0, ge=0, le=86400)
     registry_stale_seconds: float = Field(default=3600.0, ge=0, le=7 * 86400)
     registry_cache_size: int = Field(default=10_000, ge=1, le=1_000_000)
+    registry_negative_cache_size: int = Field(default=10_000, ge=1, le=1_000_000)
+    registry_lookups_per_minute: int = Field(default=120, ge=1, le=100_000)
     registry_subscription_key: SecretStr | None = None
     registry_token_scope: str | None = None
     registry_client_id: str | None = None
@@ -175,6 +177,43 @@ class Settings(BaseSettings):
                 "without a secret the managed identity is used and needs no authority"
             )
         return self
+
+
+#: Issuers whose tokens carry no ``aud`` at all: Altinn's exchanged tokens drop Maskinporten's.
+AUDIENCELESS_ISSUER_DOMAINS = ("altinn.no", "altinn.cloud")
+
+
+def _sets_no_audience(host: str | None) -> bool:
+    """Altinn's issuers, and loopback ones (local runs with the dev issuer)."""
+    if is_loopback_host(host):
+        return True
+    host = (host or "").lower()
+    return any(
+        host == domain or host.endswith("." + domain) for domain in AUDIENCELESS_ISSUER_DOMAINS
+    )
+
+
+def unchecked_audience_warning(settings: Settings) -> str | None:
+    """A warning when tokens are accepted whatever their audience, from issuers that have one.
+
+    With ``EVENTS_AUDIENCE`` unset, ``aud`` is not checked. That is right for Altinn's issuer,
+    whose tokens have no ``aud``; for any other issuer it means a token that issuer made for
+    another service is accepted here too.
+    """
+    if settings.audience is not None:
+        return None
+    others = [
+        issuer
+        for issuer in settings.trusted_issuers
+        if not _sets_no_audience(urlsplit(issuer).hostname)
+    ]
+    if not others:
+        return None
+    return (
+        "EVENTS_AUDIENCE is not set, so tokens from " + ", ".join(others) + " are accepted "
+        "whatever audience (aud) they were issued for; set EVENTS_AUDIENCE to this service's "
+        "audience unless those issuers' tokens carry none"
+    )
 
 
 def describe_settings_error(error: Exception) -> str:

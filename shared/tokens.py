@@ -452,8 +452,13 @@ class OidcSigningKeys:
             log.info("signing keys of %s refreshed: %d keys", issuer, len(keys))
 
     async def _get_json(self, url: str) -> Any:
+        # No redirects: keys must come from the issuer's own origin, over the scheme it was
+        # configured with; a redirect elsewhere (or to plain http) is a failed fetch.
         async with self._session.get(
-            url, timeout=self._timeout, headers={"Accept": "application/json"}
+            url,
+            timeout=self._timeout,
+            headers={"Accept": "application/json"},
+            allow_redirects=False,
         ) as response:
             if response.status != 200:
                 raise ValueError(f"GET {url} answered {response.status}")

@@ -189,6 +189,7 @@ PROBLEMS: dict[str, Callable[[], problems.Problem]] = {
     "missing-token": problems.missing_token,
     "invalid-token": lambda: problems.invalid_token("the token has expired"),
     "invalid-token-odd-reason": lambda: problems.invalid_token('a "quoted" \\ reason\nwith ü'),
+    "invalid-token-long-reason": lambda: problems.invalid_token("kid " + "k" * 11_000),
     "insufficient-scope": lambda: problems.insufficient_scope(PUBLISH_SCOPE),
     "unsupported-media-type": lambda: problems.unsupported_media_type("No Content-Type."),
     "body-too-large": lambda: problems.body_too_large(262144, 300000),
@@ -198,6 +199,10 @@ PROBLEMS: dict[str, Callable[[], problems.Problem]] = {
         {"type": ("The 'type' attribute is required.",), "RequestBody": ("missing: type",)}
     ),
     "invalid-event-body": lambda: problems.invalid_event({"RequestBody": ("Not JSON.",)}),
+    "invalid-event-omitted": lambda: problems.invalid_event(
+        {f"Bad{number}": ("not a valid attribute name",) for number in range(80)}
+    ),
+    "too-many-resource-lookups": lambda: problems.too_many_resource_lookups(120, 7),
     "not-authorized-for-resource": lambda: problems.not_authorized_for_resource(DEMO_RESOURCE),
     "registry-unavailable": problems.registry_unavailable,
     "issuer-unavailable": problems.issuer_unavailable,

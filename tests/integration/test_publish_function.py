@@ -449,6 +449,30 @@ async def test_log_line_never_holds_token_data_or_alternativesubject(
         assert secret not in text
 
 
+async def test_a_newline_in_a_signed_claim_cannot_forge_a_log_line(
+    post: Post, issuer: DevIssuer, event: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    forged = "ttd publisher=admin decision=permit\npublish 200 ms=1.0 publisher=skd"
+    with caplog.at_level(logging.INFO, logger="events.publish"):
+        response = await post(event, token=issuer.mint(org=forged))
+    assert response.status_code == 403
+    [line] = [r.getMessage() for r in caplog.records if r.name == "events.publish"]
+    assert "\n" not in line
+    assert "publisher='ttd publisher=admin decision=permit\\npublish 200" in line
+    assert line.count("publisher=") == 1 + 2  # ours, and the two inside the quoted value
+
+
+async def test_a_body_of_thousands_of_bad_names_gets_a_small_400(post: Post) -> None:
+    body = {f"B{number}": 0 for number in range(20_000)}  # about 200 KB
+    response = await post(body)
+    assert response.status_code == 400
+    problem = problem_of(response)
+    assert len(response.get_body()) < 16_000
+    # the names, the five required attributes, and RequestBody
+    assert problem["omittedErrors"] == 20_006 - 50
+    assert list(problem["errors"])[:3] == ["RequestBody", "id", "source"]
+
+
 async def test_misconfiguration_is_a_500_naming_the_variable(
     post: Post,
     event: dict[str, Any],

@@ -17,6 +17,8 @@ from shared.registry_cache import (
     SUMMARY_INTERVAL_SECONDS,
     CachedPolicyRules,
     CacheOutcome,
+    Lookup,
+    TooManyLookups,
 )
 from tests.conftest import Clock
 
@@ -207,6 +209,8 @@ async def test_size_is_bounded_least_recently_used_first(
     cache = CachedPolicyRules(
         registry_client, ttl=TTL, negative_ttl=NEGATIVE_TTL, stale=STALE, max_entries=3, clock=clock
     )
+    for name in ("a", "b", "c", "d"):
+        registry.rules[name] = [publish_rule(name, TTD)]
     for name in ("a", "b", "c"):
         await cache.lookup(name)
     await cache.lookup("a")  # a is now the most recently used
@@ -230,6 +234,108 @@ async def test_a_summary_is_logged_at_debug_level_once_a_minute(
         await cache.lookup("demo-events")
     summaries = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
     assert summaries == [
-        "registry cache: entries=1 hits=1 misses=1 stale=0 errors=0 evictions=0 "
-        "background_refreshes=0"
+        "registry cache: entries=1 last_good=0 not_found=0 hits=1 misses=1 stale=0 errors=0 "
+        "evictions=0 background_refreshes=0 limited=0"
     ]
+
+
+# -- a flood of made-up resources, and rules pushed out by other rules ---------------------------
+
+
+def small_cache(
+    registry_client: ResourceRegistryClient, clock: Clock, **options: int
+) -> CachedPolicyRules:
+    return CachedPolicyRules(
+        registry_client,
+        ttl=TTL,
+        negative_ttl=NEGATIVE_TTL,
+        stale=STALE,
+        clock=clock,
+        **{"max_entries": 2, **options},
+    )
+
+
+async def test_a_flood_of_unknown_resources_does_not_evict_good_rules(
+    registry_client: ResourceRegistryClient, registry: DevRegistry, clock: Clock
+) -> None:
+    """The reviewer's flood: a small cache, one good lookup, more unknown resources than the
+    cache holds, then the registry goes down: the good resource is still answered."""
+    cache = small_cache(registry_client, clock, max_negative_entries=3)
+    good = (await cache.lookup("demo-events")).rules
+    for number in range(10):
+        assert (await cache.lookup(f"made-up-{number}")).rules is None
+    assert cache.sizes()["not_found"] == 3  # bounded on its own
+    registry.fail_status = 503
+    clock.now += TTL  # the good entry is no longer fresh: only its stale rules can answer
+    answered = await cache.lookup("demo-events")
+    assert (answered.outcome, answered.rules) == (CacheOutcome.STALE, good)
+    await cache.close()
+
+
+async def test_rules_pushed_out_by_other_rules_still_serve_stale_for_the_whole_window(
+    registry_client: ResourceRegistryClient, registry: DevRegistry, clock: Clock
+) -> None:
+    cache = small_cache(registry_client, clock)
+    for name in ("r1", "r2", "r3", "r4"):
+        registry.rules[name] = [publish_rule(name, TTD)]
+    good = (await cache.lookup("demo-events")).rules
+    for name in ("r1", "r2", "r3"):  # three more with rules: demo-events leaves the fresh cache
+        await cache.lookup(name)
+    assert cache.sizes()["rules"] == 2
+    assert cache.sizes()["last_good"] == 2  # demo-events and r1
+    registry.fail_status = 500
+    clock.now += TTL + STALE - 1
+    assert (await cache.lookup("demo-events")) == Lookup(good, CacheOutcome.STALE)
+    clock.now += 1 + FAILURE_BACKOFF_SECONDS
+    with pytest.raises(RegistryUnavailable):  # the window is over: fail closed
+        await cache.lookup("demo-events")
+    await cache.close()
+
+
+async def test_a_resource_that_becomes_unknown_loses_its_last_good_rules(
+    registry_client: ResourceRegistryClient, registry: DevRegistry, clock: Clock
+) -> None:
+    cache = small_cache(registry_client, clock)
+    await cache.lookup("demo-events")
+    del registry.rules["demo-events"]
+    clock.now += TTL
+    assert (await cache.lookup("demo-events")).rules is None
+    registry.fail_status = 500
+    clock.now += NEGATIVE_TTL
+    with pytest.raises(RegistryUnavailable):
+        await cache.lookup("demo-events")
+    await cache.close()
+
+
+async def test_one_publisher_may_look_up_only_so_many_new_resources_a_minute(
+    registry_client: ResourceRegistryClient, registry: DevRegistry, clock: Clock
+) -> None:
+    cache = small_cache(registry_client, clock, max_entries=100, lookups_per_minute=3)
+    for number in range(3):
+        await cache.lookup(f"new-{number}", requester="ttd")
+    with pytest.raises(TooManyLookups) as caught:
+        await cache.lookup("new-3", requester="ttd")
+    assert caught.value.retry_after_seconds == 20  # one lookup comes back every 60/3 s
+    assert registry.total_requests == 3
+    # cached answers cost nothing, and another publisher has a budget of its own
+    assert (await cache.lookup("new-0", requester="ttd")).outcome is CacheOutcome.HIT
+    assert (await cache.lookup("new-3", requester="skd")).rules is None
+    clock.now += 20
+    assert (await cache.lookup("new-4", requester="ttd")).rules is None
+    with pytest.raises(TooManyLookups):
+        await cache.lookup("new-5", requester="ttd")
+    assert cache.stats.limited == 2
+    await cache.close()
+
+
+async def test_joining_a_lookup_in_progress_costs_nothing(
+    registry_client: ResourceRegistryClient, registry: DevRegistry, clock: Clock
+) -> None:
+    cache = small_cache(registry_client, clock, max_entries=100, lookups_per_minute=1)
+    registry.delay_seconds = 0.2
+    results = await asyncio.gather(
+        *(cache.lookup("demo-events", requester="ttd") for _ in range(20))
+    )
+    assert {result.outcome for result in results} == {CacheOutcome.MISS}
+    assert registry.requests["demo-events"] == 1
+    await cache.close()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import aiohttp
 import pytest
 
 from devtools.azurite import free_port
 from devtools.registry import DevRegistry, publish_rule
+from devtools.servers import BackgroundServer, bind_loopback
 from shared.registry import (
     ACTION_ID,
     Attribute,
@@ -14,6 +17,7 @@ from shared.registry import (
     RegistryUnavailable,
     ResourceRegistryClient,
 )
+from shared.registry_credentials import SUBSCRIPTION_KEY_HEADER, SubscriptionKey
 
 
 async def test_rules_of_a_registered_resource(registry_client: ResourceRegistryClient) -> None:
@@ -63,3 +67,32 @@ async def test_connection_refused() -> None:
         )
         with pytest.raises(RegistryUnavailable, match="could not be reached"):
             await client.rules_for("demo-events")
+
+
+@pytest.fixture
+def other_registry() -> Iterator[tuple[DevRegistry, str]]:
+    """A second registry on another origin, which would permit anyone to publish anything."""
+    other = DevRegistry({"demo-events": [publish_rule("demo-events", ("urn:altinn:org", "evil"))]})
+    server = BackgroundServer(other.app, bind_loopback()).start()
+    yield other, f"http://127.0.0.1:{server.port}"
+    server.stop()
+
+
+async def test_redirects_are_not_followed_and_credentials_stay_home(
+    registry: DevRegistry,
+    registry_service: tuple[DevRegistry, str],
+    other_registry: tuple[DevRegistry, str],
+) -> None:
+    other, other_origin = other_registry
+    registry.redirect_to = other_origin  # e.g. https -> http, or to another host
+    async with aiohttp.ClientSession() as session:
+        client = ResourceRegistryClient(
+            session,
+            base_url=registry_service[1],
+            timeout_seconds=1,
+            credentials=SubscriptionKey("apim-key-123"),
+        )
+        with pytest.raises(RegistryUnavailable, match="answered 302"):
+            await client.rules_for("demo-events")
+    assert registry.last_headers[SUBSCRIPTION_KEY_HEADER] == "apim-key-123"
+    assert other.total_requests == 0  # neither the key nor the request ever reached it

@@ -108,6 +108,64 @@ async def test_publishes_continue_on_stale_rules_until_the_limit_then_503(
     assert failed.headers["Retry-After"]
 
 
+async def test_a_flood_of_made_up_resources_cannot_cost_a_publisher_its_stale_rules(
+    function_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    registry: DevRegistry,
+    issuer: DevIssuer,
+) -> None:
+    """The security review's flood, end to end: a cache of two, one good publish, a flood of
+    more made-up resources than the cache holds, the registry down: the good resource is still
+    published, from its stale rules."""
+    monkeypatch.setenv("EVENTS_REGISTRY_CACHE_SIZE", "2")
+    monkeypatch.setenv("EVENTS_REGISTRY_LOOKUPS_PER_MINUTE", "1000")
+    clock = Clock(50_000.0)
+    built = Runtime.build(Settings(), clock=clock)  # type: ignore[call-arg]
+    try:
+        token = issuer.mint()
+        assert (await built.pipeline.handle(publish_request(token))).status == 200
+        for number in range(20):
+            flood = {**VALID_EVENT, "resource": f"urn:altinn:resource:made-up-{number}"}
+            assert (await built.pipeline.handle(publish_request(token, flood))).status == 403
+        registry.fail_status = 503
+        clock.now += built.settings.registry_cache_seconds + 1
+        assert (await built.pipeline.handle(publish_request(token))).status == 200
+    finally:
+        await built.close()
+
+
+async def test_too_many_new_resources_from_one_publisher_is_429_with_retry_after(
+    function_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    registry: DevRegistry,
+    issuer: DevIssuer,
+) -> None:
+    monkeypatch.setenv("EVENTS_REGISTRY_LOOKUPS_PER_MINUTE", "5")
+    built = Runtime.build(Settings(), clock=Clock(50_000.0))  # type: ignore[call-arg]
+    try:
+        token = issuer.mint()
+        answers = []
+        for number in range(7):
+            flood = {**VALID_EVENT, "resource": f"urn:altinn:resource:made-up-{number}"}
+            answers.append(await built.pipeline.handle(publish_request(token, flood)))
+        assert [answer.status for answer in answers] == [403] * 5 + [429] * 2
+        limited = answers[-1]
+        assert limited.headers["Retry-After"] == "12"
+        problem = json.loads(limited.body)
+        assert problem["type"] == "urn:altinn:events:problem:too-many-resource-lookups"
+        assert "5 a minute" in problem["detail"]
+        assert registry.total_requests == 5
+        # a resource already looked up is never limited
+        assert (await built.pipeline.handle(publish_request(token))).status == 429
+        cached = {**VALID_EVENT, "resource": "urn:altinn:resource:made-up-0"}
+        assert (await built.pipeline.handle(publish_request(token, cached))).status == 403
+        # another publisher has its own budget
+        other = issuer.mint(org="skd")
+        assert (await built.pipeline.handle(publish_request(other))).status == 403
+    finally:
+        await built.close()
+
+
 # -- outbound credentials: a subscription key, and bearer tokens from msal ---------------------
 
 

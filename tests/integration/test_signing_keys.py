@@ -128,3 +128,15 @@ async def test_discovery_for_another_issuer_is_refused(
     impostor = own_issuer.base_url.rstrip("/")  # discovery answers with the slash-ended issuer
     with pytest.raises(KeysUnavailable):
         await keys.key_for(impostor, own_issuer.current_key.kid, "RS256")
+
+
+async def test_key_discovery_follows_no_redirect(
+    own_issuer: DevIssuer, issuer: DevIssuer, keys: OidcSigningKeys
+) -> None:
+    """Keys come from the issuer's own origin or not at all."""
+    own_issuer.redirect_to = issuer.base_url.rstrip("/") + "/.well-known/openid-configuration"
+    elsewhere_before = issuer.discovery_requests
+    with pytest.raises(KeysUnavailable):
+        await keys.key_for(own_issuer.base_url, own_issuer.current_key.kid, "RS256")
+    assert own_issuer.discovery_requests == 1
+    assert issuer.discovery_requests == elsewhere_before

@@ -102,3 +102,35 @@ def test_trace_id_continues_only_a_valid_traceparent(traceparent: str, continued
     trace_id = trace_id_of({"traceparent": traceparent})
     assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-00", trace_id)
     assert (trace_id.split("-")[1] == "4bf92f3577b34da6a3ce929d0e0e4736") is continued
+
+
+def test_a_long_token_reason_is_cut_in_the_challenge() -> None:
+    problem = problems.invalid_token("the issuer 'x" + "k" * 11_000 + "' is not trusted")
+    challenge = problem.headers["WWW-Authenticate"]
+    assert len(challenge) < 300
+    assert challenge.endswith('..."')
+
+
+def test_a_400_lists_at_most_50_attributes_and_says_how_many_more() -> None:
+    errors = {
+        f"Bad{number}": (f"'Bad{number}' is not a valid attribute name.",) for number in range(3000)
+    }
+    errors["id"] = ("The 'id' attribute is required.",)
+    errors["RequestBody"] = ("CloudEvent is missing required attributes: id",)
+    errors["x" * 5000] = ("y" * 5000,)
+    problem = problems.invalid_event(errors)
+    body = json.loads(problem.to_json(instance="/events", trace_id="00-x"))
+    assert len(body["errors"]) == 50
+    assert list(body["errors"])[:2] == ["RequestBody", "id"]  # the ones that matter first
+    assert body["omittedErrors"] == len(errors) - 50
+    assert f"{len(errors) - 50} more attributes have problems" in body["detail"]
+    assert len(problem.to_json(instance="/events", trace_id="00-x")) < 16_000
+
+
+def test_names_and_messages_in_a_400_are_cut_short() -> None:
+    problem = problems.invalid_event({"x" * 5000: ("y" * 5000,)})
+    body = json.loads(problem.to_json(instance="/events", trace_id="00-x"))
+    [(name, messages)] = body["errors"].items()
+    assert len(name) == 100
+    assert len(messages[0]) == 500
+    assert "omittedErrors" not in body

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from shared.settings import Settings, describe_settings_error
+from shared.settings import Settings, describe_settings_error, unchecked_audience_warning
 
 REQUIRED = {
     "EVENTS_TRUSTED_ISSUERS": "https://platform.altinn.no/authentication/api/v1/openid/",
@@ -104,3 +104,29 @@ def test_connection_string_never_appears_in_errors(env: pytest.MonkeyPatch) -> N
     env.setenv("EVENTS_QUEUE_CONNECTION", secret)
     assert "c2VjcmV0" not in repr(load())
     assert "c2VjcmV0" not in refusal(env, EVENTS_QUEUE_NAME="X")
+
+
+@pytest.mark.parametrize(
+    ("issuers", "audience", "warned"),
+    [
+        ("https://platform.altinn.no/authentication/api/v1/openid/", "", None),
+        ("https://platform.tt02.altinn.no/authentication/api/v1/openid/", "", None),
+        ("https://maskinporten.no/", "", "https://maskinporten.no/"),
+        ("https://platform.altinn.no/x/,https://login.example/", "", "https://login.example/"),
+        ("https://evilaltinn.no/", "", "https://evilaltinn.no/"),
+        ("https://maskinporten.no/", "api://events", None),
+    ],
+)
+def test_an_unchecked_audience_is_warned_about_unless_the_issuer_sets_none(
+    env: pytest.MonkeyPatch, issuers: str, audience: str, warned: str | None
+) -> None:
+    env.setenv("EVENTS_TRUSTED_ISSUERS", issuers)
+    env.setenv("EVENTS_AUDIENCE", audience)
+    warning = unchecked_audience_warning(load())
+    if warned is None:
+        assert warning is None
+    else:
+        assert warning is not None
+        assert warned in warning
+        assert "EVENTS_AUDIENCE" in warning
+        assert "altinn.no/authentication" not in warning
