@@ -66,6 +66,9 @@ def test_local_settings_example() -> None:
     assert events <= known, f"not read by Settings: {sorted(events - known)}"
     required = {f"EVENTS_{n.upper()}" for n, f in Settings.model_fields.items() if f.is_required()}
     assert required <= events, f"func start would fail without {sorted(required - events)}"
+    # the host's own body limit, as infra/ sets it: the code's default limit plus 4 KiB
+    default_limit = Settings.model_fields["max_body_bytes"].default
+    assert int(values["FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"]) == default_limit + 4096
 
 
 def test_real_local_settings_stay_out_of_git_and_the_package() -> None:
