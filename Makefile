@@ -7,7 +7,9 @@ PY := $(VENV)/bin/python
 PORT ?= 7071
 ARGS ?=
 
-.PHONY: help deps run serve token peek test lint format bench soak clean
+LAYERS := unit integration e2e reliability contract infra
+
+.PHONY: help deps run serve token peek test check lint format bench soak clean $(addprefix test-,$(LAYERS))
 
 help:
 	@echo "make run    - the function with Azurite, a dev token issuer and a dev registry (Ctrl-C stops all)"
@@ -15,6 +17,9 @@ help:
 	@echo "make token  - print a dev token (ARGS='--org ttd --scope altinn:events.publish')"
 	@echo "make peek   - show the events on the local queue (while make run runs)"
 	@echo "make test   - the whole test suite"
+	@echo "make check  - the fast loop: ruff, mypy and the unit tests (no npm, no checkov)"
+	@echo "make test-unit, test-integration, test-e2e, test-reliability, test-contract, test-infra"
+	@echo "             - one test layer (tests/<layer>)"
 	@echo "make lint   - ruff and mypy"
 	@echo "make bench  - benchmarks (writes docs/performance.md; ARGS=--quick for a short run)"
 	@echo "make soak   - ten minutes at half the peak rate (ARGS='--minutes 2' for less)"
@@ -52,6 +57,22 @@ peek: $(VENV)/.installed
 
 test: deps .venv-checkov/.installed
 	$(PY) -m pytest $(ARGS)
+
+# The fast loop while editing: seconds, and nothing but the Python environment.
+check: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(PY) -m pytest -q tests/unit $(ARGS)
+
+test-unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit $(ARGS)
+
+test-infra: $(VENV)/.installed .venv-checkov/.installed
+	$(PY) -m pytest tests/infra $(ARGS)
+
+test-integration test-e2e test-reliability test-contract: test-%: deps
+	$(PY) -m pytest tests/$* $(ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

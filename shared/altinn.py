@@ -1,12 +1,14 @@
-"""Altinn's extension attributes: ``resource`` (required), ``resourceinstance``,
-``alternativesubject``; and how a ``resource`` URN names a Resource Registry identifier."""
+"""The Altinn profile: Altinn's extension attributes (``resource``, required;
+``resourceinstance``, ``alternativesubject``), how a ``resource`` URN names a Resource Registry
+identifier, and the reference system's wording of an invalid event (``RequestBody``), which
+existing publishers' error handling expects."""
 
 from __future__ import annotations
 
 import re
 
 from shared.cloudevents.attributes import check_nonempty_string, check_string
-from shared.cloudevents.event import ExtensionProfile
+from shared.cloudevents.event import ExtensionProfile, InvalidEvent
 
 RESOURCE_PREFIX = "urn:altinn:resource:"
 #: The reference implementation's URN rule (UriExtensions.IsValidUrn): lower case only.
@@ -61,3 +63,35 @@ def registry_identifier(resource: str) -> str:
     if legacy:
         return f"app_{legacy.group(1)}_{legacy.group(2)}"
     return identifier
+
+
+#: The key the reference system uses for problems with the request body as a whole.
+REQUEST_BODY = "RequestBody"
+#: What the reference (System.Text.Json) calls each JSON kind in its "cannot decode" message.
+_DOTNET_KINDS = {
+    "array": "Array",
+    "string": "String",
+    "number": "Number",
+    "true": "True",
+    "false": "False",
+    "null": "Null",
+}
+
+
+def reference_errors(invalid: InvalidEvent) -> dict[str, tuple[str, ...]]:
+    """An invalid event's problems keyed as the reference system keys them: each attribute's
+    own, and under ``RequestBody`` the body's, in the reference's words where it has some
+    ("CloudEvent is missing required attributes: type", "Cannot decode JSON element of kind
+    'Array' as CloudEvent.")."""
+    body = list(invalid.body)
+    if invalid.kind is not None:
+        body = [
+            f"Cannot decode JSON element of kind '{_DOTNET_KINDS.get(invalid.kind, 'Object')}' "
+            "as CloudEvent. Send one event as a JSON object."
+        ]
+    errors = dict(invalid.errors)
+    if invalid.missing:
+        body.append("CloudEvent is missing required attributes: " + ", ".join(invalid.missing))
+    if body:
+        errors[REQUEST_BODY] = errors.get(REQUEST_BODY, ()) + tuple(body)
+    return errors

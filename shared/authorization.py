@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from shared.cloudevents import CloudEvent
-from shared.registry import ACTION_ID, Attribute, PolicyRule
-from shared.tokens import Publisher
+from shared.model import ACTION_ID, Attribute, CloudEvent, PolicyRule, Publisher
 
 PUBLISH = "publish"
 ORG = "urn:altinn:org"

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
+from shared.altinn import REQUEST_BODY
+from shared.ports import KeysUnavailable, QueueUnavailable, RegistryUnavailable, Unavailable
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:altinn:events:problem:"
-#: The key the reference implementation uses for problems with the body as a whole.
-REQUEST_BODY = "RequestBody"
 ACCEPTED_CONTENT_TYPES = ("application/cloudevents+json", "application/json")
 
 #: Retry-After for 503s, in seconds. Short: most outages we see are brief and publishers queue.
@@ -238,8 +239,9 @@ def _unavailable(kind: ProblemType, detail: str) -> Problem:
 def registry_unavailable() -> Problem:
     return _unavailable(
         ProblemType.REGISTRY_UNAVAILABLE,
-        "Your permission to publish on this resource could not be checked because the Resource "
-        "Registry did not answer in time. Nothing was published; retry after the indicated delay.",
+        "Your permission to publish on this resource could not be checked: the Resource "
+        "Registry did not answer in time, answered with an error, or sent an answer that is not "
+        "its contract. Nothing was published; retry after the indicated delay.",
     )
 
 
@@ -257,6 +259,18 @@ def queue_unavailable() -> Problem:
         "The queue did not confirm that it stored the event. Send it again after the indicated "
         "delay, with the same id and source; delivery is at least once, so a repeat is safe.",
     )
+
+
+_UNAVAILABLE: dict[str, Callable[[], Problem]] = {
+    KeysUnavailable.dependency: issuer_unavailable,
+    RegistryUnavailable.dependency: registry_unavailable,
+    QueueUnavailable.dependency: queue_unavailable,
+}
+
+
+def unavailable(error: Unavailable) -> Problem:
+    """The 503 for a dependency that gave no answer we can trust: one rule for all of them."""
+    return _UNAVAILABLE[error.dependency]()
 
 
 def internal_error() -> Problem:

@@ -1,8 +1,9 @@
 """The publish pipeline: one request in, one response out, every step in the documented order.
 
-method -> token -> scope -> content type -> body size -> parse and validate -> queue-size check ->
-authorize on ``resource`` -> enqueue -> 200. Pure orchestration: each step's logic lives in its
-own module, and all I/O goes through the verifier, the rule source and the sink it is given.
+method -> authenticate (token, scope) -> read the event (content type, body size, parse and
+validate, queue-size check) -> authorize on ``resource`` -> enqueue -> 200. Pure orchestration:
+each step's logic lives in its own module, and all I/O goes through the ports it is given
+(shared/ports.py); this module imports no SDK.
 """
 
 from __future__ import annotations
@@ -13,17 +14,22 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from shared import problems
-from shared.altinn import ALTINN_PROFILE, registry_identifier
+from shared.altinn import ALTINN_PROFILE, reference_errors, registry_identifier
 from shared.authorization import permits_publish, resource_attributes, subject_attributes
 from shared.cloudevents import ContentMode, InvalidEvent, content_mode, parse_structured, serialize
+from shared.model import CloudEvent, Publisher
+from shared.ports import (
+    Authenticator,
+    EventSink,
+    InvalidToken,
+    MissingToken,
+    PolicyLookup,
+    TooManyLookups,
+    Unavailable,
+)
 from shared.problems import Problem
-from shared.queue import MAX_EVENT_BYTES, EventSink, QueueUnavailable
-from shared.registry import RegistryUnavailable
-from shared.registry_cache import Lookup, TooManyLookups
-from shared.tokens import InvalidToken, KeysUnavailable, MissingToken, TokenVerifier
 
 log = logging.getLogger("events.publish")
 
@@ -89,18 +95,24 @@ def _declared_length(headers: Mapping[str, str]) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-class PolicyLookup(Protocol):
-    async def lookup(self, identifier: str, *, requester: str | None = None) -> Lookup:
-        """A resource's rules and how they were found; RegistryUnavailable when unknowable,
-        TooManyLookups when ``requester`` may not cause another registry call yet."""
-        ...
+@dataclass(frozen=True, slots=True)
+class ReadEvent:
+    """An event that passed validation, and its queue message."""
+
+    event: CloudEvent
+    resource: str
+    message: bytes
 
 
 class PublishPipeline:
+    """The documented steps, one method each. Every step returns its value or the ``Problem``
+    that ends the request, so a batch can run the per-event steps (read, authorize, enqueue)
+    for each of its elements."""
+
     def __init__(
         self,
         *,
-        verifier: TokenVerifier,
+        verifier: Authenticator,
         rules: PolicyLookup,
         sink: EventSink,
         publish_scope: str,
@@ -141,20 +153,40 @@ class PublishPipeline:
     async def _publish(self, request: PublishRequest, record: RequestRecord) -> Problem | None:
         if request.method.upper() != "POST":
             return problems.method_not_allowed(request.method.upper())
-
-        headers = request.headers
         try:
-            publisher = await self._verifier.authenticate(headers.get("authorization"))
+            publisher = await self.authenticate(request, record)
+            if isinstance(publisher, Problem):
+                return publisher
+            read = self.read_event(request, record)
+            if isinstance(read, Problem):
+                return read
+            problem = await self.authorize(publisher, read, record)
+            if problem is not None:
+                return problem
+            await self.enqueue(read)
+        except Unavailable as error:  # every dependency: 503 with Retry-After, naming it
+            record.note = str(error)
+            return problems.unavailable(error)
+        return None
+
+    async def authenticate(
+        self, request: PublishRequest, record: RequestRecord
+    ) -> Publisher | Problem:
+        """Step 1: the bearer token and the publish scope, before the body is looked at."""
+        try:
+            publisher = await self._verifier.authenticate(request.headers.get("authorization"))
         except MissingToken:
             return problems.missing_token()
         except InvalidToken as error:
             return problems.invalid_token(str(error))
-        except KeysUnavailable:
-            return problems.issuer_unavailable()
         record.publisher = publisher.label[:128]
         if not publisher.has_scope(self._publish_scope):
             return problems.insufficient_scope(self._publish_scope)
+        return publisher
 
+    def read_event(self, request: PublishRequest, record: RequestRecord) -> ReadEvent | Problem:
+        """Step 2: content mode, body size, validation, and the size of the queue message."""
+        headers = request.headers
         decision = content_mode(headers.get("content-type"), headers.keys())
         if decision.mode is ContentMode.UNSUPPORTED:
             return problems.unsupported_media_type(decision.reason)
@@ -167,53 +199,54 @@ class PublishPipeline:
             return problems.unsupported_media_type(
                 "Batches (application/cloudevents-batch+json) are not supported yet."
             )
-
         declared = _declared_length(headers)
         if declared is not None and declared > self._max_body_bytes:
             return problems.body_too_large(self._max_body_bytes, declared)
         if len(request.body) > self._max_body_bytes:
             return problems.body_too_large(self._max_body_bytes, None)
+        return self.validate(request.body, record)
 
+    def validate(self, body: bytes, record: RequestRecord) -> ReadEvent | Problem:
+        """One structured event: valid, and small enough for one queue message."""
         try:
-            event = parse_structured(request.body, ALTINN_PROFILE)
+            event = parse_structured(body, ALTINN_PROFILE)
             message = serialize(event)
         except InvalidEvent as invalid:
-            return problems.invalid_event(invalid.errors)
+            return problems.invalid_event(reference_errors(invalid))
         resource = str(event.attribute("resource"))
         record.event_id, record.resource = event.id[:128], resource  # ids are unbounded
-        if len(message) > MAX_EVENT_BYTES:
-            return problems.event_too_large(MAX_EVENT_BYTES, len(message))
+        limit = self._sink.max_message_bytes
+        if len(message) > limit:
+            return problems.event_too_large(limit, len(message))
+        return ReadEvent(event, resource, message)
 
+    async def authorize(
+        self, publisher: Publisher, read: ReadEvent, record: RequestRecord
+    ) -> Problem | None:
+        """Step 3: may this publisher publish on the event's ``resource``? The admin scope skips
+        the registry; otherwise its rules decide. Raises RegistryUnavailable."""
         if publisher.has_scope(self._admin_scope):
             record.decision = "admin"
-        else:
-            identifier = registry_identifier(resource)
-            try:
-                found = await self._rules.lookup(identifier, requester=publisher.label)
-            except RegistryUnavailable as error:
-                record.decision, record.note = "error", str(error)
-                return problems.registry_unavailable()
-            except TooManyLookups as limited:
-                record.decision = "limited"
-                return problems.too_many_resource_lookups(
-                    self._lookups_per_minute, limited.retry_after_seconds
-                )
-            record.authz = found.outcome.value
-            permitted = found.rules is not None and permits_publish(
-                found.rules, subject_attributes(publisher), resource_attributes(identifier, event)
-            )
-            record.decision = (
-                "permit" if permitted else ("unknown" if found.rules is None else "deny")
-            )
-            if not permitted:
-                return problems.not_authorized_for_resource(resource)
-
+            return None
+        identifier = registry_identifier(read.resource)
+        record.decision = "error"  # until the rules are known
         try:
-            await self._sink.send(message)
-        except QueueUnavailable as error:
-            record.note = str(error)
-            return problems.queue_unavailable()
-        return None
+            found = await self._rules.lookup(identifier, requester=publisher.label)
+        except TooManyLookups as limited:
+            record.decision = "limited"
+            return problems.too_many_resource_lookups(
+                self._lookups_per_minute, limited.retry_after_seconds
+            )
+        record.authz = found.outcome.value
+        permitted = found.rules is not None and permits_publish(
+            found.rules, subject_attributes(publisher), resource_attributes(identifier, read.event)
+        )
+        record.decision = "permit" if permitted else ("unknown" if found.rules is None else "deny")
+        return None if permitted else problems.not_authorized_for_resource(read.resource)
+
+    async def enqueue(self, read: ReadEvent) -> None:
+        """Step 4: the event on the queue. Raises QueueUnavailable."""
+        await self._sink.send(read.message)
 
 
 def problem_response(problem: Problem, *, instance: str, trace_id: str) -> PublishResponse:

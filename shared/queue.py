@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import urllib.request
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import (
     AzureError,
@@ -22,6 +22,8 @@ from azure.core.exceptions import (
 )
 from azure.storage.queue import TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
+
+from shared.ports import QueueUnavailable
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -34,20 +36,9 @@ QUEUE_MESSAGE_LIMIT = 64 * 1024
 MAX_EVENT_BYTES = QUEUE_MESSAGE_LIMIT // 4 * 3
 
 
-class QueueUnavailable(Exception):
-    """The message was not confirmed stored within the time budget."""
-
-
-class EventSink(Protocol):
-    async def send(self, message: bytes) -> None:
-        """Store one message durably, or raise QueueUnavailable."""
-        ...
-
-    async def close(self) -> None: ...
-
-
 def _retry_policy(budget_seconds: float) -> Any:
-    """Short, jittered retries that fit the budget; the SDK's default can hold a call a minute."""
+    """Three short retries at fixed intervals (no jitter) that fit the budget; the SDK's
+    default can hold a call for a minute."""
     from azure.storage.queue._shared.policies_async import LinearRetry
 
     backoff = min(0.2, budget_seconds / 10)  # seconds; the SDK's annotation says int, floats work
@@ -68,7 +59,10 @@ def environment_configures_http() -> bool:
 
 
 class StorageQueueSink:
-    """Sends through one ``azure.storage.queue.aio.QueueClient``, reused for the process."""
+    """Sends through one ``azure.storage.queue.aio.QueueClient``, reused for the process.
+    An ``EventSink`` (shared/ports.py)."""
+
+    max_message_bytes = MAX_EVENT_BYTES
 
     def __init__(self, client: QueueClient, *, timeout_seconds: float, credential: Any = None):
         self._client = client

@@ -10,44 +10,16 @@ treat as "cannot tell", never as permission.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-if TYPE_CHECKING:
-    from shared.registry_credentials import RegistryCredentials
+from shared.model import Attribute, PolicyRule
+from shared.ports import RegistryCredentials, RegistryUnavailable
 
 #: A policy larger than this is not a policy we want to evaluate on the request path.
 MAX_RESPONSE_BYTES = 1024 * 1024
-ACTION_ID = "urn:oasis:names:tc:xacml:1.0:action:action-id"
-
-
-@dataclass(frozen=True, slots=True)
-class Attribute:
-    type: str
-    value: str
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyRule:
-    """One flattened rule: all ``subject`` attributes together may do ``action`` on ``resource``."""
-
-    subject: tuple[Attribute, ...]
-    action: Attribute
-    resource: tuple[Attribute, ...]
-
-
-class RegistryUnavailable(Exception):
-    """The registry gave no answer we can trust (unreachable, slow, 5xx, malformed)."""
-
-
-class PolicyRuleSource(Protocol):
-    async def rules_for(self, identifier: str) -> tuple[PolicyRule, ...] | None:
-        """The resource's rules; None when the registry does not know the resource (404)."""
-        ...
 
 
 class _TypeValue(BaseModel):
@@ -110,7 +82,9 @@ class ResourceRegistryClient:
             async with asyncio.timeout(self._timeout_seconds):
                 return await self._get_rules(identifier)
         except TimeoutError:
-            raise RegistryUnavailable("the registry did not answer in time") from None
+            raise RegistryUnavailable(
+                f"the registry did not answer within {self._timeout_seconds:g} s"
+            ) from None
 
     async def _get_rules(self, identifier: str) -> tuple[PolicyRule, ...] | None:
         url = self.rules_url(identifier)

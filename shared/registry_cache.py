@@ -35,9 +35,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
 
-from shared.registry import PolicyRule, PolicyRuleSource, RegistryUnavailable
+from shared.model import CacheOutcome, Lookup, PolicyRule, Rules
+from shared.ports import RegistryUnavailable, RuleSource, TooManyLookups
 
 log = logging.getLogger("events.registry")
 
@@ -50,28 +50,6 @@ MAX_FLIGHTS = 1_000
 MAX_PUBLISHERS = 10_000
 #: The rule stores hold at most this many rules per entry they may hold, on average.
 RULES_PER_ENTRY = 8
-
-Rules = tuple[PolicyRule, ...] | None  # None: the registry does not know the resource
-
-
-class CacheOutcome(Enum):
-    HIT = "hit"  # answered from a fresh entry
-    MISS = "miss"  # answered by a registry call this request waited for
-    STALE = "stale"  # the registry failed; answered from an expired entry
-
-
-class TooManyLookups(Exception):
-    """This publisher has made the endpoint ask the registry about too many new resources."""
-
-    def __init__(self, retry_after_seconds: int) -> None:
-        super().__init__(f"lookup budget spent; next lookup in {retry_after_seconds} s")
-        self.retry_after_seconds = retry_after_seconds
-
-
-@dataclass(frozen=True, slots=True)
-class Lookup:
-    rules: Rules
-    outcome: CacheOutcome
 
 
 @dataclass(slots=True)
@@ -181,11 +159,11 @@ class LookupBudget:
 
 
 class CachedPolicyRules:
-    """Wraps a ``PolicyRuleSource`` (the registry client) with the policy described above."""
+    """Wraps a ``RuleSource`` (the registry client) with the policy described above."""
 
     def __init__(
         self,
-        source: PolicyRuleSource,
+        source: RuleSource,
         *,
         ttl: float,
         negative_ttl: float,

@@ -14,10 +14,10 @@ import functools
 import os
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from shared.registry import RegistryUnavailable
+from shared.ports import RegistryCredentials, RegistryUnavailable
 
 if TYPE_CHECKING:
     import requests
@@ -28,12 +28,6 @@ SUBSCRIPTION_KEY_HEADER = "Ocp-Apim-Subscription-Key"
 #: Get a new token this long before the current one expires (or at half its life if shorter).
 REFRESH_MARGIN_SECONDS = 300.0
 TOKEN_TIMEOUT_SECONDS = 10.0
-
-
-class RegistryCredentials(Protocol):
-    async def headers(self) -> Mapping[str, str]:
-        """Headers to add to a registry call; RegistryUnavailable when they cannot be had."""
-        ...
 
 
 class NoCredentials:

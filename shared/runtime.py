@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 
 from shared import problems
+from shared.oidc import OidcSigningKeys
 from shared.publish import (
     PublishPipeline,
     PublishRequest,
@@ -27,7 +28,7 @@ from shared.registry import ResourceRegistryClient
 from shared.registry_cache import CachedPolicyRules
 from shared.registry_credentials import credentials_from_settings
 from shared.settings import Settings, describe_settings_error, unchecked_audience_warning
-from shared.tokens import OidcSigningKeys, TokenVerifier
+from shared.tokens import TokenVerifier
 
 log = logging.getLogger("events.runtime")
 

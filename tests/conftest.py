@@ -1,9 +1,8 @@
-"""Fixtures shared by every test layer."""
+"""Fixtures shared by every test layer. Helpers that are not fixtures are in tests/support.py."""
 
 from __future__ import annotations
 
 import copy
-import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -13,24 +12,10 @@ import pytest
 
 from devtools.azurite import Azurite
 from devtools.issuer import DevIssuer
-from devtools.registry import BASE_PATH, DevRegistry, publish_rule
+from devtools.registry import DevRegistry
 from devtools.servers import BackgroundServer, bind_loopback
-from tests.queues import QueueReader
-from tests.served import local_services_environment
-
-VALID_EVENT: dict[str, Any] = {
-    "specversion": "1.0",
-    "id": "f276b8b9-1d5c-4c5f-9f0a-2f3a0e8e6d11",
-    "source": "https://ttd.apps.altinn.no/ttd/demo/instances/50015641/a72223a3",
-    "type": "app.instance.process.completed",
-    "time": "2024-05-17T13:45:00.123456Z",
-    "subject": "/party/50015641",
-    "alternativesubject": "/organisation/991825827",
-    "resource": "urn:altinn:resource:demo-events",
-    "resourceinstance": "50015641/a72223a3-16f3-4b2d-9ea6-9c6b1cd3b8b1",
-    "datacontenttype": "application/json",
-    "data": {"status": "completed", "items": [1, 2, 3], "note": "Ærlig talt 🎉"},
-}
+from devtools.stack import LocalStack
+from tests.support import VALID_EVENT, Clock, QueueReader, reset_registry
 
 
 @pytest.fixture
@@ -39,52 +24,37 @@ def event() -> dict[str, Any]:
     return copy.deepcopy(VALID_EVENT)
 
 
-def body_of(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False).encode("utf-8")
-
-
-class Clock:
-    """A monotonic clock the test moves by hand (``clock.now += 60``)."""
-
-    def __init__(self, now: float = 10_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
 
 
-# -- real local services: Azurite, the dev issuer, the dev registry (started once per session) --
-
-
-DEMO_IDENTIFIER = "demo-events"
+# -- the local stack: Azurite, the dev issuer, the dev registry (started once per session) -----
 
 
 @pytest.fixture(scope="session")
-def azurite() -> Iterator[Azurite]:
-    """Azurite's queue service, in memory, on a free port; stopped after the session."""
-    service = Azurite().start()
-    yield service
-    service.stop()
+def stack() -> Iterator[LocalStack]:
+    """The local services (devtools/stack.py), Azurite in memory; stopped after the session."""
+    with LocalStack() as started:
+        yield started
 
 
 @pytest.fixture(scope="session")
-def issuer_service() -> Iterator[DevIssuer]:
-    sock = bind_loopback()
-    issuer = DevIssuer(f"http://127.0.0.1:{sock.getsockname()[1]}")
-    server = BackgroundServer(issuer.app, sock).start()
-    yield issuer
-    server.stop()
+def azurite(stack: LocalStack) -> Azurite:
+    return stack.azurite
+
+
+@pytest.fixture(scope="session")
+def issuer_service(stack: LocalStack) -> DevIssuer:
+    assert stack.issuer is not None
+    return stack.issuer
 
 
 @pytest.fixture
 def issuer(issuer_service: DevIssuer) -> Iterator[DevIssuer]:
     """The session's dev issuer, available. Tests that rotate keys use their own issuer."""
     issuer_service.available = True
+    issuer_service.redirect_to = None
     yield issuer_service
     issuer_service.available = True
 
@@ -101,19 +71,8 @@ def own_issuer() -> Iterator[DevIssuer]:
 
 
 @pytest.fixture(scope="session")
-def registry_service() -> Iterator[tuple[DevRegistry, str]]:
-    registry = DevRegistry()
-    sock = bind_loopback()
-    server = BackgroundServer(registry.app, sock).start()
-    yield registry, f"http://127.0.0.1:{server.port}{BASE_PATH}"
-    server.stop()
-
-
-def reset_registry(registry: DevRegistry) -> DevRegistry:
-    """Org 'ttd' may publish on demo-events; nothing else is known; no failure switches."""
-    registry.reset()
-    registry.rules[DEMO_IDENTIFIER] = [publish_rule(DEMO_IDENTIFIER, ("urn:altinn:org", "ttd"))]
-    return registry
+def registry_service(stack: LocalStack) -> tuple[DevRegistry, str]:
+    return stack.registry, stack.registry_url
 
 
 @pytest.fixture
@@ -137,20 +96,16 @@ def queue(azurite: Azurite, queue_name: str) -> QueueReader:
 @pytest.fixture
 def function_env(
     monkeypatch: pytest.MonkeyPatch,
-    azurite: Azurite,
+    stack: LocalStack,
     issuer: DevIssuer,
     registry: DevRegistry,
-    registry_service: tuple[DevRegistry, str],
     queue_name: str,
 ) -> dict[str, str]:
     """EVENTS_* for the function under test, pointing at the real local services."""
     for name in list(os.environ):
         if name.startswith("EVENTS_"):
             monkeypatch.delenv(name)
-    variables = {
-        **local_services_environment(azurite, issuer, registry_service[1], queue_name),
-        "EVENTS_QUEUE_TIMEOUT_SECONDS": "2",
-    }
+    variables = {**stack.environment(queue_name=queue_name), "EVENTS_QUEUE_TIMEOUT_SECONDS": "2"}
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
     return variables

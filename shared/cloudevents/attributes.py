@@ -18,8 +18,9 @@ INT32_MAX = 2**31 - 1
 
 ATTRIBUTE_NAME = re.compile(r"[a-z0-9]+")
 
-# R8: control characters, unpaired surrogates and Unicode noncharacters are not allowed in a
-# String. Noncharacters are U+FDD0..U+FDEF and the last two code points of every plane.
+# A String may not hold control characters, unpaired surrogates or Unicode noncharacters (the
+# type system's String). Noncharacters are U+FDD0..U+FDEF and the last two code points of every
+# plane.
 _NONCHARACTERS = "".join(
     f"\\U{plane * 0x10000 + 0xFFFE:08x}\\U{plane * 0x10000 + 0xFFFF:08x}" for plane in range(0x11)
 )

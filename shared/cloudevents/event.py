@@ -2,7 +2,8 @@
 
 Validation never stops at the first problem: every violation is collected, keyed by attribute
 name, so a publisher can fix an event in one round trip. Extension rules (such as Altinn's
-``resource``) plug in through an ``ExtensionProfile``; this module knows only the core spec.
+``resource``) plug in through an ``ExtensionProfile``; this module knows only the core spec, and
+says nothing about how a deployment words the problems it reports (shared/altinn.py does).
 """
 
 from __future__ import annotations
@@ -26,14 +27,13 @@ from shared.cloudevents.attributes import (
     is_json_media_type,
     type_name,
 )
+from shared.model import DATA, DATA_BASE64, CloudEvent
+
+__all__ = ["CloudEvent", "ExtensionProfile", "InvalidEvent", "event_from_members"]
 
 SPEC_VERSION = "1.0"
-#: Key in ``errors`` for problems with the request body as a whole (the reference's name).
-REQUEST_BODY = "RequestBody"  # the same key as shared.problems.REQUEST_BODY
-#: Required core attributes, in the order the reference implementation lists them.
+#: The required core attributes, in the order a missing-attributes message lists them.
 REQUIRED_ATTRIBUTES = ("id", "source", "type", "specversion")
-DATA = "data"
-DATA_BASE64 = "data_base64"
 
 
 def check_specversion(value: object) -> str | None:
@@ -66,34 +66,35 @@ class ExtensionProfile:
 
 
 class InvalidEvent(ValueError):
-    """The input is not a valid event. ``errors`` maps attribute names to messages."""
+    """The input is not a valid event.
 
-    def __init__(self, errors: Mapping[str, tuple[str, ...]]) -> None:
+    - ``errors``: each offending attribute's messages;
+    - ``body``: problems with the input as a whole (not JSON, not UTF-8, ...);
+    - ``missing``: the required core attributes that are absent (also in ``errors``);
+    - ``kind``: when the input is JSON but not an object, its JSON kind ("array", "string",
+      "number", "true", "false" or "null").
+    """
+
+    def __init__(
+        self,
+        errors: Mapping[str, tuple[str, ...]] | None = None,
+        *,
+        body: tuple[str, ...] = (),
+        missing: tuple[str, ...] = (),
+        kind: str | None = None,
+    ) -> None:
         super().__init__("invalid CloudEvent")
-        self.errors = errors
+        self.errors: Mapping[str, tuple[str, ...]] = errors or {}
+        self.body = body
+        self.missing = missing
+        self.kind = kind
 
-
-@dataclass(frozen=True, slots=True)
-class CloudEvent:
-    """A valid event. ``members`` is the event as received, minus attributes sent as ``null``."""
-
-    members: Mapping[str, Any]
-
-    @property
-    def id(self) -> str:
-        return str(self.members["id"])
-
-    @property
-    def source(self) -> str:
-        return str(self.members["source"])
-
-    @property
-    def type(self) -> str:
-        return str(self.members["type"])
-
-    def attribute(self, name: str) -> Any:
-        """An attribute's value as received, or None when it is not set."""
-        return None if name in (DATA, DATA_BASE64) else self.members.get(name)
+    def merged(self, errors: Mapping[str, tuple[str, ...]]) -> InvalidEvent:
+        """The same problems, plus ``errors``."""
+        combined = dict(self.errors)
+        for name, messages in errors.items():
+            combined[name] = combined.get(name, ()) + messages
+        return InvalidEvent(combined, body=self.body, missing=self.missing, kind=self.kind)
 
 
 class _Errors:
@@ -119,70 +120,91 @@ def _name_problem(name: str) -> str:
     )
 
 
-def event_from_members(members: Mapping[str, Any], profile: ExtensionProfile) -> CloudEvent:
-    """Validate a decoded JSON object as a structured-mode event; raise ``InvalidEvent``."""
-    errors = _Errors()
+def _check_members(
+    members: Mapping[str, Any], profile: ExtensionProfile, errors: _Errors
+) -> dict[str, Any]:
+    """Pass 1: each member's name and type. Returns the members that are set (JSON ``null``
+    means "not set"), data included."""
     kept: dict[str, Any] = {}
-    strings: list[str] = []
     for name, value in members.items():
         if name == DATA:
             kept[name] = value
-            continue
-        if name == DATA_BASE64:
+        elif name == DATA_BASE64:
             if value is not None:
                 kept[name] = value
-                problem = check_base64(value)
-                if problem:
-                    errors.add(name, f"'{name}' {problem}.")
-            continue
-        if name not in CORE_CHECKERS and not ATTRIBUTE_NAME.fullmatch(name):
+                _report(errors, name, check_base64(value))
+        elif name not in CORE_CHECKERS and not ATTRIBUTE_NAME.fullmatch(name):
             errors.add(name, _name_problem(name))
-            continue
-        if value is None:  # JSON format: null means the attribute is not set
-            continue
-        kept[name] = value
-        checker = CORE_CHECKERS.get(name) or profile.checkers.get(name) or check_extension_value
-        problem = checker(value)
-        if problem:
-            errors.add(name, f"'{name}' {problem}.")
-        if type(value) is str:
-            strings.append(value)
-    # R8 for every string attribute, in one search; per attribute only when something is wrong
-    if has_forbidden_characters(" ".join(strings)):
-        for name, value in kept.items():
-            if name != DATA and name != DATA_BASE64 and isinstance(value, str):
-                problem = check_string_characters(value)
-                if problem:
-                    errors.add(name, f"'{name}' {problem}.")
+        elif value is not None:
+            kept[name] = value
+            checker = CORE_CHECKERS.get(name) or profile.checkers.get(name) or check_extension_value
+            _report(errors, name, checker(value))
+    return kept
 
-    missing = [name for name in REQUIRED_ATTRIBUTES if name not in kept]
+
+def _report(errors: _Errors, name: str, problem: str | None) -> None:
+    if problem:
+        errors.add(name, f"'{name}' {problem}.")
+
+
+def _check_characters(kept: Mapping[str, Any], errors: _Errors) -> None:
+    """Pass 2: no string attribute holds a control character, an unpaired surrogate or a
+    noncharacter. One search over all of them; per attribute only when something is wrong."""
+    strings = {
+        name: value
+        for name, value in kept.items()
+        if name != DATA and name != DATA_BASE64 and type(value) is str
+    }
+    if has_forbidden_characters(" ".join(strings.values())):
+        for name, value in strings.items():
+            _report(errors, name, check_string_characters(value))
+
+
+def _check_required(
+    kept: Mapping[str, Any], profile: ExtensionProfile, errors: _Errors
+) -> tuple[str, ...]:
+    """Pass 3: the required core attributes, then the profile's. Returns the missing core ones."""
+    missing = tuple(name for name in REQUIRED_ATTRIBUTES if name not in kept)
     for name in missing:
         errors.add(name, f"The '{name}' attribute is required.")
-    if missing:
-        errors.add(REQUEST_BODY, "CloudEvent is missing required attributes: " + ", ".join(missing))
     for name, message in profile.required.items():
         if name not in kept:
             errors.add(name, message)
+    return missing
 
+
+def _check_data(kept: Mapping[str, Any], errors: _Errors) -> None:
+    """Pass 4: ``data`` and ``data_base64`` exclude each other, and ``data`` fits the
+    ``datacontenttype`` (with a non-JSON type, only a string can be sent as ``data``)."""
     if DATA in kept and DATA_BASE64 in kept:
         errors.add(
             DATA_BASE64,
             "Structured mode content cannot contain both 'data' and 'data_base64' properties.",
         )
     content_type = kept.get("datacontenttype")
+    data = kept.get(DATA)
     if (
         isinstance(content_type, str)
         and not is_json_media_type(content_type)
-        and kept.get(DATA) is not None
-        and not isinstance(kept[DATA], str)
+        and data is not None
+        and not isinstance(data, str)
     ):
         errors.add(
             DATA,
             "CloudEvents with a non-JSON datacontenttype can only have string data values. "
-            f"'data' is {type_name(kept[DATA])} but datacontenttype is '{content_type}'; send the "
+            f"'data' is {type_name(data)} but datacontenttype is '{content_type}'; send the "
             "content as a string, or binary content as data_base64.",
         )
 
+
+def event_from_members(members: Mapping[str, Any], profile: ExtensionProfile) -> CloudEvent:
+    """Validate a decoded JSON object as a structured-mode event; raise ``InvalidEvent`` with
+    every problem found by the four passes."""
+    errors = _Errors()
+    kept = _check_members(members, profile, errors)
+    _check_characters(kept, errors)
+    missing = _check_required(kept, profile, errors)
+    _check_data(kept, errors)
     if errors.by_name:
-        raise InvalidEvent(errors.frozen())
+        raise InvalidEvent(errors.frozen(), missing=missing)
     return CloudEvent(kept)

@@ -1,9 +1,9 @@
 """The CloudEvents HTTP binding: which content mode a request uses.
 
-The binding picks the mode from ``Content-Type`` (http section 3); this endpoint also reads a
+The binding picks the mode from ``Content-Type`` (http section 3): a CloudEvents event format is
+structured mode, any other type with ``ce-`` headers is binary mode. This endpoint also reads a
 plain ``application/json`` body without ``ce-`` headers as a structured event, because the Altinn
-publishing guide lists that type and many HTTP clients send it by default
-(``cloudevents-rules.md`` R34, A17).
+publishing guide lists that type and many HTTP clients send it by default.
 """
 
 from __future__ import annotations

@@ -15,14 +15,8 @@ from typing import Any
 
 import orjson
 
-from shared.cloudevents.event import (
-    DATA,
-    REQUEST_BODY,
-    CloudEvent,
-    ExtensionProfile,
-    InvalidEvent,
-    event_from_members,
-)
+from shared.cloudevents.event import ExtensionProfile, InvalidEvent, event_from_members
+from shared.model import DATA, CloudEvent
 
 #: Deepest nesting accepted inside ``data`` (the event object itself is one level above it).
 MAX_DATA_DEPTH = 64
@@ -146,31 +140,38 @@ def encode_compact(members: dict[str, Any]) -> bytes:
     )
 
 
-_JSON_KINDS = {list: "Array", str: "String", int: "Number", float: "Number", type(None): "Null"}
-
-
-def _kind(value: Any) -> str:
-    """The name the reference implementation (System.Text.Json) gives a JSON value's kind."""
+def json_kind(value: Any) -> str:
+    """A decoded JSON value's kind: object, array, string, number, true, false or null."""
+    if value is None:
+        return "null"
     if value is True or value is False:
-        return str(value)
-    return _JSON_KINDS.get(type(value), "Object")
+        return str(value).lower()
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    return "string" if isinstance(value, str) else "number"
+
+
+def event_object(body: bytes) -> dict[str, Any]:
+    """The body decoded as one JSON object; ``InvalidEvent`` when it is not JSON or not an
+    object (with ``kind`` saying what it is instead)."""
+    try:
+        value = decode_json(body)
+    except JsonFormatError as error:
+        raise InvalidEvent(body=(str(error),)) from None
+    if not isinstance(value, dict):
+        kind = json_kind(value)
+        raise InvalidEvent(
+            body=(f"The body is a JSON {kind}, not an object; send one event as a JSON object.",),
+            kind=kind,
+        )
+    return value
 
 
 def parse_structured(body: bytes, profile: ExtensionProfile) -> CloudEvent:
     """Decode and validate one structured-mode event; raise ``InvalidEvent`` with every problem."""
-    try:
-        value = decode_json(body)
-    except JsonFormatError as error:
-        raise InvalidEvent({REQUEST_BODY: (str(error),)}) from None
-    if not isinstance(value, dict):
-        raise InvalidEvent(
-            {
-                REQUEST_BODY: (
-                    f"Cannot decode JSON element of kind '{_kind(value)}' as CloudEvent. "
-                    "Send one event as a JSON object.",
-                )
-            }
-        )
+    value = event_object(body)
     format_errors: dict[str, tuple[str, ...]] = {}
     if (
         DATA in value
@@ -184,10 +185,7 @@ def parse_structured(body: bytes, profile: ExtensionProfile) -> CloudEvent:
     try:
         event = event_from_members(value, profile)
     except InvalidEvent as invalid:
-        merged = dict(invalid.errors)
-        for name, messages in format_errors.items():
-            merged[name] = merged.get(name, ()) + messages
-        raise InvalidEvent(merged) from None
+        raise invalid.merged(format_errors) from None
     if format_errors:
         raise InvalidEvent(format_errors)
     return event

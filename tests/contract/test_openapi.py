@@ -20,17 +20,17 @@ from hypothesis import HealthCheck, settings
 from openapi_spec_validator import OpenAPIV31SpecValidator
 from openapi_spec_validator.readers import read_from_filename
 
-from devtools.azurite import ROOT, Azurite
+from devtools.azurite import ROOT
 from devtools.issuer import ADMIN_SCOPE, PUBLISH_SCOPE, DevIssuer
 from devtools.registry import DevRegistry
+from devtools.stack import LocalStack
 from shared import problems
 from shared.altinn import ALTINN_PROFILE
 from shared.cloudevents import ContentMode, InvalidEvent, content_mode, parse_structured, serialize
 from shared.problems import ProblemType
 from shared.publish import problem_response, trace_id_of
 from shared.settings import Settings
-from tests.conftest import VALID_EVENT, reset_registry
-from tests.served import Served, serve_function
+from tests.support import VALID_EVENT, Served, reset_registry, serve_function
 
 SPEC = ROOT / "docs" / "openapi.yaml"
 ERRORS_MD = ROOT / "docs" / "errors.md"
@@ -397,12 +397,8 @@ def test_rules_beyond_the_schema(name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def served(
-    azurite: Azurite, issuer_service: DevIssuer, registry_service: tuple[DevRegistry, str]
-) -> Iterator[Served]:
-    with serve_function(
-        azurite, issuer_service, registry_service, queue_prefix="contract"
-    ) as served:
+def served(stack: LocalStack) -> Iterator[Served]:
+    with serve_function(stack, queue_prefix="contract") as served:
         yield served
 
 

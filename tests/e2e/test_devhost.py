@@ -13,18 +13,15 @@ from typing import Any
 import aiohttp
 import pytest
 
-from devtools.azurite import ROOT, Azurite, free_port
+from devtools.azurite import ROOT, free_port
 from devtools.issuer import DevIssuer
-from devtools.registry import DevRegistry
-from tests.conftest import VALID_EVENT, body_of
-from tests.served import Served, serve_function
+from devtools.stack import LocalStack
+from tests.support import VALID_EVENT, Served, body_of, serve_function
 
 
 @pytest.fixture(scope="module")
-def served(
-    azurite: Azurite, issuer_service: DevIssuer, registry_service: tuple[DevRegistry, str]
-) -> Iterator[Served]:
-    with serve_function(azurite, issuer_service, registry_service, queue_prefix="e2e") as served:
+def served(stack: LocalStack) -> Iterator[Served]:
+    with serve_function(stack, queue_prefix="e2e") as served:
         yield served
 
 

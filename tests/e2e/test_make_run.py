@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from devtools.azurite import ROOT, Azurite, free_port
-from tests.queues import QueueReader
+from tests.support import QueueReader
 
 
 def _port_is_open(port: int) -> bool:

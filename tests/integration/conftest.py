@@ -15,7 +15,7 @@ from devtools.issuer import DevIssuer
 from devtools.registry import DevRegistry
 from shared.registry import ResourceRegistryClient
 from shared.runtime import close_current_runtime
-from tests.conftest import body_of
+from tests.support import body_of
 
 
 @functools.cache

@@ -15,9 +15,8 @@ import pytest
 from devtools.azurite import Azurite, free_port
 from devtools.issuer import ADMIN_SCOPE, PUBLISH_SCOPE, DevIssuer
 from devtools.registry import DevRegistry, publish_rule
-from tests.conftest import VALID_EVENT, body_of
 from tests.integration.conftest import Post, problem_of
-from tests.queues import QueueReader
+from tests.support import VALID_EVENT, QueueReader, body_of
 
 pytestmark = pytest.mark.asyncio
 

@@ -20,7 +20,7 @@ from devtools.tls import LocalTls, make_local_tls
 from shared.publish import PublishRequest, PublishResponse
 from shared.runtime import Runtime
 from shared.settings import Settings
-from tests.conftest import VALID_EVENT, body_of
+from tests.support import VALID_EVENT, body_of
 
 TENANT_ISSUER = "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/"
 

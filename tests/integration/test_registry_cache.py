@@ -10,17 +10,16 @@ from collections.abc import AsyncIterator
 import pytest
 
 from devtools.registry import DevRegistry, publish_rule
-from shared.registry import RegistryUnavailable, ResourceRegistryClient
+from shared.model import CacheOutcome, Lookup
+from shared.ports import RegistryUnavailable, TooManyLookups
+from shared.registry import ResourceRegistryClient
 from shared.registry_cache import (
     FAILURE_BACKOFF_SECONDS,
     REFRESH_AHEAD_FRACTION,
     SUMMARY_INTERVAL_SECONDS,
     CachedPolicyRules,
-    CacheOutcome,
-    Lookup,
-    TooManyLookups,
 )
-from tests.conftest import Clock
+from tests.support import Clock
 
 TTL, NEGATIVE_TTL, STALE = 300.0, 30.0, 3600.0
 TTD = ("urn:altinn:org", "ttd")

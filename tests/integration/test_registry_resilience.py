@@ -21,9 +21,8 @@ from shared.publish import PublishRequest, PublishResponse
 from shared.registry_credentials import SUBSCRIPTION_KEY_HEADER
 from shared.runtime import Runtime
 from shared.settings import Settings
-from tests.conftest import VALID_EVENT, Clock, body_of
 from tests.integration.conftest import Post, problem_of
-from tests.queues import QueueReader
+from tests.support import VALID_EVENT, Clock, QueueReader, body_of
 
 UNREGISTERED = {**VALID_EVENT, "resource": "urn:altinn:resource:not-registered"}
 

@@ -9,15 +9,10 @@ import aiohttp
 import pytest
 
 from devtools.issuer import DevIssuer, SigningKey
-from shared.tokens import (
-    KEY_SET_MAX_AGE,
-    UNKNOWN_KID_REFRESH_INTERVAL,
-    InvalidToken,
-    KeysUnavailable,
-    OidcSigningKeys,
-    TokenVerifier,
-)
-from tests.conftest import Clock
+from shared.oidc import KEY_SET_MAX_AGE, UNKNOWN_KID_REFRESH_INTERVAL, OidcSigningKeys
+from shared.ports import InvalidToken, KeysUnavailable
+from shared.tokens import TokenVerifier
+from tests.support import Clock
 
 
 @pytest.fixture

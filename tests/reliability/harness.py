@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, settings
 
 from shared.runtime import close_current_runtime
 from tests.integration.conftest import publish_function
-from tests.queues import QueueReader
+from tests.support import QueueReader
 
 EXAMPLES = settings(
     max_examples=300,

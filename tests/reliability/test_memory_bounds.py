@@ -11,9 +11,10 @@ import subprocess
 import sys
 
 from devtools.azurite import ROOT
-from shared.registry import PolicyRule, RegistryUnavailable
+from shared.model import PolicyRule
+from shared.ports import RegistryUnavailable
 from shared.registry_cache import MAX_FAILURE_RECORDS, CachedPolicyRules
-from tests.conftest import Clock
+from tests.support import Clock
 
 
 class FailingRegistry:
@@ -69,7 +70,7 @@ async def probe(clock: Clock) -> dict[str, int]:
 def test_200000_distinct_failing_resources_leave_memory_bounded() -> None:
     """In a fresh interpreter, so that nothing else in the test session allocates meanwhile."""
     script = (
-        "import asyncio, json; from tests.conftest import Clock; "
+        "import asyncio, json; from tests.support import Clock; "
         "from tests.reliability.test_memory_bounds import probe; "
         "print(json.dumps(asyncio.run(probe(Clock()))))"
     )

@@ -17,9 +17,8 @@ import pytest
 from devtools.azurite import Azurite
 from devtools.issuer import DevIssuer
 from shared.runtime import close_current_runtime
-from tests.conftest import VALID_EVENT, body_of
 from tests.integration.conftest import publish_function
-from tests.queues import QueueReader
+from tests.support import VALID_EVENT, QueueReader, body_of
 
 QUEUE_BUDGET_SECONDS = 1.0
 

@@ -14,8 +14,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.conftest import VALID_EVENT
 from tests.reliability.harness import EXAMPLES, Harness
+from tests.support import VALID_EVENT
 
 # -- strategies ---------------------------------------------------------------------------------
 

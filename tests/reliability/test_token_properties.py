@@ -24,8 +24,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from devtools.issuer import DevIssuer
-from tests.conftest import VALID_EVENT
 from tests.reliability.harness import EXAMPLES, Harness
+from tests.support import VALID_EVENT
 
 #: Claims the property leaves alone: they decide the scope and the registry rule, not validity.
 AUTHORIZING_CLAIMS = frozenset({"scope", "urn:altinn:scope", "urn:altinn:org"})

@@ -9,9 +9,10 @@ import pytest
 from shared.altinn import ALTINN_PROFILE
 from shared.authorization import permits_publish, resource_attributes, subject_attributes
 from shared.cloudevents import CloudEvent, parse_structured
-from shared.registry import ACTION_ID, Attribute, PolicyRule, parse_rules
-from shared.tokens import Publisher, publisher_from_claims
-from tests.conftest import VALID_EVENT, body_of
+from shared.model import ACTION_ID, Attribute, PolicyRule, Publisher
+from shared.registry import parse_rules
+from shared.tokens import publisher_from_claims
+from tests.support import VALID_EVENT, body_of
 
 ORG = "urn:altinn:org"
 IDENTIFIER = "urn:altinn:organization:identifier-no"

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from shared.altinn import ALTINN_PROFILE
+from shared.altinn import ALTINN_PROFILE, reference_errors
 from shared.cloudevents import CloudEvent, InvalidEvent, parse_structured, serialize
 from shared.cloudevents.attributes import check_string_characters
-from tests.conftest import VALID_EVENT, body_of
+from tests.support import VALID_EVENT, body_of
 
 MISSING = object()  # marks an attribute to delete
 
@@ -34,9 +34,11 @@ def parse(body: bytes) -> CloudEvent:
 
 
 def errors_of(body: bytes) -> dict[str, tuple[str, ...]]:
+    """The problems as the endpoint reports them: keyed by attribute, with the body's under
+    the reference system's ``RequestBody`` (the Altinn profile's wording)."""
     with pytest.raises(InvalidEvent) as caught:
         parse(body)
-    return dict(caught.value.errors)
+    return reference_errors(caught.value)
 
 
 ACCEPTED: list[tuple[str, dict[str, Any]]] = [

@@ -19,3 +19,23 @@ def test_readme_shows_the_two_commands() -> None:
     text = README.read_text()
     assert "make run" in text
     assert "make test" in text
+
+
+def layout() -> str:
+    text = README.read_text()
+    return text[text.index("## Layout") :].split("```")[1]
+
+
+def test_the_layout_lists_every_module_and_test_layer() -> None:
+    root = README.parent
+    listed = layout()
+    modules = [
+        path.relative_to(root / "shared").as_posix()
+        for path in (root / "shared").glob("*.py")
+        if path.name != "__init__.py"
+    ] + [path.name for path in (root / "devtools").glob("*.py") if path.name != "__init__.py"]
+    layers = [path.name for path in (root / "tests").iterdir() if (path / "__init__.py").exists()]
+    missing = [name for name in modules if name not in listed]
+    missing += [f"{layer}/" for layer in layers if f"{layer}/" not in listed]
+    assert missing == []
+    assert len(layers) == 6

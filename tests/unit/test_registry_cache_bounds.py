@@ -6,14 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from shared.registry import Attribute, PolicyRule
-from shared.registry_cache import (
-    RULES_PER_ENTRY,
-    CachedPolicyRules,
-    LookupBudget,
-    TooManyLookups,
-)
-from tests.conftest import Clock
+from shared.model import Attribute, PolicyRule
+from shared.ports import TooManyLookups
+from shared.registry_cache import RULES_PER_ENTRY, CachedPolicyRules, LookupBudget
+from tests.support import Clock
 
 RULE = PolicyRule(
     subject=(Attribute("urn:altinn:org", "ttd"),),

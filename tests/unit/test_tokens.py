@@ -16,15 +16,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devtools.issuer import ADMIN_SCOPE, PUBLISH_SCOPE, DevIssuer, SigningKey
-from shared.tokens import (
-    InvalidToken,
-    KeySet,
-    KeysUnavailable,
-    MissingToken,
-    Publisher,
-    StaticSigningKeys,
-    TokenVerifier,
-)
+from shared.model import Publisher
+from shared.oidc import KeySet, StaticSigningKeys
+from shared.ports import InvalidToken, KeysUnavailable, MissingToken
+from shared.tokens import TokenVerifier
 
 ISSUER = "https://issuer.example/authentication/api/v1/openid/"
 

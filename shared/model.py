@@ -1,0 +1,99 @@
+"""The product's values: who publishes, what a resource's policy allows, how its rules were found,
+and the event. Frozen dataclasses with no behaviour beyond reading themselves.
+
+This module imports nothing of the project and no third-party package: the core (authorization,
+the pipeline) and every adapter build on it, never the other way round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+#: The XACML attribute that names a rule's action (``publish``, ``subscribe``, ...).
+ACTION_ID = "urn:oasis:names:tc:xacml:1.0:action:action-id"
+DATA = "data"
+DATA_BASE64 = "data_base64"
+
+
+@dataclass(frozen=True, slots=True)
+class Publisher:
+    """The verified caller: who issued the token, for whom, and with which scopes."""
+
+    issuer: str
+    subject: str | None
+    scopes: frozenset[str]
+    #: ``urn:altinn:org``: the service owner's code, such as ``ttd``.
+    org: str | None = None
+    #: ``urn:altinn:orgNumber``: the organisation number of an exchanged Altinn token.
+    org_number: str | None = None
+    #: The organisation number in Maskinporten's ``consumer`` claim (``0192:<orgno>``).
+    consumer_org_number: str | None = None
+    #: Every ``urn:``-typed string claim, passed to authorization as the Altinn PEP does.
+    urn_claims: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    @property
+    def label(self) -> str:
+        """A stable, non-secret name: the org code, else the org number, else the subject."""
+        return self.org or self.org_number or self.consumer_org_number or self.subject or "?"
+
+
+@dataclass(frozen=True, slots=True)
+class Attribute:
+    type: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRule:
+    """One flattened rule: all ``subject`` attributes together may do ``action`` on ``resource``."""
+
+    subject: tuple[Attribute, ...]
+    action: Attribute
+    resource: tuple[Attribute, ...]
+
+
+#: A resource's rules; None when the registry does not know the resource.
+Rules = tuple[PolicyRule, ...] | None
+
+
+class CacheOutcome(Enum):
+    HIT = "hit"  # answered from a fresh entry
+    MISS = "miss"  # answered by a registry call this request waited for
+    STALE = "stale"  # the registry failed; answered from an expired entry
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """A resource's rules, and how they were found."""
+
+    rules: Rules
+    outcome: CacheOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class CloudEvent:
+    """A valid event. ``members`` is the event as received, minus attributes sent as ``null``."""
+
+    members: Mapping[str, Any]
+
+    @property
+    def id(self) -> str:
+        return str(self.members["id"])
+
+    @property
+    def source(self) -> str:
+        return str(self.members["source"])
+
+    @property
+    def type(self) -> str:
+        return str(self.members["type"])
+
+    def attribute(self, name: str) -> Any:
+        """An attribute's value as received, or None when it is not set."""
+        return None if name in (DATA, DATA_BASE64) else self.members.get(name)

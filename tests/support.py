@@ -1,0 +1,104 @@
+"""What the tests share besides fixtures: a valid event, body helpers, a clock the test moves,
+the registry's reset, reading the queue the way a queue trigger does, and the function served
+over HTTP by the dev host."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy
+
+from devtools.registry import DevRegistry, publish_rule
+from devtools.stack import FunctionProcess, LocalStack
+
+VALID_EVENT: dict[str, Any] = {
+    "specversion": "1.0",
+    "id": "f276b8b9-1d5c-4c5f-9f0a-2f3a0e8e6d11",
+    "source": "https://ttd.apps.altinn.no/ttd/demo/instances/50015641/a72223a3",
+    "type": "app.instance.process.completed",
+    "time": "2024-05-17T13:45:00.123456Z",
+    "subject": "/party/50015641",
+    "alternativesubject": "/organisation/991825827",
+    "resource": "urn:altinn:resource:demo-events",
+    "resourceinstance": "50015641/a72223a3-16f3-4b2d-9ea6-9c6b1cd3b8b1",
+    "datacontenttype": "application/json",
+    "data": {"status": "completed", "items": [1, 2, 3], "note": "Ærlig talt 🎉"},
+}
+
+
+def body_of(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False).encode("utf-8")
+
+
+class Clock:
+    """A monotonic clock the test moves by hand (``clock.now += 60``)."""
+
+    def __init__(self, now: float = 10_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+DEMO_IDENTIFIER = "demo-events"
+
+
+def reset_registry(registry: DevRegistry) -> DevRegistry:
+    """Org 'ttd' may publish on demo-events; nothing else is known; no failure switches."""
+    registry.reset()
+    registry.rules[DEMO_IDENTIFIER] = [publish_rule(DEMO_IDENTIFIER, ("urn:altinn:org", "ttd"))]
+    return registry
+
+
+class QueueReader:
+    def __init__(self, connection_string: str, queue_name: str) -> None:
+        self.raw = QueueClient.from_connection_string(connection_string, queue_name)
+        self.decoding = QueueClient.from_connection_string(
+            connection_string, queue_name, message_decode_policy=TextBase64DecodePolicy()
+        )
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Every message on the queue, oldest first, decoded from Base64 JSON; removes them."""
+        events: list[dict[str, Any]] = []
+        try:
+            while batch := list(self.decoding.receive_messages(max_messages=32)):
+                for message in batch:
+                    events.append(json.loads(message.content))
+                    self.decoding.delete_message(message)
+        except ResourceNotFoundError:
+            pass  # the queue was never created: nothing was sent
+        return events
+
+    def raw_bodies(self) -> list[str]:
+        """The message bodies exactly as stored (Base64 text), without removing them."""
+        try:
+            return [message.content for message in self.raw.peek_messages(max_messages=32)]
+        except ResourceNotFoundError:
+            return []
+
+
+@dataclass
+class Served:
+    url: str
+    queue: QueueReader
+    process: FunctionProcess
+
+
+@contextmanager
+def serve_function(stack: LocalStack, *, queue_prefix: str) -> Iterator[Served]:
+    """`make serve` on a free port with a queue of its own, until the block ends; the registry
+    reset and the issuer available."""
+    reset_registry(stack.registry)
+    assert stack.issuer is not None
+    stack.issuer.available = True
+    queue_name = f"{queue_prefix}-{uuid.uuid4().hex[:16]}"
+    with stack.serve(queue_name=queue_name, variables={"LOG_LEVEL": "WARNING"}) as function:
+        yield Served(
+            function.url, QueueReader(stack.azurite.connection_string, queue_name), function
+        )
