@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 
 from devtools.azurite import ROOT
 
-TARGET_RATIO = 1.15
 FIRST_PARTY = ("function_app", "shared")
 
 _FIND_DEPENDENCIES = r"""

@@ -22,17 +22,20 @@ from typing import Any
 import aiohttp
 
 from bench.events import SIZES, body
+from bench.services import registry
 from devtools.issuer import DevIssuer
-from devtools.registry import BASE_PATH, DevRegistry, publish_rule
-from devtools.servers import BackgroundServer, bind_loopback
+from devtools.stack import LocalStack
+from shared.oidc import OidcSigningKeys
 from shared.publish import PublishPipeline, PublishRequest
 from shared.registry import ResourceRegistryClient
 from shared.registry_cache import CachedPolicyRules
-from shared.tokens import OidcSigningKeys, TokenVerifier
+from shared.tokens import TokenVerifier
 
 
 class EncodingSink:
     """Encodes the queue message as the Storage SDK would (Base64), and drops it."""
+
+    max_message_bytes = 64 * 1024 // 4 * 3  # as shared/queue.py's sink: 64 KiB after Base64
 
     def __init__(self) -> None:
         self.sent = 0
@@ -152,36 +155,20 @@ async def _measure_size(
 
 async def measure(rounds: int = 15, calls: int = 200) -> list[CpuFigure]:
     logging.getLogger("events").setLevel(logging.WARNING)  # as in production's host.json
-    issuer_sock, registry_sock = bind_loopback(), bind_loopback()
-    issuer = DevIssuer(f"http://127.0.0.1:{issuer_sock.getsockname()[1]}")
-    registry = DevRegistry(
-        {"demo-events": [publish_rule("demo-events", ("urn:altinn:org", "ttd"))]}
-    )
-    servers = [
-        BackgroundServer(issuer.app, issuer_sock).start(),
-        BackgroundServer(registry.app, registry_sock).start(),
-    ]
-    try:
+    with LocalStack(registry=registry()) as stack:  # its Azurite idles: the sink stores nothing
+        assert stack.issuer is not None
         async with aiohttp.ClientSession() as session:
-            registry_url = f"http://127.0.0.1:{servers[1].port}{BASE_PATH}"
-            setup = _Setup(session, issuer, registry_url)
+            setup = _Setup(session, stack.issuer, stack.registry_url)
             figures = [
                 await _measure_size(setup, size, body(make()), rounds, calls)
                 for size, make in SIZES.items()
             ]
             await setup.rules.close()
-    finally:
-        for server in servers:
-            server.stop()
     return figures
 
 
-def run() -> list[CpuFigure]:
-    return asyncio.run(measure())
-
-
 if __name__ == "__main__":
-    for figure in run():
+    for figure in asyncio.run(measure()):
         print(
             f"{figure.size:8} {figure.body_bytes:6} B  ours {figure.ours_us:7.1f} us  "
             f"sdk {figure.sdk_us:7.1f} us  ratio {figure.ratio:.2f}  "

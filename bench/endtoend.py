@@ -22,15 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.events import typical
-from bench.services import Stack, ours_case, placeholder_body, queue_message, run_load
+from bench.services import QUEUE, RAW_QUEUE, Stack, ours_case, queue_message
 from bench.serving import cpu_seconds
 from shared.queue import environment_configures_http
 
 LEVELS = (1, 8, 32, 64)
 TARGETS = ("ours", "raw", "raw-sdk-defaults")
-#: The level the throughput target is judged at, and the target itself.
-TARGET_LEVEL = 32
-TARGET_RATIO = 0.8
 
 
 @dataclass
@@ -76,9 +73,9 @@ class LevelResult:
 
 
 def _specs(stack: Stack, tokens: list[str]) -> dict[str, Callable[..., dict[str, Any]]]:
-    body = placeholder_body(typical())
-    ours = [ours_case("valid", body, tokens, 200)]
-    raw = [{"name": "raw", "body": queue_message(body), "tokens": [], "expect": 200}]
+    ours = [ours_case("valid", typical(), tokens, 200)]
+    message = queue_message(ours[0]["body"].encode())
+    raw = [{"name": "raw", "body": message, "tokens": [], "expect": 200}]
     sink_options = {"use_env_settings": environment_configures_http()}
     return {
         "ours": lambda **o: stack.load_spec("ours", ours, **o),
@@ -109,12 +106,10 @@ def measure(
                     duration_seconds=seconds,
                     warmup_seconds=warmup_seconds,
                 )
-                devhost = stack.devhost
-                assert devhost is not None
-                before = cpu_seconds(devhost.pid)
-                run = run_load(spec, stack.workdir)
-                run["devhost_cpu_seconds"] = cpu_seconds(devhost.pid) - before
-                queue = stack.queue_name if target == "ours" else stack.raw_queue_name
+                before = cpu_seconds(stack.pid)
+                run = stack.run_load(spec)
+                run["devhost_cpu_seconds"] = cpu_seconds(stack.pid) - before
+                queue = QUEUE if target == "ours" else RAW_QUEUE
                 run["on_queue"] = stack.count_and_reset(queue)
                 level.runs[target].append(run)
                 progress(

@@ -22,10 +22,9 @@ from typing import Any
 
 from bench.events import RESOURCE, typical
 from bench.load import rss_kib
-from bench.services import OTHER_ORG, Stack, ours_case, placeholder_body, run_load
+from bench.services import OTHER_ORG, QUEUE, Stack, ours_case
 from shared.tokens import VERIFIED_TOKEN_CACHE_SIZE
 
-TARGET_GROWTH = 0.10
 UNREGISTERED_RESOURCES = 8
 
 
@@ -66,15 +65,15 @@ def cases(stack: Stack, token_pool: int) -> list[dict[str, Any]]:
     invalid = {key: value for key, value in event.items() if key != "type"}
     invalid["time"] = "yesterday"
     mix = [
-        ours_case("valid", placeholder_body(event), valid, 200, weight=10),
-        ours_case("invalid-event", placeholder_body(invalid), valid[:500], 400, weight=2),
-        ours_case("no-token", placeholder_body(event), [], 401),
-        ours_case("bad-signature", placeholder_body(event), bad_signature, 401),
-        ours_case("other-org", placeholder_body(event), other_org, 403),
+        ours_case("valid", event, valid, 200, weight=10),
+        ours_case("invalid-event", invalid, valid[:500], 400, weight=2),
+        ours_case("no-token", event, [], 401),
+        ours_case("bad-signature", event, bad_signature, 401),
+        ours_case("other-org", event, other_org, 403),
     ]
     for n in range(UNREGISTERED_RESOURCES):
         unregistered = {**event, "resource": f"{RESOURCE}-unregistered-{n}"}
-        mix.append(ours_case(f"unregistered-{n}", placeholder_body(unregistered), valid, 403))
+        mix.append(ours_case(f"unregistered-{n}", unregistered, valid, 403))
     return mix
 
 
@@ -88,18 +87,16 @@ def measure(
     progress: Callable[[str], None] = print,
 ) -> MemoryResult:
     mix = cases(stack, token_pool)
-    stack.start_azurite()  # and an empty Azurite
+    stack.restart_azurite()  # an empty Azurite
     stack.start_devhost()  # a fresh process: nothing from earlier benchmarks in its memory
-    assert stack.devhost is not None
-    pid = stack.devhost.pid
+    pid = stack.pid
     progress(f"memory: warm-up {warmup_requests} requests, token pool {token_pool}")
-    warm = run_load(
-        stack.load_spec("ours", mix, concurrency=concurrency, requests=warmup_requests),
-        stack.workdir,
+    warm = stack.run_load(
+        stack.load_spec("ours", mix, concurrency=concurrency, requests=warmup_requests)
     )
     before = rss_kib(pid)
     progress(f"memory: RSS after warm-up {before} KiB; {requests} requests")
-    run = run_load(
+    run = stack.run_load(
         stack.load_spec(
             "ours",
             mix,
@@ -107,11 +104,10 @@ def measure(
             requests=requests,
             window_seconds=10,
             watch_pid=pid,
-        ),
-        stack.workdir,
+        )
     )
     after = rss_kib(pid)
-    on_queue = stack.count_and_reset(stack.queue_name)
+    on_queue = stack.count_and_reset(QUEUE)
     assert before is not None
     assert after is not None
     progress(f"memory: RSS after {requests} requests {after} KiB ({after / before - 1:+.1%})")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.events import typical
-from bench.services import Stack, ours_case, placeholder_body, run_load
+from bench.services import QUEUE, Stack, ours_case
 
 _RUNNER = """
 import logging, os, uvicorn
@@ -59,31 +59,26 @@ class ServingResult:
 def measure(
     stack: Stack, *, rounds: int = 2, requests: int = 3000, progress: Callable[[str], None] = print
 ) -> ServingResult:
-    cases = [ours_case("valid", placeholder_body(typical()), stack.tokens(8), 200)]
-    result = ServingResult(requests, {name: [] for name in CONFIGURATIONS}, {})
-    result.throughput = {name: [] for name in CONFIGURATIONS}
+    cases = [ours_case("valid", typical(), stack.tokens(8), 200)]
+    result = ServingResult(requests)
     try:
         for round_number in range(rounds):
             for name, (command, environment) in CONFIGURATIONS.items():
                 stack.start_devhost(command=command, environment=environment)
-                assert stack.devhost is not None
-                warm = run_load(
-                    stack.load_spec("ours", cases, concurrency=32, requests=300), stack.workdir
+                warm = stack.run_load(stack.load_spec("ours", cases, concurrency=32, requests=300))
+                before = cpu_seconds(stack.pid)
+                run = stack.run_load(
+                    stack.load_spec("ours", cases, concurrency=32, requests=requests)
                 )
-                before = cpu_seconds(stack.devhost.pid)
-                run = run_load(
-                    stack.load_spec("ours", cases, concurrency=32, requests=requests),
-                    stack.workdir,
-                )
-                used = cpu_seconds(stack.devhost.pid) - before
-                on_queue = stack.count_and_reset(stack.queue_name)
+                used = cpu_seconds(stack.pid) - before
+                on_queue = stack.count_and_reset(QUEUE)
                 if (
                     run["errors"]
                     or on_queue != warm["enqueued_expected"] + run["enqueued_expected"]
                 ):
                     raise RuntimeError(f"{name}: {run['statuses']}, {on_queue} on the queue")
-                result.cpu_us[name].append(used / run["requests"] * 1e6)
-                result.throughput[name].append(run["throughput"])
+                result.cpu_us.setdefault(name, []).append(used / run["requests"] * 1e6)
+                result.throughput.setdefault(name, []).append(run["throughput"])
                 progress(
                     f"serving round {round_number + 1}/{rounds} {name:32} "
                     f"{result.cpu_us[name][-1]:6.0f} us CPU per request"

@@ -1,0 +1,28 @@
+"""The performance targets, all as ratios against a baseline measured in the same run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Target:
+    limit: float
+    at_most: bool  # the ratio must be <= limit (else >= limit)
+
+    def met(self, ratio: float) -> bool:
+        return ratio <= self.limit if self.at_most else ratio >= self.limit
+
+    def __str__(self) -> str:
+        return f"{'≤' if self.at_most else '≥'} {self.limit:.2f}x"
+
+
+#: CPU per typical event: our whole pipeline over the CloudEvents SDK merely parsing it.
+CPU = Target(1.0, at_most=True)
+#: HTTP throughput at concurrency HTTP_LEVEL: POST /events over the raw enqueue it does.
+HTTP = Target(0.8, at_most=False)
+HTTP_LEVEL = 32
+#: Cold start: ``import function_app`` over importing its third-party modules alone.
+COLDSTART = Target(1.15, at_most=True)
+#: Memory: RSS after the measured requests over RSS after the warm-up (growth <= 10%).
+MEMORY = Target(1.10, at_most=True)
