@@ -2,8 +2,8 @@
 
 Starts the local stack (devtools/stack.py: Azurite's queue service with its data in
 .local/azurite, the dev token issuer, the dev Resource Registry with the rules of
-devtools/registry.json) and the function through the dev host, all on 127.0.0.1; prints a
-request to paste; stops everything it started on Ctrl-C.
+devtools/registry.json) and the function through the dev host, all on 127.0.0.1; prints one
+request to paste per content mode; stops everything it started on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -23,23 +23,49 @@ from devtools.stack import DEFAULT_QUEUE_NAME, LocalStack
 DEMO_RESOURCE = "urn:altinn:resource:demo-events"
 
 
-def demo_request(port: int, token: str) -> str:
-    event = (
-        '{"specversion":"1.0",'
-        f'"id":"{uuid.uuid4()}",'
-        '"source":"https://example.org/demo/orders/42",'
-        '"type":"no.altinn.demo.order.created",'
-        f'"time":"{datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}",'
-        f'"resource":"{DEMO_RESOURCE}",'
-        '"resourceinstance":"42",'
-        '"data":{"hello":"world"}}'
-    )
-    return (
-        f"curl -i http://127.0.0.1:{port}/events \\\n"
-        f"  -H 'Authorization: Bearer {token}' \\\n"
-        "  -H 'Content-Type: application/cloudevents+json' \\\n"
-        f"  -d '{event}'"
-    )
+def _curl(port: int, token: str, headers: list[str], body: str) -> str:
+    lines = [f"curl -i http://127.0.0.1:{port}/events", f"-H 'Authorization: Bearer {token}'"]
+    lines += [f"-H '{header}'" for header in headers]
+    lines.append(f"-d '{body}'")
+    return " \\\n  ".join(lines)
+
+
+def demo_requests(port: int, token: str) -> dict[str, str]:
+    """One ready-to-paste request per content mode, each with fresh ids."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def event(data: str = '{"hello":"world"}') -> str:
+        return (
+            '{"specversion":"1.0",'
+            f'"id":"{uuid.uuid4()}",'
+            '"source":"https://example.org/demo/orders/42",'
+            '"type":"no.altinn.demo.order.created",'
+            f'"time":"{now}",'
+            f'"resource":"{DEMO_RESOURCE}",'
+            '"resourceinstance":"42",'
+            f'"data":{data}}}'
+        )
+
+    binary_headers = [
+        "Content-Type: application/json",
+        "ce-specversion: 1.0",
+        f"ce-id: {uuid.uuid4()}",
+        "ce-source: https://example.org/demo/orders/42",
+        "ce-type: no.altinn.demo.order.created",
+        f"ce-time: {now}",
+        f"ce-resource: {DEMO_RESOURCE}",
+        "ce-subject: /orders/42%20(rush)",
+    ]
+    return {
+        "structured": _curl(port, token, ["Content-Type: application/cloudevents+json"], event()),
+        "binary": _curl(port, token, binary_headers, '{"hello":"world"}'),
+        "batch": _curl(
+            port,
+            token,
+            ["Content-Type: application/cloudevents-batch+json"],
+            f"[{event(data='1')},{event(data='2')}]",
+        ),
+    }
 
 
 def main() -> None:
@@ -71,6 +97,7 @@ def main() -> None:
 
 def banner(stack: LocalStack, port: int, token: str) -> str:
     assert stack.issuer is not None
+    requests = demo_requests(port, token)
     return f"""
 Ready. Everything listens on 127.0.0.1 only.
   function (dev host)   http://127.0.0.1:{port}/events
@@ -78,11 +105,20 @@ Ready. Everything listens on 127.0.0.1 only.
   resource registry     {stack.registry_url}/resource/demo-events/policy/rules
   queue (Azurite)       {stack.azurite.queue_endpoint}/{DEFAULT_QUEUE_NAME}
 
-Publish an event as org 'ttd' (token valid 1 hour; `make token` prints another):
+Publish as org 'ttd' (token valid 1 hour; `make token` prints another). One event, structured:
 
-{demo_request(port, token)}
+{requests["structured"]}
 
-Expect 'HTTP/1.1 200 OK' with an empty body. `make peek` shows what is on the queue.
+The same kind of event in binary mode (attributes as ce- headers, the data as the body):
+
+{requests["binary"]}
+
+Two events in one batch (the answer lists each one's outcome):
+
+{requests["batch"]}
+
+Expect 'HTTP/1.1 200 OK': an empty body for one event, the batch's results for a batch.
+`make peek` shows what is on the queue.
 Ctrl-C stops everything.
 """
 

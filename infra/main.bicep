@@ -161,6 +161,11 @@ param eventsQueueTimeoutSeconds string = '3'
 @description('EVENTS_MAX_BODY_BYTES: largest accepted request body. The host\'s own limit, FUNCTIONS_REQUEST_BODY_SIZE_LIMIT, is derived from it (app/api.bicep).')
 param eventsMaxBodyBytes int = 262144
 
+@minValue(1)
+@maxValue(1000)
+@description('EVENTS_MAX_BATCH_EVENTS: most events in one batch (application/cloudevents-batch+json); more is 413.')
+param eventsMaxBatchEvents int = 100
+
 // Secrets (EVENTS_REGISTRY_SUBSCRIPTION_KEY, EVENTS_REGISTRY_CLIENT_SECRET) are `@secure()`
 // parameters, so they stay out of the deployment history and are never outputs; any new secret
 // setting follows the same rule (a test checks that every SecretStr setting comes from a @secure()
@@ -210,6 +215,7 @@ var eventsAppSettings = {
   EVENTS_QUEUE_NAME: eventsQueueName
   EVENTS_QUEUE_TIMEOUT_SECONDS: eventsQueueTimeoutSeconds
   EVENTS_MAX_BODY_BYTES: string(eventsMaxBodyBytes)
+  EVENTS_MAX_BATCH_EVENTS: string(eventsMaxBatchEvents)
 }
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {

@@ -12,13 +12,18 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from shared.altinn import REQUEST_BODY
 from shared.ports import KeysUnavailable, QueueUnavailable, RegistryUnavailable, Unavailable
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:altinn:events:problem:"
-ACCEPTED_CONTENT_TYPES = ("application/cloudevents+json", "application/json")
+ACCEPTED_CONTENT_TYPES = (
+    "application/cloudevents+json",
+    "application/cloudevents-batch+json",
+    "application/json",
+)
 
 #: Retry-After for 503s, in seconds. Short: most outages we see are brief and publishers queue.
 RETRY_AFTER_SECONDS = 5
@@ -40,6 +45,7 @@ class ProblemType(Enum):
     INSUFFICIENT_SCOPE = (403, "Insufficient scope")
     UNSUPPORTED_MEDIA_TYPE = (415, "Unsupported media type")
     BODY_TOO_LARGE = (413, "Request body too large")
+    BATCH_TOO_LARGE = (413, "Too many events in the batch")
     EVENT_TOO_LARGE = (413, "Event too large for the queue")
     INVALID_EVENT = (400, "One or more validation errors occurred.")
     NOT_AUTHORIZED_FOR_RESOURCE = (403, "Not authorized to publish on this resource")
@@ -77,19 +83,28 @@ class Problem:
     def status(self) -> int:
         return self.kind.status
 
-    def to_json(self, *, instance: str, trace_id: str) -> bytes:
-        body: dict[str, object] = {
+    def as_dict(
+        self, *, instance: str | None = None, trace_id: str | None = None
+    ) -> dict[str, Any]:
+        """The problem document; without ``instance`` and ``traceId`` inside a batch's answer."""
+        body: dict[str, Any] = {
             "type": self.kind.uri,
             "title": self.kind.title,
             "status": self.kind.status,
             "detail": self.detail,
-            "instance": instance,
-            "traceId": trace_id,
         }
+        if instance is not None:
+            body["instance"] = instance
+        if trace_id is not None:
+            body["traceId"] = trace_id
         if self.errors is not None:
             body["errors"] = {name: list(messages) for name, messages in self.errors.items()}
         if self.omitted_errors:
             body["omittedErrors"] = self.omitted_errors
+        return body
+
+    def to_json(self, *, instance: str, trace_id: str) -> bytes:
+        body = self.as_dict(instance=instance, trace_id=trace_id)
         return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
@@ -147,8 +162,10 @@ def insufficient_scope(required_scope: str) -> Problem:
 def unsupported_media_type(reason: str) -> Problem:
     return Problem(
         ProblemType.UNSUPPORTED_MEDIA_TYPE,
-        f"{reason} Send one event in structured mode as {' or '.join(ACCEPTED_CONTENT_TYPES)} "
-        "(UTF-8).",
+        f"{reason} Send one event as application/cloudevents+json or application/json, a batch "
+        "as application/cloudevents-batch+json (UTF-8), or one event in binary mode: the data "
+        "as the body, with its Content-Type, and every attribute as a ce- header, ce-specversion "
+        "included.",
         headers={"Accept-Post": ", ".join(ACCEPTED_CONTENT_TYPES)},
     )
 
@@ -158,6 +175,14 @@ def body_too_large(limit: int, size: int | None) -> Problem:
     return Problem(
         ProblemType.BODY_TOO_LARGE,
         f"The request body is larger than the limit of {limit} bytes{seen}.",
+    )
+
+
+def batch_too_large(limit: int, count: int) -> Problem:
+    return Problem(
+        ProblemType.BATCH_TOO_LARGE,
+        f"The batch has {count} events; at most {limit} are accepted in one request. Nothing "
+        f"was published; send them in batches of at most {limit}.",
     )
 
 

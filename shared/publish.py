@@ -1,24 +1,38 @@
 """The publish pipeline: one request in, one response out, every step in the documented order.
 
-method -> authenticate (token, scope) -> read the event (content type, body size, parse and
-validate, queue-size check) -> authorize on ``resource`` -> enqueue -> 200. Pure orchestration:
-each step's logic lives in its own module, and all I/O goes through the ports it is given
-(shared/ports.py); this module imports no SDK.
+method -> authenticate (token, scope) -> check the request (content mode, body size) -> read
+the event (parse and validate, queue-size check) -> authorize on ``resource`` -> enqueue -> 200.
+A batch runs the last three steps for each element and answers with every element's outcome.
+Pure orchestration: each step's logic lives in its own module, and all I/O goes through the
+ports it is given (shared/ports.py); this module imports no SDK.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from shared import problems
 from shared.altinn import ALTINN_PROFILE, reference_errors, registry_identifier
 from shared.authorization import permits_publish, resource_attributes, subject_attributes
-from shared.cloudevents import ContentMode, InvalidEvent, content_mode, parse_structured, serialize
+from shared.batch import BatchOutcome
+from shared.cloudevents import (
+    ContentMode,
+    InvalidEvent,
+    batch_element,
+    content_mode,
+    parse_batch,
+    parse_binary,
+    parse_structured,
+    serialize,
+)
+from shared.cloudevents.jsonformat import MAX_DATA_DEPTH, may_nest_deeper_than
 from shared.model import CloudEvent, Publisher
 from shared.ports import (
     Authenticator,
@@ -26,6 +40,7 @@ from shared.ports import (
     InvalidToken,
     MissingToken,
     PolicyLookup,
+    QueueUnavailable,
     TooManyLookups,
     Unavailable,
 )
@@ -61,6 +76,8 @@ class RequestRecord:
 
     trace_id: str
     publisher: str = "-"
+    #: structured, binary or batch; "-" until the content type is read.
+    mode: str = "-"
     event_id: str = "-"
     resource: str = "-"
     #: How the rules were found: hit, miss or stale (see shared/registry_cache.py).
@@ -75,7 +92,8 @@ class RequestRecord:
         # quoted and escaped, so no newline or quote in it can forge a log line or a field.
         note = f" note={self.note!r}" if self.note else ""
         return (
-            f"publisher={self.publisher!r} resource={self.resource!r} id={self.event_id!r} "
+            f"publisher={self.publisher!r} mode={self.mode} resource={self.resource!r} "
+            f"id={self.event_id!r} "
             f"authz={self.authz} decision={self.decision} problem={self.problem} "
             f"trace={self.trace_id}{note}"
         )
@@ -106,8 +124,8 @@ class ReadEvent:
 
 class PublishPipeline:
     """The documented steps, one method each. Every step returns its value or the ``Problem``
-    that ends the request, so a batch can run the per-event steps (read, authorize, enqueue)
-    for each of its elements."""
+    that ends the request; a batch runs the per-event steps (validate, authorize, enqueue) for
+    each of its elements, concurrently, after one authentication and one size check."""
 
     def __init__(
         self,
@@ -118,6 +136,8 @@ class PublishPipeline:
         publish_scope: str,
         admin_scope: str,
         max_body_bytes: int,
+        max_batch_events: int = 100,
+        queue_timeout_seconds: float = 3.0,
         lookups_per_minute: int = 0,
     ) -> None:
         self._verifier = verifier
@@ -126,38 +146,51 @@ class PublishPipeline:
         self._publish_scope = publish_scope
         self._admin_scope = admin_scope
         self._max_body_bytes = max_body_bytes
+        self._max_batch_events = max_batch_events
+        self._queue_timeout = queue_timeout_seconds
         self._lookups_per_minute = lookups_per_minute
 
     async def handle(self, request: PublishRequest) -> PublishResponse:
         started = time.perf_counter()
         record = RequestRecord(trace_id=trace_id_of(request.headers))
         try:
-            problem = await self._publish(request, record)
+            outcome = await self._publish(request, record)
         except Exception:
             log.exception("unexpected error trace=%s", record.trace_id)
-            problem = problems.internal_error()
+            outcome = problems.internal_error()
         elapsed_ms = (time.perf_counter() - started) * 1000
-        if problem is None:
+        if isinstance(outcome, BatchOutcome):
+            record.note = outcome.summary()
+            log.info("publish %d ms=%.1f %s", outcome.status, elapsed_ms, record)
+            return PublishResponse(outcome.status, outcome.headers(), outcome.to_json())
+        if outcome is None:
             log.info("publish 200 ms=%.1f %s", elapsed_ms, record)
             return PublishResponse(200)
-        record.problem = problem.kind.slug
+        record.problem = outcome.kind.slug
         log.log(
-            logging.WARNING if problem.status >= 500 else logging.INFO,
+            logging.WARNING if outcome.status >= 500 else logging.INFO,
             "publish %d ms=%.1f %s",
-            problem.status,
+            outcome.status,
             elapsed_ms,
             record,
         )
-        return problem_response(problem, instance=request.path, trace_id=record.trace_id)
+        return problem_response(outcome, instance=request.path, trace_id=record.trace_id)
 
-    async def _publish(self, request: PublishRequest, record: RequestRecord) -> Problem | None:
+    async def _publish(
+        self, request: PublishRequest, record: RequestRecord
+    ) -> Problem | BatchOutcome | None:
         if request.method.upper() != "POST":
             return problems.method_not_allowed(request.method.upper())
         try:
             publisher = await self.authenticate(request, record)
             if isinstance(publisher, Problem):
                 return publisher
-            read = self.read_event(request, record)
+            mode = self.check_request(request, record)
+            if isinstance(mode, Problem):
+                return mode
+            if mode is ContentMode.BATCH:
+                return await self.publish_batch(publisher, request.body, record)
+            read = self.read_event(mode, request, record)
             if isinstance(read, Problem):
                 return read
             problem = await self.authorize(publisher, read, record)
@@ -184,32 +217,38 @@ class PublishPipeline:
             return problems.insufficient_scope(self._publish_scope)
         return publisher
 
-    def read_event(self, request: PublishRequest, record: RequestRecord) -> ReadEvent | Problem:
-        """Step 2: content mode, body size, validation, and the size of the queue message."""
+    def check_request(
+        self, request: PublishRequest, record: RequestRecord
+    ) -> ContentMode | Problem:
+        """Step 2a, once per request: the content mode and the body's size."""
         headers = request.headers
         decision = content_mode(headers.get("content-type"), headers.keys())
         if decision.mode is ContentMode.UNSUPPORTED:
             return problems.unsupported_media_type(decision.reason)
-        if decision.mode is ContentMode.BINARY:
-            return problems.unsupported_media_type(
-                "Binary content mode (ce- headers with a non-CloudEvents Content-Type) is not "
-                "supported yet."
-            )
-        if decision.mode is ContentMode.BATCH:
-            return problems.unsupported_media_type(
-                "Batches (application/cloudevents-batch+json) are not supported yet."
-            )
+        record.mode = decision.mode.value
         declared = _declared_length(headers)
         if declared is not None and declared > self._max_body_bytes:
             return problems.body_too_large(self._max_body_bytes, declared)
         if len(request.body) > self._max_body_bytes:
             return problems.body_too_large(self._max_body_bytes, None)
-        return self.validate(request.body, record)
+        return decision.mode
 
-    def validate(self, body: bytes, record: RequestRecord) -> ReadEvent | Problem:
-        """One structured event: valid, and small enough for one queue message."""
+    def read_event(
+        self, mode: ContentMode, request: PublishRequest, record: RequestRecord
+    ) -> ReadEvent | Problem:
+        """Step 2b: one event, structured or binary, validated and ready for the queue."""
         try:
-            event = parse_structured(body, ALTINN_PROFILE)
+            if mode is ContentMode.BINARY:
+                event = parse_binary(request.headers, request.body, ALTINN_PROFILE)
+            else:
+                event = parse_structured(request.body, ALTINN_PROFILE)
+        except InvalidEvent as invalid:
+            return problems.invalid_event(reference_errors(invalid))
+        return self.prepare(event, record)
+
+    def prepare(self, event: CloudEvent, record: RequestRecord) -> ReadEvent | Problem:
+        """A valid event's queue message, which must fit in one message."""
+        try:
             message = serialize(event)
         except InvalidEvent as invalid:
             return problems.invalid_event(reference_errors(invalid))
@@ -247,6 +286,71 @@ class PublishPipeline:
     async def enqueue(self, read: ReadEvent) -> None:
         """Step 4: the event on the queue. Raises QueueUnavailable."""
         await self._sink.send(read.message)
+
+    # -- batches -------------------------------------------------------------------------------
+
+    async def publish_batch(
+        self, publisher: Publisher, body: bytes, record: RequestRecord
+    ) -> BatchOutcome | Problem:
+        """Each element validated, authorized and enqueued on its own, exactly as if it had been
+        published alone; at most ``MAX_SENDS_IN_FLIGHT`` at a time, and every send of the batch
+        within one queue time budget."""
+        try:
+            elements = parse_batch(body)
+        except InvalidEvent as invalid:
+            return problems.invalid_event(reference_errors(invalid))
+        if len(elements) > self._max_batch_events:
+            return problems.batch_too_large(self._max_batch_events, len(elements))
+        may_nest = may_nest_deeper_than(body, MAX_DATA_DEPTH)
+        budget = _SharedDeadline(self._queue_timeout)
+        in_flight = asyncio.Semaphore(MAX_SENDS_IN_FLIGHT)
+
+        async def publish_one(element: Any) -> Problem | None:
+            element_record = RequestRecord(trace_id=record.trace_id)
+            try:
+                event = batch_element(element, ALTINN_PROFILE, may_nest=may_nest)
+            except InvalidEvent as invalid:
+                return problems.invalid_event(reference_errors(invalid))
+            read = self.prepare(event, element_record)
+            if isinstance(read, Problem):
+                return read
+            async with in_flight:
+                try:
+                    problem = await self.authorize(publisher, read, element_record)
+                    if problem is None:
+                        await budget.run(self.enqueue(read))
+                except Unavailable as error:
+                    return problems.unavailable(error)
+            return problem
+
+        outcomes = await asyncio.gather(*(publish_one(element) for element in elements))
+        return BatchOutcome.of(elements, outcomes)
+
+
+#: Sends of one batch in flight at a time: enough to hide the queue's latency, few enough not to
+#: swamp it (or the worker's connection pool) with one request.
+MAX_SENDS_IN_FLIGHT = 16
+
+
+class _SharedDeadline:
+    """One time budget for every send of a batch, started by the first send. A send that has
+    not finished when it runs out is abandoned (and answered 503), like a single publish's."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._deadline: float | None = None
+
+    async def run(self, send: Awaitable[None]) -> None:
+        loop = asyncio.get_running_loop()
+        if self._deadline is None:
+            self._deadline = loop.time() + self._seconds
+        try:
+            async with asyncio.timeout_at(self._deadline):
+                await send
+        except TimeoutError:
+            raise QueueUnavailable(
+                f"no confirmation within the batch's {self._seconds:g} s"
+            ) from None
 
 
 def problem_response(problem: Problem, *, instance: str, trace_id: str) -> PublishResponse:

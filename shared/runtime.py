@@ -97,6 +97,8 @@ class Runtime:
             publish_scope=settings.publish_scope,
             admin_scope=settings.admin_scope,
             max_body_bytes=settings.max_body_bytes,
+            max_batch_events=settings.max_batch_events,
+            queue_timeout_seconds=settings.queue_timeout_seconds,
             lookups_per_minute=settings.registry_lookups_per_minute,
         )
         return cls(loop, settings, session, rules, sink, pipeline)

@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     queue_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
 
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
+    max_batch_events: int = Field(default=100, ge=1, le=1000)
 
     @field_validator(
         "audience",

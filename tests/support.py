@@ -46,6 +46,11 @@ class Clock:
         return self.now
 
 
+def sorted_events(events: list[dict[str, Any]]) -> list[str]:
+    """Events in a comparable order: a batch's elements are enqueued concurrently."""
+    return sorted(json.dumps(event, sort_keys=True) for event in events)
+
+
 DEMO_IDENTIFIER = "demo-events"
 
 

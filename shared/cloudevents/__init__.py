@@ -2,15 +2,26 @@
 (``event``), the JSON format (``jsonformat``) and the HTTP binding (``http``)."""
 
 from shared.cloudevents.event import CloudEvent, ExtensionProfile, InvalidEvent
-from shared.cloudevents.http import ContentMode, content_mode
-from shared.cloudevents.jsonformat import parse_structured, serialize
+from shared.cloudevents.http import ContentMode, binary_members, content_mode, parse_binary
+from shared.cloudevents.jsonformat import (
+    batch_element,
+    parse_batch,
+    parse_structured,
+    serialize,
+    validate_object,
+)
 
 __all__ = [
     "CloudEvent",
     "ContentMode",
     "ExtensionProfile",
     "InvalidEvent",
+    "batch_element",
+    "binary_members",
     "content_mode",
+    "parse_batch",
+    "parse_binary",
     "parse_structured",
     "serialize",
+    "validate_object",
 ]

@@ -11,12 +11,13 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from shared.cloudevents.event import ExtensionProfile, InvalidEvent, event_from_members
-from shared.model import DATA, CloudEvent
+from shared.model import DATA, DATA_BASE64, CloudEvent
 
 #: Deepest nesting accepted inside ``data`` (the event object itself is one level above it).
 MAX_DATA_DEPTH = 64
@@ -169,15 +170,13 @@ def event_object(body: bytes) -> dict[str, Any]:
     return value
 
 
-def parse_structured(body: bytes, profile: ExtensionProfile) -> CloudEvent:
-    """Decode and validate one structured-mode event; raise ``InvalidEvent`` with every problem."""
-    value = event_object(body)
+def validate_object(
+    value: dict[str, Any], profile: ExtensionProfile, *, may_nest: bool = True
+) -> CloudEvent:
+    """Validate one decoded JSON object as an event, ``data``'s nesting depth included
+    (``may_nest=False``: the body is known to be too shallow for that check to matter)."""
     format_errors: dict[str, tuple[str, ...]] = {}
-    if (
-        DATA in value
-        and may_nest_deeper_than(body, MAX_DATA_DEPTH)
-        and nesting_depth_exceeds(value[DATA], MAX_DATA_DEPTH)
-    ):
+    if DATA in value and may_nest and nesting_depth_exceeds(value[DATA], MAX_DATA_DEPTH):
         format_errors[DATA] = (
             f"'data' is nested more than {MAX_DATA_DEPTH} levels deep; flatten it or send it "
             "as data_base64.",
@@ -191,9 +190,65 @@ def parse_structured(body: bytes, profile: ExtensionProfile) -> CloudEvent:
     return event
 
 
-def serialize(event: CloudEvent) -> bytes:
-    """The event as compact structured-mode JSON (UTF-8): the queue message's content."""
+def parse_structured(body: bytes, profile: ExtensionProfile) -> CloudEvent:
+    """Decode and validate one structured-mode event; raise ``InvalidEvent`` with every problem."""
+    return validate_object(
+        event_object(body), profile, may_nest=may_nest_deeper_than(body, MAX_DATA_DEPTH)
+    )
+
+
+def parse_batch(body: bytes) -> list[Any]:
+    """A JSON batch's elements, decoded but not validated (each is validated on its own with
+    ``batch_element``); ``InvalidEvent`` when the body is not a JSON array."""
     try:
-        return encode_compact(dict(event.members))
+        value = decode_json(body)
+    except JsonFormatError as error:
+        raise InvalidEvent(body=(str(error),)) from None
+    if not isinstance(value, list):
+        raise InvalidEvent(
+            body=(
+                f"A batch must be a JSON array of events; this body is a JSON "
+                f"{json_kind(value)}. Send one event as application/cloudevents+json instead.",
+            )
+        )
+    return value
+
+
+def batch_element(element: Any, profile: ExtensionProfile, *, may_nest: bool) -> CloudEvent:
+    """One element of a batch, validated as a structured event."""
+    if not isinstance(element, dict):
+        kind = json_kind(element)
+        raise InvalidEvent(
+            body=(f"The element is a JSON {kind}, not an object; each element is one event.",),
+            kind=kind,
+        )
+    return validate_object(element, profile, may_nest=may_nest)
+
+
+#: The queue message's member order: the core attributes in the spec's order, then extensions
+#: by name, then the data. One order for every content mode, so that the same event sent in
+#: structured and in binary mode becomes the same bytes.
+CANONICAL_ORDER = (
+    "specversion", "id", "source", "type", "datacontenttype", "dataschema", "subject", "time"
+)  # fmt: skip
+_LAST = (DATA, DATA_BASE64)
+
+
+def canonical(members: Mapping[str, Any]) -> dict[str, Any]:
+    ordered = {name: members[name] for name in CANONICAL_ORDER if name in members}
+    for name in sorted(members):
+        if name not in ordered and name not in _LAST:
+            ordered[name] = members[name]
+    for name in _LAST:
+        if name in members:
+            ordered[name] = members[name]
+    return ordered
+
+
+def serialize(event: CloudEvent) -> bytes:
+    """The event as compact structured-mode JSON (UTF-8) in ``CANONICAL_ORDER``: the queue
+    message's content."""
+    try:
+        return encode_compact(canonical(event.members))
     except JsonFormatError as error:
         raise InvalidEvent({DATA: (str(error),)}) from None

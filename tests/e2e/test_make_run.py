@@ -10,10 +10,39 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from devtools.azurite import ROOT, Azurite, free_port
-from tests.support import QueueReader
+from tests.support import QueueReader, sorted_events
+
+
+@dataclass
+class Command:
+    url: str
+    headers: dict[str, str]
+    body: str
+
+
+def printed_commands(banner: str) -> list[Command]:
+    """Every `curl` command the banner prints, read the way a shell would read it."""
+    commands = []
+    for text in re.findall(r"curl -i .*?-d '[^']*'", banner, flags=re.S):
+        url = re.search(r"curl -i (\S+)", text)
+        assert url, text
+        headers = dict(header.split(": ", 1) for header in re.findall(r"-H '([^']*)'", text))
+        body = re.search(r"-d '([^']*)'", text)
+        assert body, text
+        commands.append(Command(url.group(1), headers, body.group(1)))
+    return commands
+
+
+def send(command: Command) -> tuple[int, bytes]:
+    request = urllib.request.Request(  # noqa: S310 - loopback URL printed by make run
+        command.url, data=command.body.encode(), headers=command.headers, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        return response.status, response.read()
 
 
 def _port_is_open(port: int) -> bool:
@@ -52,27 +81,21 @@ def test_make_run_serves_the_printed_request_and_stops_everything(tmp_path: Path
         banner = "".join(output)
         assert "Ctrl-C stops everything" in banner, banner
 
-        token = re.search(r"Authorization: Bearer ([\w.-]+)", banner)
-        body = re.search(r"-d '(\{.*\})'", banner)
-        url = re.search(r"curl -i (\S+)", banner)
-        assert token, banner
-        assert body, banner
-        assert url, banner
-        request = urllib.request.Request(  # noqa: S310 - loopback URL printed by make run
-            url.group(1),
-            data=body.group(1).encode(),
-            headers={
-                "Authorization": f"Bearer {token.group(1)}",
-                "Content-Type": "application/cloudevents+json",
-            },
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            assert response.status == 200
+        commands = printed_commands(banner)
+        assert len(commands) == 3, banner  # structured, binary, batch
+        answers = [send(command) for command in commands]
+        assert [status for status, _ in answers] == [200, 200, 200]
+        structured, binary, batch = commands
+        batch_result = json.loads(answers[2][1])
+        assert [entry["status"] for entry in batch_result["results"]] == [200, 200]
 
         azurite = Azurite(port=ports["AZURITE_QUEUE_PORT"])
         stored = QueueReader(azurite.connection_string, "events-registration").drain()
-        assert stored == [json.loads(body.group(1))]
+        assert stored[0] == json.loads(structured.body)
+        assert stored[1]["id"] == binary.headers["ce-id"]
+        assert stored[1]["subject"] == "/orders/42 (rush)"
+        assert stored[1]["data"] == json.loads(binary.body)
+        assert sorted_events(stored[2:]) == sorted_events(json.loads(batch.body))
         assert (tmp_path / "dev-issuer" / "signing-key.pem").exists()
     finally:
         process.send_signal(signal.SIGINT)

@@ -15,6 +15,7 @@ import pytest
 from devtools.azurite import Azurite, free_port
 from devtools.issuer import ADMIN_SCOPE, PUBLISH_SCOPE, DevIssuer
 from devtools.registry import DevRegistry, publish_rule
+from shared.cloudevents.jsonformat import canonical
 from tests.integration.conftest import Post, problem_of
 from tests.support import VALID_EVENT, QueueReader, body_of
 
@@ -38,7 +39,7 @@ async def test_accepted_event_is_on_the_queue_exactly_as_sent(
     assert response.get_body() == b""
 
     expected = {name: value for name, value in event.items() if value is not None}
-    assert queue.raw_bodies() == [base64.b64encode(compact(expected)).decode()]
+    assert queue.raw_bodies() == [base64.b64encode(compact(canonical(expected))).decode()]
     assert queue.drain() == [expected]
 
 
@@ -160,13 +161,13 @@ async def test_issuer_unreachable_on_first_use_is_503(
 @pytest.mark.parametrize(
     ("content_type", "headers", "fragment"),
     [
-        ("text/plain", {}, "'text/plain' is not accepted"),
+        ("text/plain", {}, "'text/plain' is not accepted without a ce-specversion header"),
         (None, {}, "no Content-Type"),
-        ("application/xml", {}, "not accepted"),
+        ("application/xml", {"ce-id": "1"}, "not accepted"),
         ("application/cloudevents+avro", {}, "not a CloudEvents event format"),
-        ("application/cloudevents-batch+json", {}, "Batches"),
-        ("application/json", {"ce-id": "1", "ce-type": "t"}, "Binary content mode"),
+        ("application/cloudevents-batch+avro", {}, "not a CloudEvents batch format"),
         ("application/cloudevents+json; charset=utf-16", {}, "UTF-8"),
+        ("text/plain; charset=latin-1", {"ce-specversion": "1.0"}, "UTF-8"),
     ],
 )
 async def test_unsupported_media_types_get_415(
@@ -178,7 +179,9 @@ async def test_unsupported_media_types_get_415(
 ) -> None:
     response = await post(VALID_EVENT, content_type=content_type, headers=headers)
     assert response.status_code == 415
-    assert response.headers["Accept-Post"] == "application/cloudevents+json, application/json"
+    assert response.headers["Accept-Post"] == (
+        "application/cloudevents+json, application/cloudevents-batch+json, application/json"
+    )
     assert fragment in problem_of(response)["detail"]
     assert queue.drain() == []
 

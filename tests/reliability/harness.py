@@ -5,6 +5,7 @@ and dev registry."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from typing import Any
 
@@ -14,7 +15,7 @@ from hypothesis import HealthCheck, settings
 
 from shared.runtime import close_current_runtime
 from tests.integration.conftest import publish_function
-from tests.support import QueueReader
+from tests.support import QueueReader, sorted_events
 
 EXAMPLES = settings(
     max_examples=300,
@@ -54,6 +55,28 @@ class Harness:
         else:
             assert response.headers["Content-Type"] == "application/problem+json"
             assert stored == []
+
+    def check_batch(self, response: func.HttpResponse, elements: list[Any]) -> None:
+        """No 5xx; a 200 or 207 lists every element, and exactly its 200 entries are on the queue
+        (each once, as sent); any other answer stored nothing."""
+        hypothesis.event(f"batch status {response.status_code}")
+        assert response.status_code < 500, response.get_body()
+        stored = self.queue.drain()
+        if response.status_code not in (200, 207):
+            assert response.headers["Content-Type"] == "application/problem+json"
+            assert stored == []
+            return
+        results = json.loads(response.get_body())["results"]
+        assert [entry["index"] for entry in results] == list(range(len(elements)))
+        published = [
+            {k: v for k, v in elements[entry["index"]].items() if v is not None or k == "data"}
+            for entry in results
+            if entry["status"] == 200
+        ]
+        for entry in results:
+            hypothesis.event(f"batch entry {entry['status']}")
+        assert (response.status_code == 200) == (len(published) == len(elements))
+        assert sorted_events(stored) == sorted_events(published)
 
     def close(self) -> None:
         asyncio.run_coroutine_threadsafe(close_current_runtime(), self._loop).result(timeout=30)

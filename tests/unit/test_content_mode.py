@@ -1,4 +1,4 @@
-"""R34-R36 and A17: which content mode a request is in, from Content-Type and ce- headers."""
+"""Which content mode a request is in, from Content-Type and ce-specversion (DESIGN.md's table)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,21 @@ CASES: list[tuple[str | None, list[str], ContentMode]] = [
     # A17: plain JSON without ce- headers is read as a structured event
     ("application/json", [], ContentMode.STRUCTURED),
     ("application/json; charset=utf-8", ["authorization"], ContentMode.STRUCTURED),
-    # R34 step 4: ce- headers with another type mean binary mode
-    ("application/json", ["CE-ID", "ce-source"], ContentMode.BINARY),
-    ("text/plain", ["Ce-Id"], ContentMode.BINARY),
-    (None, ["ce-id"], ContentMode.BINARY),
+    # DESIGN.md, content modes: ce-specversion with any other type (or none) is binary mode
+    ("application/json", ["CE-SPECVERSION", "ce-source"], ContentMode.BINARY),
+    ("text/plain", ["Ce-Specversion"], ContentMode.BINARY),
+    ("application/octet-stream", ["ce-specversion"], ContentMode.BINARY),
+    ("application/xml", ["ce-specversion", "ce-id"], ContentMode.BINARY),
+    (None, ["ce-specversion"], ContentMode.BINARY),
+    ("", ["ce-specversion"], ContentMode.BINARY),
+    # ... but without ce-specversion other ce- headers mean nothing: plain JSON is structured
+    ("application/json", ["CE-ID", "ce-source"], ContentMode.STRUCTURED),
+    ("text/plain", ["ce-id"], ContentMode.UNSUPPORTED),
+    (None, ["ce-id"], ContentMode.UNSUPPORTED),
+    # batches, whatever the ce- headers
+    ("application/cloudevents-batch+json", ["ce-specversion"], ContentMode.BATCH),
+    ("application/cloudevents-batch+json; charset=utf-8", [], ContentMode.BATCH),
+    ("application/cloudevents+json", ["ce-specversion"], ContentMode.STRUCTURED),
     ("application/cloudevents-batch+json", [], ContentMode.BATCH),
     # R36: an unknown CloudEvents format
     ("application/cloudevents+avro", [], ContentMode.UNSUPPORTED),
@@ -34,6 +45,8 @@ CASES: list[tuple[str | None, list[str], ContentMode]] = [
     # A15: UTF-8 only
     ("application/cloudevents+json; charset=utf-16", [], ContentMode.UNSUPPORTED),
     ("application/json; charset=iso-8859-1", [], ContentMode.UNSUPPORTED),
+    ("application/cloudevents-batch+json; charset=utf-16", [], ContentMode.UNSUPPORTED),
+    ("text/plain; charset=latin-1", ["ce-specversion"], ContentMode.UNSUPPORTED),
 ]
 
 

@@ -66,8 +66,11 @@ def test_unavailable_problems_say_when_to_retry(problem: problems.Problem) -> No
 
 def test_unsupported_media_type_lists_accepted_types() -> None:
     problem = problems.unsupported_media_type("The Content-Type 'text/plain' is not accepted.")
-    assert problem.headers["Accept-Post"] == "application/cloudevents+json, application/json"
-    assert "application/cloudevents+json" in problem.detail
+    assert problem.headers["Accept-Post"] == (
+        "application/cloudevents+json, application/cloudevents-batch+json, application/json"
+    )
+    for accepted in ("application/cloudevents+json", "cloudevents-batch+json", "ce-specversion"):
+        assert accepted in problem.detail
 
 
 def test_every_problem_type_is_documented() -> None:

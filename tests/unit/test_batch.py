@@ -1,0 +1,134 @@
+"""How the pipeline runs a batch: at most MAX_SENDS_IN_FLIGHT sends at a time, every send within
+one time budget, one outcome per element. The orchestration alone, with the ports answered in
+memory (the real queue, registry and issuer are in tests/integration/test_content_modes.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from devtools.issuer import DevIssuer
+from shared import problems
+from shared.batch import BatchOutcome
+from shared.model import ACTION_ID, Attribute, CacheOutcome, Lookup, PolicyRule
+from shared.oidc import KeySet, StaticSigningKeys
+from shared.publish import MAX_SENDS_IN_FLIGHT, PublishPipeline, PublishRequest
+from shared.tokens import TokenVerifier
+from tests.support import VALID_EVENT
+
+ISSUER = "https://issuer.example/"
+RULES = (
+    PolicyRule(
+        subject=(Attribute("urn:altinn:org", "ttd"),),
+        action=Attribute(ACTION_ID, "publish"),
+        resource=(Attribute("urn:altinn:resource", "demo-events"),),
+    ),
+)
+
+
+class Rules:
+    async def lookup(self, identifier: str, *, requester: str | None = None) -> Lookup:
+        return Lookup(RULES, CacheOutcome.HIT)
+
+
+class CountingSink:
+    """Counts the sends in flight; each waits until ``release`` is set."""
+
+    max_message_bytes = 49152
+
+    def __init__(self, *, release: asyncio.Event) -> None:
+        self.release = release
+        #: Set once MAX_SENDS_IN_FLIGHT sends are waiting at the same time.
+        self.full = asyncio.Event()
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.sent: list[bytes] = []
+
+    async def send(self, message: bytes) -> None:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        if self.in_flight >= MAX_SENDS_IN_FLIGHT:
+            self.full.set()
+        try:
+            await self.release.wait()
+            self.sent.append(message)
+        finally:
+            self.in_flight -= 1
+
+    async def close(self) -> None: ...
+
+
+def pipeline(sink: CountingSink, issuer: DevIssuer, *, budget: float = 3.0) -> PublishPipeline:
+    keys = StaticSigningKeys({ISSUER: KeySet([issuer.current_key.public_jwk()])})
+    return PublishPipeline(
+        verifier=TokenVerifier(
+            trusted_issuers=(ISSUER,), keys=keys, audience=None, clock_skew_seconds=10
+        ),
+        rules=Rules(),
+        sink=sink,
+        publish_scope="altinn:events.publish",
+        admin_scope="altinn:events.publish.admin",
+        max_body_bytes=1024 * 1024,
+        queue_timeout_seconds=budget,
+    )
+
+
+def batch_request(issuer: DevIssuer, count: int) -> PublishRequest:
+    events = [{**VALID_EVENT, "id": f"e{n}"} for n in range(count)]
+    return PublishRequest(
+        method="POST",
+        path="/events",
+        headers={
+            "authorization": f"Bearer {issuer.mint()}",
+            "content-type": "application/cloudevents-batch+json",
+        },
+        body=json.dumps(events).encode(),
+    )
+
+
+async def test_at_most_max_sends_in_flight_and_every_event_sent_once() -> None:
+    issuer = DevIssuer(ISSUER)
+    release = asyncio.Event()
+    sink = CountingSink(release=release)
+    handling = asyncio.ensure_future(pipeline(sink, issuer).handle(batch_request(issuer, 100)))
+    await sink.full.wait()  # the first sends are all waiting: no more may start
+    for _ in range(10):
+        await asyncio.sleep(0)  # give any send beyond the bound the chance to start (none may)
+    assert sink.in_flight == MAX_SENDS_IN_FLIGHT
+    release.set()
+    response = await handling
+    assert response.status == 200
+    assert sink.most_in_flight == MAX_SENDS_IN_FLIGHT
+    assert sorted(json.loads(message)["id"] for message in sink.sent) == sorted(
+        f"e{n}" for n in range(100)
+    )
+
+
+async def test_sends_still_open_when_the_budget_runs_out_are_503_with_retry_after() -> None:
+    issuer = DevIssuer(ISSUER)
+    sink = CountingSink(release=asyncio.Event())  # never released: the queue does not answer
+    response = await pipeline(sink, issuer, budget=0.05).handle(batch_request(issuer, 40))
+    assert response.status == 207
+    body: dict[str, Any] = json.loads(response.body)
+    assert (body["accepted"], body["failed"]) == (0, 40)
+    assert {entry["status"] for entry in body["results"]} == {503}
+    assert response.headers["Retry-After"] == str(problems.RETRY_AFTER_SECONDS)
+    assert sink.sent == []
+    assert sink.in_flight == 0  # every abandoned send was cancelled
+
+
+def test_outcome_body_and_headers() -> None:
+    outcome = BatchOutcome.of(
+        [{"id": "a"}, {"id": 5}, "x"],
+        [None, problems.queue_unavailable(), problems.invalid_event({"id": ("bad",)})],
+    )
+    assert outcome.status == 207
+    assert outcome.headers() == {"Content-Type": "application/json", "Retry-After": "5"}
+    body = outcome.body()
+    assert (body["accepted"], body["failed"]) == (1, 2)
+    assert body["results"][0] == {"index": 0, "id": "a", "status": 200}
+    assert body["results"][1]["status"] == 503
+    assert "id" not in body["results"][1]
+    assert set(body["results"][2]["problem"]) == {"type", "title", "status", "detail", "errors"}
+    assert outcome.summary() == "batch events=3 statuses=200x1,400x1,503x1"
