@@ -78,7 +78,8 @@ def main() -> None:
         registry_port=int(os.environ.get("DEV_REGISTRY_PORT", DEV_REGISTRY_PORT)),
         azurite_port=int(os.environ.get("AZURITE_QUEUE_PORT", "10001")),
     )
-    signal.signal(signal.SIGTERM, _interrupt)
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored
+        signal.signal(stop_signal, _interrupt)
     try:
         with stack, stack.serve(port=port) as function:
             assert stack.issuer is not None
