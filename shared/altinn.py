@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from shared.cloudevents.attributes import check_nonempty_string, check_string
+from shared.cloudevents.attributes import check_nonempty_string, check_string, remembered
 from shared.cloudevents.event import ExtensionProfile, InvalidEvent
 
 RESOURCE_PREFIX = "urn:altinn:resource:"
@@ -18,6 +18,7 @@ _IDENTIFIER = re.compile(r"[a-z0-9()+,.\-;$_!/]{1,100}")
 _LEGACY_APP = re.compile(r"altinnapp\.([a-z0-9-]+)\.([a-z0-9-]+)")
 
 
+@remembered
 def check_resource(value: object) -> str | None:
     problem = check_nonempty_string(value)
     if problem:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import binascii
 import calendar
+import functools
 import ipaddress
 import re
 from collections.abc import Callable
@@ -66,6 +67,28 @@ MEDIA_TYPE = re.compile(
 )
 
 Checker = Callable[[object], "str | None"]
+
+#: Verdicts remembered per checker (see ``remembered``); values longer than this are not kept.
+REMEMBERED_VALUES = 1024
+REMEMBERED_MAX_CHARACTERS = 256
+
+
+def remembered(checker: Checker) -> Checker:
+    """``checker``, remembering its verdict on the last ``REMEMBERED_VALUES`` short strings.
+
+    A publisher sends the same ``source``, ``resource`` and ``datacontenttype`` with every
+    event, and the checks of those (URI and URN grammars, media types) are the costly ones: a
+    remembered verdict is a dictionary lookup. Checkers are pure, so a verdict never goes stale.
+    """
+    cached = functools.lru_cache(maxsize=REMEMBERED_VALUES)(checker)
+
+    @functools.wraps(checker)
+    def check(value: object) -> str | None:
+        if type(value) is str and len(value) <= REMEMBERED_MAX_CHARACTERS:
+            return cached(value)
+        return checker(value)
+
+    return check
 
 
 def type_name(value: object) -> str:
@@ -190,6 +213,7 @@ def _uri_problem(text: str, *, absolute: bool) -> str | None:
     return None
 
 
+@remembered
 def check_uri_reference(value: object) -> str | None:
     """RFC 3986 URI-reference: absolute, or relative such as '/orders' or '1-555-123-4567'."""
     problem = check_nonempty_string(value)
@@ -199,6 +223,7 @@ def check_uri_reference(value: object) -> str | None:
     return _uri_problem(value, absolute=False)
 
 
+@remembered
 def check_absolute_uri(value: object) -> str | None:
     problem = check_nonempty_string(value)
     if problem:
@@ -248,6 +273,7 @@ def _is_leap_second(value: str, match: re.Match[str]) -> bool:
     )
 
 
+@remembered
 def check_media_type(value: object) -> str | None:
     problem = check_nonempty_string(value)
     if problem:

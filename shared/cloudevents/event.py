@@ -63,6 +63,11 @@ class ExtensionProfile:
     checkers: Mapping[str, Checker] = field(default_factory=dict)
     #: Extensions that must be present, with the message to give when one is missing.
     required: Mapping[str, str] = field(default_factory=dict)
+    #: The core checkers and the profile's, in one map (the core's win): one lookup per member.
+    all_checkers: Mapping[str, Checker] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "all_checkers", {**self.checkers, **CORE_CHECKERS})
 
 
 class InvalidEvent(ValueError):
@@ -126,19 +131,27 @@ def _check_members(
     """Pass 1: each member's name and type. Returns the members that are set (JSON ``null``
     means "not set"), data included."""
     kept: dict[str, Any] = {}
+    checkers = profile.all_checkers
     for name, value in members.items():
-        if name == DATA:
-            kept[name] = value
-        elif name == DATA_BASE64:
-            if value is not None:
+        checker = checkers.get(name)
+        if checker is None:
+            if name == DATA:
                 kept[name] = value
-                _report(errors, name, check_base64(value))
-        elif name not in CORE_CHECKERS and not ATTRIBUTE_NAME.fullmatch(name):
-            errors.add(name, _name_problem(name))
-        elif value is not None:
+                continue
+            if name == DATA_BASE64:
+                if value is not None:
+                    kept[name] = value
+                    _report(errors, name, check_base64(value))
+                continue
+            if not ATTRIBUTE_NAME.fullmatch(name):
+                errors.add(name, _name_problem(name))
+                continue
+            checker = check_extension_value
+        if value is not None:
             kept[name] = value
-            checker = CORE_CHECKERS.get(name) or profile.checkers.get(name) or check_extension_value
-            _report(errors, name, checker(value))
+            problem = checker(value)
+            if problem:
+                errors.add(name, f"'{name}' {problem}.")
     return kept
 
 

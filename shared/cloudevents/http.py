@@ -186,10 +186,15 @@ def binary_members(
     """
     members: dict[str, Any] = {}
     problems: dict[str, str] = {}
-    for name, raw in headers.items():
-        if not name.startswith("ce-"):
-            continue
-        attribute = name[3:]
+    ce = {name[3:]: raw for name, raw in headers.items() if name[:3] == "ce-"}
+    # The common header is plain printable ASCII without escapes or quotes: one search over all
+    # of them finds that out, and only the others are decoded one by one.
+    joined = "!".join(ce.values())
+    plain = not _UNENCODED.search(joined) and "%" not in joined and '"' not in joined
+    if plain and len(joined) <= MAX_HEADER_VALUE_CHARACTERS and BODY_ATTRIBUTES.isdisjoint(ce):
+        members.update(ce)
+        ce = {}
+    for attribute, raw in ce.items():
         if attribute in BODY_ATTRIBUTES:
             problems[attribute] = (
                 f"cannot be a header in binary mode: the body is the data, and Content-Type its "
