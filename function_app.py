@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 import azure.functions as func
 
 from shared.publish import PublishRequest
-from shared.runtime import handle
+from shared.runtime import drop_expired_records, handle
 
 # Anonymous at the host: every request is authenticated in code with a bearer JWT
 # (shared/tokens.py), which function keys would only duplicate.
@@ -32,3 +32,11 @@ async def publish_event(req: func.HttpRequest) -> func.HttpResponse:
         headers=dict(response.headers),
         mimetype=response.headers.get("Content-Type"),
     )
+
+
+# Idempotent publish keeps the records of published events in one table per window-long
+# generation (shared/records.py); once an hour, the tables that hold nothing that counts any more
+# are dropped whole. Missing a run costs nothing but storage: the next run drops them.
+@app.timer_trigger(schedule="0 17 * * * *", arg_name="timer", run_on_startup=False)
+async def drop_expired_records_tables(timer: func.TimerRequest) -> None:
+    await drop_expired_records()

@@ -15,7 +15,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from devtools.azurite import ROOT
+from devtools.azurite import DEFAULT_PORTS, ROOT
 from devtools.issuer import DEV_ISSUER_PORT
 from devtools.registry import DEV_REGISTRY_PORT, DevRegistry
 from devtools.stack import DEFAULT_QUEUE_NAME, LocalStack
@@ -76,7 +76,10 @@ def main() -> None:
         state=Path(os.environ.get("DEV_STATE_DIR", ROOT / ".local")),
         issuer_port=int(os.environ.get("DEV_ISSUER_PORT", DEV_ISSUER_PORT)),
         registry_port=int(os.environ.get("DEV_REGISTRY_PORT", DEV_REGISTRY_PORT)),
-        azurite_port=int(os.environ.get("AZURITE_QUEUE_PORT", "10001")),
+        azurite_ports={
+            service: int(os.environ.get(f"AZURITE_{service.upper()}_PORT", port))
+            for service, port in DEFAULT_PORTS.items()
+        },
     )
     for stop_signal in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored
         signal.signal(stop_signal, _interrupt)
@@ -105,6 +108,7 @@ Ready. Everything listens on 127.0.0.1 only.
   token issuer          {stack.issuer.base_url}/.well-known/openid-configuration
   resource registry     {stack.registry_url}/resource/demo-events/policy/rules
   queue (Azurite)       {stack.azurite.queue_endpoint}/{DEFAULT_QUEUE_NAME}
+  table (Azurite)       {stack.azurite.endpoint("table")} (published events' identities)
 
 Publish as org 'ttd' (token valid 1 hour; `make token` prints another). One event, structured:
 

@@ -6,7 +6,8 @@ started is stopped in reverse order, also when a later start fails. It owns the 
 environment of local runs: ``environment()`` is what points the function at these services, and
 ``serve()`` starts the function through the dev host (as ``make serve`` does) with exactly that.
 
-- Azurite's queue service (the npm package pinned in package.json), in memory or in a folder;
+- Azurite's queue and table services (the npm package pinned in package.json), in memory or
+  in a folder;
 - the dev token issuer (devtools/issuer.py), an aiohttp server on a background thread;
 - the dev Resource Registry (devtools/registry.py), the same;
 - optionally the function, ``python -m devtools.devhost`` in its own process.
@@ -30,6 +31,9 @@ from devtools.registry import BASE_PATH, DevRegistry
 from devtools.servers import BackgroundServer, bind_loopback
 
 DEFAULT_QUEUE_NAME = "events-registration"
+DEFAULT_RECORDS_TABLE = "eventids"
+#: What the function uses of Azurite: the queue, and the table of published events' identities.
+AZURITE_SERVICES = ("queue", "table")
 
 
 class LocalStack:
@@ -46,7 +50,7 @@ class LocalStack:
         state: Path | None = None,
         issuer_port: int = 0,
         registry_port: int = 0,
-        azurite_port: int | None = None,
+        azurite_ports: dict[str, int] | None = None,
         issuer_path: str = "",
     ) -> None:
         self.registry = registry if registry is not None else DevRegistry()
@@ -55,7 +59,9 @@ class LocalStack:
         self._registry_port = registry_port
         self._issuer_path = issuer_path
         self.azurite = Azurite(
-            port=azurite_port, location=state / "azurite" if state is not None else None
+            services=AZURITE_SERVICES,
+            ports=azurite_ports,
+            location=state / "azurite" if state is not None else None,
         )
         self.issuer: DevIssuer | None = None
         self.registry_url = ""
@@ -99,14 +105,18 @@ class LocalStack:
         self.stop()
 
     # -- the function's configuration ----------------------------------------------------------
-    def environment(self, *, queue_name: str = DEFAULT_QUEUE_NAME) -> dict[str, str]:
-        """The ``EVENTS_*`` variables that point the function at these services."""
+    def environment(
+        self, *, queue_name: str = DEFAULT_QUEUE_NAME, records_table: str = DEFAULT_RECORDS_TABLE
+    ) -> dict[str, str]:
+        """The ``EVENTS_*`` variables that point the function at these services (a test gives
+        each function its own queue and its own records tables)."""
         assert self.issuer is not None, "start() the stack first"
         return {
             "EVENTS_TRUSTED_ISSUERS": self.issuer.base_url,
             "EVENTS_REGISTRY_URL": self.registry_url,
             "EVENTS_QUEUE_CONNECTION": self.azurite.connection_string,
             "EVENTS_QUEUE_NAME": queue_name,
+            "EVENTS_IDEMPOTENCY_TABLE": records_table,
         }
 
     @contextlib.contextmanager
@@ -139,7 +149,7 @@ class LocalStack:
         port = port or free_port()
         process_environment = {
             **{name: value for name, value in os.environ.items() if not _is_events(name)},
-            **self.environment(queue_name=queue_name),
+            **self.environment(queue_name=queue_name, records_table=_table_for(queue_name)),
             "PORT": str(port),
             **(variables or {}),
         }
@@ -179,6 +189,13 @@ class FunctionProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=15)
+
+
+def _table_for(queue_name: str) -> str:
+    """A records-table prefix of a function's own, from its queue's name (letters and digits)."""
+    if queue_name == DEFAULT_QUEUE_NAME:
+        return DEFAULT_RECORDS_TABLE
+    return "t" + "".join(ch for ch in queue_name if ch.isalnum())[:39]
 
 
 def _is_events(name: str) -> bool:

@@ -166,6 +166,20 @@ param eventsMaxBodyBytes int = 262144
 @description('EVENTS_MAX_BATCH_EVENTS: most events in one batch (application/cloudevents-batch+json); more is 413.')
 param eventsMaxBatchEvents int = 100
 
+// Idempotent publish: the records live in tables of the same storage account as the events queue
+// (one table per window-long generation, created, filled and dropped by the code; docs/deploy.md).
+
+@description('EVENTS_IDEMPOTENCY_WINDOW_HOURS: how long a published event\'s identity is remembered; a repeat within it is answered as a replay and not queued again (decimal hours, 0-720; 0 turns de-duplication off). Also the span of one records table.')
+param eventsIdempotencyWindowHours string = '24'
+
+@description('EVENTS_IDEMPOTENCY_REQUIRED: true answers 503 while the records tables cannot be reached; false (the default) publishes without de-duplication then, with a warning in the log.')
+param eventsIdempotencyRequired bool = false
+
+@minLength(3)
+@maxLength(40)
+@description('EVENTS_IDEMPOTENCY_TABLE: prefix of the records tables\' names, <prefix><generation number> (3-40 letters and digits, starting with a letter). The app creates and drops these tables itself.')
+param eventsIdempotencyTable string = 'eventids'
+
 // Secrets (EVENTS_REGISTRY_SUBSCRIPTION_KEY, EVENTS_REGISTRY_CLIENT_SECRET) are `@secure()`
 // parameters, so they stay out of the deployment history and are never outputs; any new secret
 // setting follows the same rule (a test checks that every SecretStr setting comes from a @secure()
@@ -187,6 +201,10 @@ var virtualNetworkName = !empty(vNetName) ? vNetName : '${abbrs.networkVirtualNe
 // The queue endpoint the code sends to with the managed identity (shared/queue.py). Built from the
 // cloud's storage suffix, so it is right in every Azure cloud.
 var queueAccountUrl = 'https://${storageName}.queue.${environment().suffixes.storage}'
+
+// The table endpoint of the same account, for the records of idempotent publish (shared/records.py),
+// also reached with the managed identity.
+var tableAccountUrl = 'https://${storageName}.table.${environment().suffixes.storage}'
 
 // Every EVENTS_* app setting, and nothing else: api.bicep adds the platform settings. To support a
 // new setting, add one line here and a parameter above (plus its line in main.parameters.json).
@@ -216,6 +234,10 @@ var eventsAppSettings = {
   EVENTS_QUEUE_TIMEOUT_SECONDS: eventsQueueTimeoutSeconds
   EVENTS_MAX_BODY_BYTES: string(eventsMaxBodyBytes)
   EVENTS_MAX_BATCH_EVENTS: string(eventsMaxBatchEvents)
+  EVENTS_IDEMPOTENCY_WINDOW_HOURS: eventsIdempotencyWindowHours
+  EVENTS_IDEMPOTENCY_REQUIRED: string(eventsIdempotencyRequired)
+  EVENTS_IDEMPOTENCY_TABLE: eventsIdempotencyTable
+  EVENTS_TABLE_ACCOUNT_URL: tableAccountUrl
 }
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -224,7 +246,8 @@ resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   tags: tags
 }
 
-// The one identity of the app: host storage, deployment package, events queue, Application Insights.
+// The one identity of the app: host storage, deployment package, events queue, records tables,
+// Application Insights.
 module identity './app/identity.bicep' = {
   name: 'identity'
   scope: rg
@@ -322,7 +345,8 @@ module api './app/api.bicep' = {
     zoneRedundant: zoneRedundant
     virtualNetworkSubnetId: vnetEnabled ? vnet.outputs.appSubnetId : ''
   }
-  // The app must not start before its identity may read its package and write its queue.
+  // The app must not start before its identity may read its package, write its queue and keep
+  // its records tables.
   dependsOn: [
     rbac
     storagePrivateEndpoints

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from shared.model import Replayed
 from shared.problems import Problem
 
 BATCH_RESULT_CONTENT_TYPE = "application/json"
@@ -24,11 +25,13 @@ _RETRYABLE = frozenset({429, 503})
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:
     ids: tuple[str | None, ...]
-    #: Per element: None for published, else the problem.
-    problems: tuple[Problem | None, ...]
+    #: Per element: None for published, Replayed for published before, else the problem.
+    outcomes: tuple[Problem | Replayed | None, ...]
 
     @classmethod
-    def of(cls, elements: Sequence[Any], outcomes: Sequence[Problem | None]) -> BatchOutcome:
+    def of(
+        cls, elements: Sequence[Any], outcomes: Sequence[Problem | Replayed | None]
+    ) -> BatchOutcome:
         ids = tuple(
             element.get("id") if isinstance(element, dict) and isinstance(element.get("id"), str)
             else None
@@ -37,12 +40,16 @@ class BatchOutcome:
         return cls(ids, tuple(outcomes))
 
     @property
+    def problems(self) -> list[Problem]:
+        return [outcome for outcome in self.outcomes if isinstance(outcome, Problem)]
+
+    @property
     def accepted(self) -> int:
-        return sum(problem is None for problem in self.problems)
+        return len(self.outcomes) - len(self.problems)
 
     @property
     def failed(self) -> int:
-        return len(self.problems) - self.accepted
+        return len(self.problems)
 
     @property
     def status(self) -> int:
@@ -52,19 +59,23 @@ class BatchOutcome:
         delays = [
             int(problem.headers.get("Retry-After", "0"))
             for problem in self.problems
-            if problem is not None and problem.status in _RETRYABLE
+            if problem.status in _RETRYABLE
         ]
         return max(delays) if delays else None
 
     def body(self) -> dict[str, Any]:
         results: list[dict[str, Any]] = []
-        for index, (event_id, problem) in enumerate(zip(self.ids, self.problems, strict=True)):
+        for index, (event_id, outcome) in enumerate(zip(self.ids, self.outcomes, strict=True)):
             entry: dict[str, Any] = {"index": index}
             if event_id is not None:
                 entry["id"] = event_id
-            entry["status"] = 200 if problem is None else problem.status
-            if problem is not None:
-                entry["problem"] = problem.as_dict()
+            if isinstance(outcome, Problem):
+                entry["status"] = outcome.status
+                entry["problem"] = outcome.as_dict()
+            else:
+                entry["status"] = 200
+                if outcome is not None:
+                    entry["replayed"] = True
             results.append(entry)
         return {"accepted": self.accepted, "failed": self.failed, "results": results}
 
@@ -80,6 +91,7 @@ class BatchOutcome:
 
     def summary(self) -> str:
         """For the request's log line: how many, and the statuses."""
-        statuses = Counter(200 if p is None else p.status for p in self.problems)
+        statuses = Counter(o.status if isinstance(o, Problem) else 200 for o in self.outcomes)
         counted = ",".join(f"{status}x{count}" for status, count in sorted(statuses.items()))
-        return f"batch events={len(self.problems)} statuses={counted or 'none'}"
+        replayed = sum(isinstance(outcome, Replayed) for outcome in self.outcomes)
+        return f"batch events={len(self.outcomes)} statuses={counted or 'none'} replayed={replayed}"

@@ -76,6 +76,25 @@ class Lookup:
     outcome: CacheOutcome
 
 
+class Replayed:
+    """The outcome of publishing an event published before with the same content: 200,
+    nothing queued (idempotent publish)."""
+
+    __slots__ = ()
+
+
+REPLAYED = Replayed()
+
+
+class Reservation(Enum):
+    """What the record of an event's identity says when a publish claims it."""
+
+    NEW = "new"  # nothing recorded (or only expired or abandoned records): publish it
+    REPLAY = "replay"  # the same content was published: answer 200, publish nothing
+    CONFLICT = "conflict"  # other content was published under this identity: 409
+    IN_FLIGHT = "in-flight"  # the same identity is being published right now: 409, retry
+
+
 @dataclass(frozen=True, slots=True)
 class CloudEvent:
     """A valid event. ``members`` is the event as received, minus attributes sent as ``null``."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar, Protocol
 
-from shared.model import Lookup, PolicyRule, Publisher
+from shared.model import Lookup, PolicyRule, Publisher, Reservation
 
 
 class Unavailable(Exception):
@@ -35,9 +35,14 @@ class RegistryUnavailable(Unavailable):
 
 
 class QueueUnavailable(Unavailable):
-    """The message was not confirmed stored within the time budget."""
+    """The message was not confirmed stored. ``maybe_stored``: the connection broke after the
+    message went out, so the queue may have stored it (nobody can tell)."""
 
     dependency = "queue"
+
+    def __init__(self, reason: str, *, maybe_stored: bool = False) -> None:
+        super().__init__(reason)
+        self.maybe_stored = maybe_stored
 
 
 class MissingToken(Exception):
@@ -114,23 +119,22 @@ class BlobsUnavailable(Unavailable):
 
 
 class PublishRecords(Protocol):
-    """What was published under an event's identity lately (idempotent publish)."""
+    """What was published under an event's identity lately (idempotent publish). Keys and
+    fingerprints are opaque strings (hex digests) the core makes (shared/idempotency.py)."""
 
-    async def reserve(self, key: str, fingerprint: str) -> str:
-        """Claim ``key`` for content ``fingerprint``: "new", "replay" (same content, published),
-        "conflict" (other content) or "in-flight" (claimed, not yet published).
-
-        Raises RecordsUnavailable.
-        """
+    async def reserve(self, key: str, fingerprint: str) -> Reservation:
+        """Claim ``key`` for the content ``fingerprint``; raises RecordsUnavailable."""
         ...
 
     async def commit(self, key: str) -> None:
-        """The event under ``key`` is published."""
+        """The event claimed under ``key`` is on the queue."""
         ...
 
     async def release(self, key: str) -> None:
-        """The event under ``key`` was not published: forget the claim."""
+        """The event claimed under ``key`` was not published: forget the claim."""
         ...
+
+    async def close(self) -> None: ...
 
 
 class BlobStore(Protocol):

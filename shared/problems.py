@@ -15,7 +15,13 @@ from enum import Enum
 from typing import Any
 
 from shared.altinn import REQUEST_BODY
-from shared.ports import KeysUnavailable, QueueUnavailable, RegistryUnavailable, Unavailable
+from shared.ports import (
+    KeysUnavailable,
+    QueueUnavailable,
+    RecordsUnavailable,
+    RegistryUnavailable,
+    Unavailable,
+)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:altinn:events:problem:"
@@ -49,10 +55,13 @@ class ProblemType(Enum):
     EVENT_TOO_LARGE = (413, "Event too large for the queue")
     INVALID_EVENT = (400, "One or more validation errors occurred.")
     NOT_AUTHORIZED_FOR_RESOURCE = (403, "Not authorized to publish on this resource")
+    DUPLICATE_EVENT_ID = (409, "Event id already used for other content")
+    PUBLISH_IN_PROGRESS = (409, "The same event is being published")
     TOO_MANY_RESOURCE_LOOKUPS = (429, "Too many new resources")
     REGISTRY_UNAVAILABLE = (503, "Resource Registry unavailable")
     ISSUER_UNAVAILABLE = (503, "Token issuer unavailable")
     QUEUE_UNAVAILABLE = (503, "Event queue unavailable")
+    RECORDS_UNAVAILABLE = (503, "Event records unavailable")
     INTERNAL_ERROR = (500, "Internal error")
 
     def __init__(self, status: int, title: str) -> None:
@@ -246,6 +255,26 @@ def not_authorized_for_resource(resource: str) -> Problem:
     )
 
 
+def duplicate_event_id(source: str, event_id: str) -> Problem:
+    return Problem(
+        ProblemType.DUPLICATE_EVENT_ID,
+        f"An event with source '{_cut(source, 200)}' and id '{_cut(event_id, 200)}' was "
+        "published by you lately with other content. An event's source and id identify it: "
+        "nothing was published. Give a new event a new id; to publish this one again, send it "
+        "exactly as before.",
+    )
+
+
+def publish_in_progress() -> Problem:
+    return Problem(
+        ProblemType.PUBLISH_IN_PROGRESS,
+        "An event with this source and id is being published by another request right now. "
+        "Nothing more was published; send it again after the indicated delay to learn how that "
+        "publish ended (a repeat of a published event is answered 200, and queued only once).",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 def too_many_resource_lookups(per_minute: int, retry_after_seconds: int) -> Problem:
     return Problem(
         ProblemType.TOO_MANY_RESOURCE_LOOKUPS,
@@ -278,23 +307,40 @@ def issuer_unavailable() -> Problem:
     )
 
 
-def queue_unavailable() -> Problem:
+def queue_unavailable(*, maybe_stored: bool = False) -> Problem:
+    lost = (
+        " The connection to the queue broke after the event was sent, so it may have been "
+        "stored all the same."
+        if maybe_stored
+        else ""
+    )
     return _unavailable(
         ProblemType.QUEUE_UNAVAILABLE,
-        "The queue did not confirm that it stored the event. Send it again after the indicated "
-        "delay, with the same id and source; delivery is at least once, so a repeat is safe.",
+        f"The queue did not confirm that it stored the event.{lost} Send it again after the "
+        "indicated delay, exactly as before (the same id and source): a repeat of a published "
+        "event is answered 200 and queued only once.",
+    )
+
+
+def records_unavailable() -> Problem:
+    return _unavailable(
+        ProblemType.RECORDS_UNAVAILABLE,
+        "The record of published events could not be checked, and this service publishes only "
+        "with de-duplication. Nothing was published; retry after the indicated delay.",
     )
 
 
 _UNAVAILABLE: dict[str, Callable[[], Problem]] = {
     KeysUnavailable.dependency: issuer_unavailable,
     RegistryUnavailable.dependency: registry_unavailable,
-    QueueUnavailable.dependency: queue_unavailable,
+    RecordsUnavailable.dependency: records_unavailable,
 }
 
 
 def unavailable(error: Unavailable) -> Problem:
     """The 503 for a dependency that gave no answer we can trust: one rule for all of them."""
+    if isinstance(error, QueueUnavailable):
+        return queue_unavailable(maybe_stored=error.maybe_stored)
     return _UNAVAILABLE[error.dependency]()
 
 

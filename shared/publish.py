@@ -14,7 +14,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,14 +33,17 @@ from shared.cloudevents import (
     serialize,
 )
 from shared.cloudevents.jsonformat import MAX_DATA_DEPTH, may_nest_deeper_than
-from shared.model import CloudEvent, Publisher
+from shared.delivery import Deadline, Delivery
+from shared.idempotency import fingerprint, record_key
+from shared.model import REPLAYED, CloudEvent, Publisher, Replayed, Reservation
 from shared.ports import (
     Authenticator,
     EventSink,
     InvalidToken,
     MissingToken,
     PolicyLookup,
-    QueueUnavailable,
+    PublishRecords,
+    RecordsUnavailable,
     TooManyLookups,
     Unavailable,
 )
@@ -84,6 +87,8 @@ class RequestRecord:
     authz: str = "-"
     #: permit, deny, unknown (resource not registered), admin (scope), limited (429) or error.
     decision: str = "-"
+    #: The identity's record: new, replay, conflict, in-flight, unavailable ("-": not looked).
+    dedup: str = "-"
     problem: str = "-"
     note: str = ""
 
@@ -94,7 +99,8 @@ class RequestRecord:
         return (
             f"publisher={self.publisher!r} mode={self.mode} resource={self.resource!r} "
             f"id={self.event_id!r} "
-            f"authz={self.authz} decision={self.decision} problem={self.problem} "
+            f"authz={self.authz} decision={self.decision} dedup={self.dedup} "
+            f"problem={self.problem} "
             f"trace={self.trace_id}{note}"
         )
 
@@ -139,6 +145,8 @@ class PublishPipeline:
         max_batch_events: int = 100,
         queue_timeout_seconds: float = 3.0,
         lookups_per_minute: int = 0,
+        records: PublishRecords | None = None,
+        records_required: bool = False,
     ) -> None:
         self._verifier = verifier
         self._rules = rules
@@ -149,6 +157,9 @@ class PublishPipeline:
         self._max_batch_events = max_batch_events
         self._queue_timeout = queue_timeout_seconds
         self._lookups_per_minute = lookups_per_minute
+        self._records = records
+        self._records_required = records_required
+        self.delivery = Delivery(sink, records)
 
     async def handle(self, request: PublishRequest) -> PublishResponse:
         started = time.perf_counter()
@@ -163,9 +174,9 @@ class PublishPipeline:
             record.note = outcome.summary()
             log.info("publish %d ms=%.1f %s", outcome.status, elapsed_ms, record)
             return PublishResponse(outcome.status, outcome.headers(), outcome.to_json())
-        if outcome is None:
+        if outcome is None or isinstance(outcome, Replayed):
             log.info("publish 200 ms=%.1f %s", elapsed_ms, record)
-            return PublishResponse(200)
+            return PublishResponse(200, REPLAYED_HEADERS if outcome is not None else {})
         record.problem = outcome.kind.slug
         log.log(
             logging.WARNING if outcome.status >= 500 else logging.INFO,
@@ -178,7 +189,7 @@ class PublishPipeline:
 
     async def _publish(
         self, request: PublishRequest, record: RequestRecord
-    ) -> Problem | BatchOutcome | None:
+    ) -> Problem | BatchOutcome | Replayed | None:
         if request.method.upper() != "POST":
             return problems.method_not_allowed(request.method.upper())
         try:
@@ -193,14 +204,10 @@ class PublishPipeline:
             read = self.read_event(mode, request, record)
             if isinstance(read, Problem):
                 return read
-            problem = await self.authorize(publisher, read, record)
-            if problem is not None:
-                return problem
-            await self.enqueue(read)
+            return await self.publish_event(publisher, read, record, Deadline(self._queue_timeout))
         except Unavailable as error:  # every dependency: 503 with Retry-After, naming it
             record.note = str(error)
             return problems.unavailable(error)
-        return None
 
     async def authenticate(
         self, request: PublishRequest, record: RequestRecord
@@ -283,9 +290,52 @@ class PublishPipeline:
         record.decision = "permit" if permitted else ("unknown" if found.rules is None else "deny")
         return None if permitted else problems.not_authorized_for_resource(read.resource)
 
-    async def enqueue(self, read: ReadEvent) -> None:
-        """Step 4: the event on the queue. Raises QueueUnavailable."""
-        await self._sink.send(read.message)
+    async def claim(
+        self, publisher: Publisher, read: ReadEvent, record: RequestRecord
+    ) -> tuple[str | None, Problem | Replayed | None]:
+        """Step 4: claim the event's identity (idempotent publish). The key to settle once the
+        send ends (None: nothing claimed), or the answer when the identity is taken.
+        Raises RecordsUnavailable only when de-duplication is required."""
+        if self._records is None:
+            return None, None
+        key = record_key(publisher, read.event)
+        try:
+            reservation = await self._records.reserve(key, fingerprint(read.message))
+        except RecordsUnavailable as error:
+            if self._records_required:
+                raise
+            record.dedup = "unavailable"
+            log.warning("publishing without de-duplication: the records answered %s", error)
+            return None, None
+        record.dedup = reservation.value
+        if reservation is Reservation.NEW:
+            return key, None
+        if reservation is Reservation.REPLAY:
+            return None, REPLAYED
+        if reservation is Reservation.CONFLICT:
+            return None, problems.duplicate_event_id(read.event.source, read.event.id)
+        return None, problems.publish_in_progress()
+
+    async def enqueue(self, read: ReadEvent, deadline: Deadline, claim: str | None) -> None:
+        """Step 5: the event on the queue within the deadline. Raises QueueUnavailable."""
+        await self.delivery.send(read.message, deadline, claim=claim)
+
+    async def publish_event(
+        self, publisher: Publisher, read: ReadEvent, record: RequestRecord, deadline: Deadline
+    ) -> Problem | Replayed | None:
+        """The per-event steps after reading: authorize, claim, enqueue."""
+        problem = await self.authorize(publisher, read, record)
+        if problem is not None:
+            return problem
+        claim, answer = await self.claim(publisher, read, record)
+        if answer is not None:
+            return answer
+        await self.enqueue(read, deadline, claim)
+        return None
+
+    async def close(self, grace_seconds: float = 10.0) -> None:
+        """Let sends and record settlements still running finish."""
+        await self.delivery.drain(grace_seconds)
 
     # -- batches -------------------------------------------------------------------------------
 
@@ -302,10 +352,10 @@ class PublishPipeline:
         if len(elements) > self._max_batch_events:
             return problems.batch_too_large(self._max_batch_events, len(elements))
         may_nest = may_nest_deeper_than(body, MAX_DATA_DEPTH)
-        budget = _SharedDeadline(self._queue_timeout)
+        deadline = Deadline(self._queue_timeout)
         in_flight = asyncio.Semaphore(MAX_SENDS_IN_FLIGHT)
 
-        async def publish_one(element: Any) -> Problem | None:
+        async def publish_one(element: Any) -> Problem | Replayed | None:
             element_record = RequestRecord(trace_id=record.trace_id)
             try:
                 event = batch_element(element, ALTINN_PROFILE, may_nest=may_nest)
@@ -316,12 +366,9 @@ class PublishPipeline:
                 return read
             async with in_flight:
                 try:
-                    problem = await self.authorize(publisher, read, element_record)
-                    if problem is None:
-                        await budget.run(self.enqueue(read))
+                    return await self.publish_event(publisher, read, element_record, deadline)
                 except Unavailable as error:
                     return problems.unavailable(error)
-            return problem
 
         outcomes = await asyncio.gather(*(publish_one(element) for element in elements))
         return BatchOutcome.of(elements, outcomes)
@@ -332,25 +379,7 @@ class PublishPipeline:
 MAX_SENDS_IN_FLIGHT = 16
 
 
-class _SharedDeadline:
-    """One time budget for every send of a batch, started by the first send. A send that has
-    not finished when it runs out is abandoned (and answered 503), like a single publish's."""
-
-    def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
-        self._deadline: float | None = None
-
-    async def run(self, send: Awaitable[None]) -> None:
-        loop = asyncio.get_running_loop()
-        if self._deadline is None:
-            self._deadline = loop.time() + self._seconds
-        try:
-            async with asyncio.timeout_at(self._deadline):
-                await send
-        except TimeoutError:
-            raise QueueUnavailable(
-                f"no confirmation within the batch's {self._seconds:g} s"
-            ) from None
+REPLAYED_HEADERS = {"Idempotent-Replayed": "true"}
 
 
 def problem_response(problem: Problem, *, instance: str, trace_id: str) -> PublishResponse:

@@ -1,9 +1,9 @@
 """The event sink: one Azure Storage Queue message per accepted event.
 
 The message body is the event's compact structured JSON, Base64-encoded, which is what Azure
-Functions queue triggers read by default. A send either completes within its time budget
-(retries included) or fails with ``QueueUnavailable``; the caller answers 200 only after a
-completed send.
+Functions queue triggers read by default. A send either completes or fails with
+``QueueUnavailable``; the caller answers 200 only after a completed send, and decides how long to
+wait for one (shared/delivery.py).
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import os
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 from azure.core.exceptions import (
     AzureError,
     HttpResponseError,
     ResourceExistsError,
     ResourceNotFoundError,
+    ServiceRequestError,
 )
 from azure.storage.queue import TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
@@ -26,6 +28,7 @@ from azure.storage.queue.aio import QueueClient
 from shared.ports import QueueUnavailable
 
 if TYPE_CHECKING:
+    from shared.identity import ManagedIdentity
     from shared.settings import Settings
 
 log = logging.getLogger("events.queue")
@@ -36,13 +39,42 @@ QUEUE_MESSAGE_LIMIT = 64 * 1024
 MAX_EVENT_BYTES = QUEUE_MESSAGE_LIMIT // 4 * 3
 
 
+#: Connections refused (or not opened in time) are tried this often, this far apart.
+CONNECT_ATTEMPTS = 3
+CONNECT_RETRY_PAUSE_SECONDS = 0.1
+
+
+def _maybe_stored(error: BaseException) -> bool:
+    """Whether the queue may have stored a message despite ``error``: true unless the request
+    never reached it (the connection was not opened) or it answered with an error."""
+    if isinstance(error, HttpResponseError):
+        return False  # the queue answered: it says what happened
+    if isinstance(error, ServiceRequestError):
+        inner = getattr(error, "inner_exception", None) or error.__cause__
+        return not isinstance(inner, aiohttp.ClientConnectorError | ConnectionRefusedError)
+    return True
+
+
+#: How long one attempt may wait for the queue's answer. Longer than any answer's budget: the
+#: pipeline stops waiting at its deadline (a 503), but the send goes on until the queue answers,
+#: so that a slow or briefly frozen queue still has a definite outcome (shared/delivery.py).
+READ_TIMEOUT_SECONDS = 30.0
+
+
 def _retry_policy(budget_seconds: float) -> Any:
-    """Three short retries at fixed intervals (no jitter) that fit the budget; the SDK's
-    default can hold a call for a minute."""
+    """Three short retries at fixed intervals (no jitter), for failures before the request
+    reached the queue (connecting) and for the queue's own error answers. Never after a request
+    went out unanswered: a second Put Message could store the event twice."""
     from azure.storage.queue._shared.policies_async import LinearRetry
 
     backoff = min(0.2, budget_seconds / 10)  # seconds; the SDK's annotation says int, floats work
-    return LinearRetry(backoff=backoff, retry_total=3, random_jitter_range=0)  # type: ignore[arg-type]
+    return LinearRetry(
+        backoff=backoff,  # type: ignore[arg-type]
+        retry_total=3,
+        random_jitter_range=0,
+        retry_read=0,
+        retry_connect=0,  # azure-core counts a connection cut after sending as one: see send()
+    )
 
 
 def environment_configures_http() -> bool:
@@ -64,13 +96,13 @@ class StorageQueueSink:
 
     max_message_bytes = MAX_EVENT_BYTES
 
-    def __init__(self, client: QueueClient, *, timeout_seconds: float, credential: Any = None):
+    def __init__(self, client: QueueClient) -> None:
         self._client = client
-        self._timeout = timeout_seconds
-        self._credential = credential
 
     @classmethod
-    def from_settings(cls, settings: Settings, **client_options: Any) -> StorageQueueSink:
+    def from_settings(
+        cls, settings: Settings, identity: ManagedIdentity, **client_options: Any
+    ) -> StorageQueueSink:
         """Build the client; call it inside the event loop that will use it.
 
         ``client_options`` go to the QueueClient as well (tests pass ``connection_verify``).
@@ -80,7 +112,7 @@ class StorageQueueSink:
             "message_encode_policy": TextBase64EncodePolicy(),
             "retry_policy": _retry_policy(budget),
             "connection_timeout": min(2.0, budget),
-            "read_timeout": budget,
+            "read_timeout": READ_TIMEOUT_SECONDS,
             "use_env_settings": environment_configures_http(),
             **client_options,
         }
@@ -88,31 +120,50 @@ class StorageQueueSink:
             client = QueueClient.from_connection_string(
                 settings.queue_connection.get_secret_value(), settings.queue_name, **options
             )
-            return cls(client, timeout_seconds=budget)
-        # Managed identity (AZURE_CLIENT_ID selects a user-assigned one); imported only here,
-        # because azure-identity is slow to import and local runs never need it.
-        from azure.identity.aio import DefaultAzureCredential
-
+            return cls(client)
         assert settings.queue_account_url is not None
-        credential = DefaultAzureCredential()
         client = QueueClient(
-            settings.queue_account_url, settings.queue_name, credential=credential, **options
+            settings.queue_account_url,
+            settings.queue_name,
+            credential=identity.credential(),
+            **options,
         )
-        return cls(client, timeout_seconds=budget, credential=credential)
+        return cls(client)
 
     async def send(self, message: bytes) -> None:
+        """Store the message, or raise QueueUnavailable. No deadline of its own: the caller
+        decides how long to wait for the outcome (shared/delivery.py).
+
+        A connection that could not be opened is tried again (the message never left); one that
+        broke after the message went out is not (the queue may have stored it:
+        ``QueueUnavailable.maybe_stored``)."""
         text = message.decode("utf-8")
         try:
-            async with asyncio.timeout(self._timeout):
+            for attempt in range(CONNECT_ATTEMPTS):
                 try:
-                    await self._client.send_message(text)
-                except ResourceNotFoundError:
-                    await self._create_queue()
-                    await self._client.send_message(text)
-        except TimeoutError:
-            raise QueueUnavailable(f"no confirmation within {self._timeout:g} s") from None
+                    await self._send(text)
+                    return
+                except ServiceRequestError as error:
+                    if _maybe_stored(error) or attempt == CONNECT_ATTEMPTS - 1:
+                        raise
+                    await asyncio.sleep(CONNECT_RETRY_PAUSE_SECONDS)
         except (AzureError, OSError) as error:
-            raise QueueUnavailable(f"{type(error).__name__}: {error}".splitlines()[0]) from None
+            raise QueueUnavailable(
+                f"{type(error).__name__}: {error}".splitlines()[0],
+                maybe_stored=_maybe_stored(error),
+            ) from None
+
+    async def _send(self, text: str) -> None:
+        try:
+            await self._client.send_message(text)
+        except ResourceNotFoundError:
+            await self._create_queue()
+            await self._client.send_message(text)
+        except (AzureError, OSError) as error:
+            raise QueueUnavailable(
+                f"{type(error).__name__}: {error}".splitlines()[0],
+                maybe_stored=_maybe_stored(error),
+            ) from None
 
     async def _create_queue(self) -> None:
         log.info("queue %s does not exist; creating it", self._client.queue_name)
@@ -131,5 +182,3 @@ class StorageQueueSink:
 
     async def close(self) -> None:
         await self._client.close()
-        if self._credential is not None:
-            await self._credential.close()

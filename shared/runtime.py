@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 
 from shared import problems
+from shared.identity import ManagedIdentity
 from shared.oidc import OidcSigningKeys
 from shared.publish import (
     PublishPipeline,
@@ -24,6 +25,7 @@ from shared.publish import (
     trace_id_of,
 )
 from shared.queue import StorageQueueSink
+from shared.records import TableRecords
 from shared.registry import ResourceRegistryClient
 from shared.registry_cache import CachedPolicyRules
 from shared.registry_credentials import credentials_from_settings
@@ -42,6 +44,8 @@ class Runtime:
     session: aiohttp.ClientSession
     rules: CachedPolicyRules
     sink: StorageQueueSink
+    records: TableRecords | None
+    identity: ManagedIdentity
     pipeline: PublishPipeline
 
     @classmethod
@@ -51,13 +55,15 @@ class Runtime:
         *,
         token_http_client: Any = None,
         queue_client_options: dict[str, Any] | None = None,
+        table_client_options: dict[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> Runtime:
         """Create the clients. Must run inside the event loop that will use them.
 
         ``token_http_client`` replaces the requests session msal uses for registry tokens,
-        ``queue_client_options`` extend the queue client's, and ``clock`` is the registry
-        cache's clock (the tests use them for their own certificate authority and time).
+        ``queue_client_options`` and ``table_client_options`` extend the storage clients', and
+        ``clock`` is the registry cache's clock (the tests use them for their own certificate
+        authority and time).
         """
         loop = asyncio.get_running_loop()
         audience_warning = unchecked_audience_warning(settings)
@@ -89,7 +95,9 @@ class Runtime:
             lookups_per_minute=settings.registry_lookups_per_minute,
             clock=clock,
         )
-        sink = StorageQueueSink.from_settings(settings, **(queue_client_options or {}))
+        identity = ManagedIdentity()
+        sink = StorageQueueSink.from_settings(settings, identity, **(queue_client_options or {}))
+        records = TableRecords.from_settings(settings, identity, **(table_client_options or {}))
         pipeline = PublishPipeline(
             verifier=verifier,
             rules=rules,
@@ -100,12 +108,18 @@ class Runtime:
             max_batch_events=settings.max_batch_events,
             queue_timeout_seconds=settings.queue_timeout_seconds,
             lookups_per_minute=settings.registry_lookups_per_minute,
+            records=records,
+            records_required=settings.idempotency_required,
         )
-        return cls(loop, settings, session, rules, sink, pipeline)
+        return cls(loop, settings, session, rules, sink, records, identity, pipeline)
 
     async def close(self) -> None:
+        await self.pipeline.close()  # sends and record settlements still under way
         await self.rules.close()
         await self.sink.close()
+        if self.records is not None:
+            await self.records.close()
+        await self.identity.close()
         await self.session.close()
 
 
@@ -144,3 +158,15 @@ async def handle(request: PublishRequest) -> PublishResponse:
             trace_id=trace_id_of(request.headers),
         )
     return await runtime.pipeline.handle(request)
+
+
+async def drop_expired_records() -> list[str]:
+    """Drop the records tables of generations that no longer count (the timer function's work);
+    their names. Nothing to do when de-duplication is off."""
+    runtime = current_runtime()
+    if runtime.records is None:
+        return []
+    dropped = await runtime.records.drop_expired_tables()
+    if dropped:
+        log.info("dropped %d expired records tables: %s", len(dropped), ", ".join(dropped))
+    return dropped

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LOOPBACK_HOSTS = frozenset({"localhost"})
 QUEUE_NAME_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
+TABLE_PREFIX_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9]{2,39}")
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -81,10 +82,16 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
     max_batch_events: int = Field(default=100, ge=1, le=1000)
 
+    idempotency_window_hours: float = Field(default=24.0, ge=0, le=30 * 24)
+    idempotency_required: bool = False
+    idempotency_table: str = "eventids"
+    table_account_url: str | None = None
+
     @field_validator(
         "audience",
         "queue_connection",
         "queue_account_url",
+        "table_account_url",
         "registry_subscription_key",
         "registry_token_scope",
         "registry_client_id",
@@ -127,6 +134,23 @@ class Settings(BaseSettings):
             return None
         return require_https_unless_loopback(value, "EVENTS_QUEUE_ACCOUNT_URL")
 
+    @field_validator("table_account_url")
+    @classmethod
+    def _check_table_account_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return require_https_unless_loopback(value, "EVENTS_TABLE_ACCOUNT_URL")
+
+    @field_validator("idempotency_table")
+    @classmethod
+    def _check_idempotency_table(cls, value: str) -> str:
+        if not TABLE_PREFIX_PATTERN.fullmatch(value):
+            raise ValueError(
+                "EVENTS_IDEMPOTENCY_TABLE must be 3-40 letters and digits, starting with a "
+                f"letter (the tables are named <it><generation number>); got {value!r}"
+            )
+        return value
+
     @field_validator("registry_authority")
     @classmethod
     def _check_authority(cls, value: str | None) -> str | None:
@@ -154,6 +178,20 @@ class Settings(BaseSettings):
                 "set EVENTS_QUEUE_CONNECTION (a storage connection string; "
                 "'UseDevelopmentStorage=true' for Azurite) or EVENTS_QUEUE_ACCOUNT_URL "
                 "(https://<account>.queue.core.windows.net, used with the managed identity)"
+            )
+        if (
+            self.idempotency_window_hours > 0
+            and self.table_account_url is None
+            and not (
+                self.queue_connection is not None
+                and has_table_endpoint(self.queue_connection.get_secret_value())
+            )
+        ):
+            raise ValueError(
+                "idempotent publish needs a table service: EVENTS_QUEUE_CONNECTION with a "
+                "TableEndpoint, or EVENTS_TABLE_ACCOUNT_URL (https://<account>.table.core."
+                "windows.net, with the managed identity); or set "
+                "EVENTS_IDEMPOTENCY_WINDOW_HOURS=0 to publish without de-duplication"
             )
         if self.publish_scope == self.admin_scope:
             raise ValueError("EVENTS_PUBLISH_SCOPE and EVENTS_ADMIN_SCOPE must differ")
@@ -215,6 +253,15 @@ def unchecked_audience_warning(settings: Settings) -> str | None:
         "whatever audience (aud) they were issued for; set EVENTS_AUDIENCE to this service's "
         "audience unless those issuers' tokens carry none"
     )
+
+
+def has_table_endpoint(connection_string: str) -> bool:
+    """Whether a storage connection string reaches a table service."""
+    parts = {
+        name.strip().lower(): value
+        for name, _, value in (part.partition("=") for part in connection_string.split(";"))
+    }
+    return "tableendpoint" in parts or parts.get("usedevelopmentstorage", "").lower() == "true"
 
 
 def describe_settings_error(error: Exception) -> str:

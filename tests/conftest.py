@@ -15,7 +15,7 @@ from devtools.issuer import DevIssuer
 from devtools.registry import DevRegistry
 from devtools.servers import BackgroundServer, bind_loopback
 from devtools.stack import LocalStack
-from tests.support import VALID_EVENT, Clock, QueueReader, reset_registry
+from tests.support import VALID_EVENT, Clock, QueueReader, records_table_for, reset_registry
 
 
 @pytest.fixture
@@ -105,7 +105,10 @@ def function_env(
     for name in list(os.environ):
         if name.startswith("EVENTS_"):
             monkeypatch.delenv(name)
-    variables = {**stack.environment(queue_name=queue_name), "EVENTS_QUEUE_TIMEOUT_SECONDS": "2"}
+    variables = {
+        **stack.environment(queue_name=queue_name, records_table=records_table_for(queue_name)),
+        "EVENTS_QUEUE_TIMEOUT_SECONDS": "2",
+    }
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
     return variables

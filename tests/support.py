@@ -51,6 +51,11 @@ def sorted_events(events: list[dict[str, Any]]) -> list[str]:
     return sorted(json.dumps(event, sort_keys=True) for event in events)
 
 
+def records_table_for(queue_name: str) -> str:
+    """The records tables' prefix of a test's function: its own, like its queue."""
+    return "t" + "".join(ch for ch in queue_name if ch.isalnum())[:30]
+
+
 DEMO_IDENTIFIER = "demo-events"
 
 

@@ -66,9 +66,10 @@ var storageSuffix = environment().suffixes.storage
 var hostBodyLimitMarginBytes = 4096
 
 // What the platform needs, all identity-based, plus the host's body limit above. The host uses blob
-// storage only (locks, keys and the deployment package): no queue or table service URI, and no role
-// for them (rbac.bicep). AZURE_CLIENT_ID makes azure-identity's DefaultAzureCredential in the code
-// pick the user-assigned identity for the events queue.
+// storage only (locks, keys, timer schedules and the deployment package): no queue or table service
+// URI for it. The code's own queue and table endpoints are EVENTS_* settings (main.bicep), with
+// their roles in rbac.bicep. AZURE_CLIENT_ID makes azure-identity's DefaultAzureCredential in the
+// code pick the user-assigned identity for the events queue and the records tables.
 var platformAppSettings = {
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identityClientId

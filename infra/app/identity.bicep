@@ -1,6 +1,6 @@
 // The user-assigned managed identity of the function app. One identity for everything the app
-// reaches (host storage, deployment package, events queue, Application Insights), so that its
-// role assignments can be made before the app exists and survive a re-created app.
+// reaches (host storage, deployment package, events queue, records tables, Application Insights),
+// so that its role assignments can be made before the app exists and survive a re-created app.
 param name string
 param location string
 param tags object = {}

@@ -7,11 +7,16 @@
 //   app package from the deployment container. Creating containers needs an account-level scope.
 // - Storage Queue Data Message Sender on the events queue only: the app adds messages, nothing
 //   else; it can neither read nor delete them, nor touch any other queue.
+// - Storage Table Data Contributor on the account: the records of idempotent publish
+//   (shared/records.py) live in one table per time generation, which the code creates as each
+//   generation begins and the hourly timer function drops once it has expired. Creating, listing
+//   and deleting tables needs an account-level scope: a role on one table cannot create the next.
+//   An entity holds SHA-256 digests of an event identity and its content, a state and a time;
+//   never event data.
 // - Monitoring Metrics Publisher on Application Insights: telemetry with Entra authentication.
-// Not granted, because this app does not need them: Storage Queue Data Contributor (the host uses
-// queues only for queue/blob triggers and Durable Functions; this app has one HTTP trigger and
-// sends through the SDK with the Message Sender role) and Storage Table Data Contributor (tables
-// only for Durable Functions and some extensions).
+// Not granted, because this app does not need it: Storage Queue Data Contributor (the host uses
+// queues only for queue/blob triggers and Durable Functions; this app has HTTP and timer triggers
+// and sends through the SDK with the Message Sender role).
 param storageAccountName string
 param queueName string
 param applicationInsightsName string
@@ -37,6 +42,7 @@ var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageQueueDataMessageSender: 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
   storageQueueDataReader: '19e7f393-937e-4f77-808e-94535e297925'
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
 }
 
@@ -73,6 +79,18 @@ resource appQueueMessageSender 'Microsoft.Authorization/roleAssignments@2022-04-
   scope: eventsQueue
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataMessageSender)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The records tables are named <EVENTS_IDEMPOTENCY_TABLE><generation number> and come and go with
+// the generations, so no table exists to scope the role to: the account is the narrowest scope.
+resource appTableDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, appPrincipalId, roles.storageTableDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
   }

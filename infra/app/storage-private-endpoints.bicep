@@ -1,6 +1,9 @@
 // Optional (vnetEnabled): private endpoints for the blob service (host storage, deployment
-// package) and the queue service (events queue), with their private DNS zones linked to the VNet,
-// so that the app resolves the storage account's usual host names to private addresses.
+// package), the queue service (events queue) and the table service (records of idempotent
+// publish), with their private DNS zones (privatelink.<service>.<storage suffix>) linked to the
+// VNet, so that the app resolves the storage account's usual host names to private addresses.
+// Storage public network access is disabled in that mode, so a service without an endpoint here
+// is unreachable for the app.
 param storageAccountName string
 param virtualNetworkName string
 param subnetName string
@@ -11,6 +14,7 @@ param tags object = {}
 var services = [
   'blob'
   'queue'
+  'table'
 ]
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {

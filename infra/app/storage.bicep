@@ -1,6 +1,8 @@
 // The storage account: the Functions host's own storage (AzureWebJobsStorage), the deployment
-// package container, and the events queue. Entra ID only: shared keys are disabled, so no
-// connection string or account key exists anywhere in the deployment.
+// package container, the events queue, and the table service that holds the records of idempotent
+// publish (the tables are created and dropped by the code, not here: one per time generation).
+// Entra ID only: shared keys are disabled, so no connection string or account key exists anywhere
+// in the deployment.
 param name string
 param location string
 param tags object = {}

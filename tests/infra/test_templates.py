@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from shared.settings import Settings
+from shared.settings import TABLE_PREFIX_PATTERN, Settings
 from tests.infra.bicep import (
     INFRA,
     MAIN,
@@ -55,6 +55,7 @@ LOCAL_ONLY_SETTINGS = {
 # EVENTS_* settings whose value the template derives instead of taking a parameter.
 DERIVED_SETTINGS = {
     "EVENTS_QUEUE_ACCOUNT_URL": "queueAccountUrl",
+    "EVENTS_TABLE_ACCOUNT_URL": "tableAccountUrl",
 }
 
 ROLE = {
@@ -62,16 +63,17 @@ ROLE = {
     "Storage Queue Data Message Sender": "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a",
     "Storage Queue Data Reader": "19e7f393-937e-4f77-808e-94535e297925",
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
+    "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
 }
 # Broader roles that must never appear: Owner, Contributor, User Access Administrator, Storage
-# Account Contributor, Storage Queue Data Contributor, Storage Table Data Contributor.
+# Account Contributor, Storage Queue Data Contributor. (Storage Table Data Contributor is granted
+# once, to the app, for the records tables: test_records_tables_role_is_table_data_contributor_...)
 FORBIDDEN_ROLES = {
     "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
     "b24988ac-6180-42a0-ab88-20f7382dd24c",
     "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",
     "17d1049b-9a84-46fb-8f53-869881c3d3ab",
     "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
-    "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
 }
 
 # Flex Consumption rejects or ignores these (Azure Functions app settings reference, "Flex
@@ -291,7 +293,9 @@ def test_storage_network_is_closed_in_vnet_mode() -> None:
         assert main_modules[symbol][2] == "vnetEnabled", f"{symbol} must be created only with VNet"
     assert main_modules["storage"][1]["vnetEnabled"] == "vnetEnabled"
     services = variable(PRIVATE_ENDPOINTS, "services")
-    assert services == ["blob", "queue"], "host storage (blob) and the events queue"
+    assert services == ["blob", "queue", "table"], (
+        "host storage (blob), the events queue and the records tables"
+    )
     endpoints = resource(PRIVATE_ENDPOINTS, "privateEndpoints")
     assert endpoints.type == "Microsoft.Network/privateEndpoints"
     assert endpoints.loop, "one private endpoint per service"
@@ -307,6 +311,34 @@ def test_storage_network_is_closed_in_vnet_mode() -> None:
                          ["bool_value"]["operator"]["operands"]["true_value"]) == [
         "virtualNetworkSubnetId"
     ]  # fmt: skip
+
+
+def test_records_tables_get_a_private_endpoint_and_dns_zone_with_vnet() -> None:
+    """With vnetEnabled, storage public network access is off: the table service (the records of
+    idempotent publish) needs its own private endpoint and privatelink.table.<suffix> zone, or
+    every claim fails and publishing goes on without de-duplication (or answers 503)."""
+    assert modules()["storagePrivateEndpoints"][2] == "vnetEnabled"
+    assert "table" in variable(PRIVATE_ENDPOINTS, "services")
+    # Every per-service resource loops over the same list, so 'table' gets all four.
+    for symbol in ("dnsZones", "dnsZoneLinks", "privateEndpoints", "dnsZoneGroups"):
+        looped = resource(PRIVATE_ENDPOINTS, symbol)
+        assert looped.loop["detail"]["array_name"] == "services", symbol
+        assert looped.loop["detail"]["item_name"] == "service", symbol
+    zone = resource(PRIVATE_ENDPOINTS, "dnsZones").body["name"]
+    assert zone.replace("${service}", "table") == (
+        "privatelink.table.${environment().suffixes.storage}"
+    )
+    endpoint = resource(PRIVATE_ENDPOINTS, "privateEndpoints").properties
+    connection = endpoint["privateLinkServiceConnections"][0]["properties"]
+    assert connection["groupIds"] == ["service"], "the sub-resource (groupId) is the service name"
+    assert property_path(connection["privateLinkServiceId"]) == ["storage", "id"]
+    assert resource(PRIVATE_ENDPOINTS, "storage").existing
+    # ... on the account that holds the queue, the one EVENTS_TABLE_ACCOUNT_URL names.
+    assert property_path(modules()["storagePrivateEndpoints"][1]["storageAccountName"]) == [
+        "storage",
+        "outputs",
+        "name",
+    ]
 
 
 def test_events_queue_and_deployment_container_are_created() -> None:
@@ -482,6 +514,7 @@ def test_role_definition_ids_are_the_documented_ones() -> None:
         "storageQueueDataMessageSender": ROLE["Storage Queue Data Message Sender"],
         "storageQueueDataReader": ROLE["Storage Queue Data Reader"],
         "monitoringMetricsPublisher": ROLE["Monitoring Metrics Publisher"],
+        "storageTableDataContributor": ROLE["Storage Table Data Contributor"],
     }
     for path in bicep_files():
         text = path.read_text(encoding="utf-8").lower()
@@ -503,6 +536,11 @@ def _scope_type(assignment: Resource) -> str:
             "appQueueMessageSender",
             "Storage Queue Data Message Sender",
             "Microsoft.Storage/storageAccounts/queueServices/queues",
+        ),
+        (
+            "appTableDataContributor",
+            "Storage Table Data Contributor",
+            "Microsoft.Storage/storageAccounts",
         ),
         ("appMetricsPublisher", "Monitoring Metrics Publisher", "Microsoft.Insights/components"),
     ],
@@ -532,12 +570,46 @@ def test_the_events_queue_role_targets_the_configured_queue() -> None:
     ] == {"operand_1": "outputs", "operand_2": "queueName"}
 
 
+def test_records_tables_role_is_table_data_contributor_on_the_events_storage_account() -> None:
+    """The code creates a table per generation and the timer drops old ones, so the role must be
+    on the account (a table scope cannot cover tables that do not exist yet), and the account must
+    be the one that holds the events queue and that EVENTS_TABLE_ACCOUNT_URL names."""
+    assignment = resource(RBAC, "appTableDataContributor")
+    assert role_of(assignment) == ROLE["Storage Table Data Contributor"]
+    assert assignment.condition is None, "idempotent publish is on by default: always granted"
+    assert assignment.body["scope"] == "storage"
+    account = resource(RBAC, "storage")
+    assert account.existing
+    assert account.type == "Microsoft.Storage/storageAccounts"
+    assert account.body == {"name": "storageAccountName"}
+    assert property_path(modules()["rbac"][1]["storageAccountName"]) == [
+        "storage",
+        "outputs",
+        "name",
+    ]
+    assert modules()["storage"][1]["name"] == "storageName"
+    assert variable(MAIN, "tableAccountUrl").startswith("https://${storageName}.table.")
+    # The app's identity, as a service principal, and nobody else.
+    assert assignment.properties["principalId"] == "appPrincipalId"
+    assert assignment.properties["principalType"] == "ServicePrincipal"
+    assert property_path(modules()["rbac"][1]["appPrincipalId"]) == [
+        "identity",
+        "outputs",
+        "principalId",
+    ]
+    holders = [
+        a for a in role_assignments() if role_of(a) == ROLE["Storage Table Data Contributor"]
+    ]
+    assert holders == [assignment], "Storage Table Data Contributor is granted once, to the app"
+
+
 def test_only_the_expected_role_assignments_exist() -> None:
     by_symbol = {a.symbol: role_of(a) for a in role_assignments()}
     assert by_symbol == {
         "appBlobDataOwner": ROLE["Storage Blob Data Owner"],
         "appQueueMessageSender": ROLE["Storage Queue Data Message Sender"],
         "appMetricsPublisher": ROLE["Monitoring Metrics Publisher"],
+        "appTableDataContributor": ROLE["Storage Table Data Contributor"],
         "userQueueReader": ROLE["Storage Queue Data Reader"],
     }
 
@@ -616,7 +688,92 @@ def test_events_defaults_equal_the_code_defaults() -> None:
             assert float(bicep_default) == code_default, setting
         else:
             assert bicep_default == code_default, setting
-        assert azd_default == str(bicep_default), setting
+        # azd writes a bool as Bicep's literal: false, not Python's False.
+        expected = (
+            str(bicep_default).lower() if isinstance(bicep_default, bool) else str(bicep_default)
+        )
+        assert azd_default == expected, setting
+
+
+def test_idempotency_parameters_accept_what_the_code_accepts() -> None:
+    """The three idempotent-publish settings: a parameter each, of a type whose app-setting text
+    Settings parses, with the code's default and bounds."""
+    declared = parameters(MAIN)
+    settings = events_app_settings()
+    # EVENTS_IDEMPOTENCY_WINDOW_HOURS: a decimal, so a string parameter like the other seconds.
+    assert settings["EVENTS_IDEMPOTENCY_WINDOW_HOURS"] == "eventsIdempotencyWindowHours"
+    window = declared["eventsIdempotencyWindowHours"]
+    assert window["type"] == "string"
+    field = Settings.model_fields["idempotency_window_hours"]
+    assert float(window["default"]) == field.default == 24.0
+    assert azd_parameter("eventsIdempotencyWindowHours") == (
+        "EVENTS_IDEMPOTENCY_WINDOW_HOURS",
+        "24",
+    )
+    # EVENTS_IDEMPOTENCY_REQUIRED: a bool parameter, written as 'true'/'false' (string()).
+    to_text = settings["EVENTS_IDEMPOTENCY_REQUIRED"]["function"]
+    assert to_text == {
+        "type": "string",
+        "parameters": {"value_to_convert": "eventsIdempotencyRequired"},
+    }
+    required = declared["eventsIdempotencyRequired"]
+    assert required["type"] == "bool"
+    assert required["default"] is False is Settings.model_fields["idempotency_required"].default
+    assert azd_parameter("eventsIdempotencyRequired") == ("EVENTS_IDEMPOTENCY_REQUIRED", "false")
+    # EVENTS_IDEMPOTENCY_TABLE: the table name prefix, bounded as the code bounds it.
+    assert settings["EVENTS_IDEMPOTENCY_TABLE"] == "eventsIdempotencyTable"
+    table = declared["eventsIdempotencyTable"]
+    assert table["type"] == "string"
+    assert table["default"] == Settings.model_fields["idempotency_table"].default == "eventids"
+    assert TABLE_PREFIX_PATTERN.fullmatch(table["default"])
+    bounds = {d["type"]: d["argument"] for d in table["decorators"] if d["type"] != "description"}
+    assert bounds == {"min_length": 3, "max_length": 40}
+    assert TABLE_PREFIX_PATTERN.pattern.endswith("{2,39}"), "3-40 characters in the code too"
+    assert azd_parameter("eventsIdempotencyTable") == ("EVENTS_IDEMPOTENCY_TABLE", "eventids")
+
+
+def test_table_account_url_is_the_table_endpoint_of_the_queues_storage_account() -> None:
+    """EVENTS_TABLE_ACCOUNT_URL is built, not a parameter: the records live in the account of the
+    events queue, reached with the managed identity like the queue (EVENTS_QUEUE_ACCOUNT_URL)."""
+    settings = events_app_settings()
+    assert settings["EVENTS_TABLE_ACCOUNT_URL"] == "tableAccountUrl"
+    assert variable(MAIN, "tableAccountUrl") == (
+        "https://${storageName}.table.${environment().suffixes.storage}"
+    )
+    assert variable(MAIN, "queueAccountUrl") == (
+        "https://${storageName}.queue.${environment().suffixes.storage}"
+    )
+    assert settings["EVENTS_QUEUE_ACCOUNT_URL"] == "queueAccountUrl"
+    assert modules()["storage"][1]["name"] == "storageName"
+    assert "tableAccountUrl" not in parameters(MAIN), "derived, not a parameter"
+    # No connection string for the tables either: the identity's client id is AZURE_CLIENT_ID.
+    assert app_settings_of_api()["AZURE_CLIENT_ID"] == "identityClientId"
+
+
+def test_deploy_md_lists_every_events_setting_and_its_parameter() -> None:
+    """docs/deploy.md's parameter table has a row per EVENTS_* app setting, naming the Bicep
+    parameter behind it (or saying the template derives it)."""
+    rows = {}
+    for line in (REPO / "docs" / "deploy.md").read_text(encoding="utf-8").splitlines():
+        match = re.match(r"\|[^|`]*`(EVENTS_[A-Z_]+)`[^|]*\|([^|]*)\|", line)
+        if match:
+            rows.setdefault(match[1], match[2])
+    for setting, value in events_app_settings().items():
+        assert setting in rows, f"docs/deploy.md's parameter table has no row for {setting}"
+        if setting in DERIVED_SETTINGS:
+            assert rows[setting].strip() == "—", f"{setting} is derived: no parameter"
+            continue
+        if isinstance(value, dict):
+            value = value["function"]["parameters"]["value_to_convert"]
+        assert f"`{value}`" in rows[setting], f"docs/deploy.md: {setting} comes from {value}"
+
+
+def test_deploy_md_names_every_role_the_template_grants() -> None:
+    text = (REPO / "docs" / "deploy.md").read_text(encoding="utf-8")
+    names = {role_id: name for name, role_id in ROLE.items()}
+    for assignment in role_assignments():
+        name = names[role_of(assignment)]
+        assert f"*{name}*" in text, f"docs/deploy.md does not describe the role {name}"
 
 
 def test_secret_settings_come_from_secure_parameters() -> None:

@@ -19,12 +19,16 @@ from tests.support import body_of
 
 
 @functools.cache
-def publish_function() -> Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]:
-    """The user function registered for /events (an app lists its functions only once)."""
+def registered_functions() -> dict[str, Any]:
+    """The functions function_app.py registers, by name (an app lists its functions once)."""
     from function_app import app
 
-    functions = {f.get_function_name(): f for f in app.get_functions()}
-    return functions["publish_event"].get_user_function()  # type: ignore[no-any-return]
+    return {f.get_function_name(): f for f in app.get_functions()}
+
+
+def publish_function() -> Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]:
+    """The user function registered for /events."""
+    return registered_functions()["publish_event"].get_user_function()  # type: ignore[no-any-return]
 
 
 class Post(Protocol):

@@ -45,24 +45,44 @@ def body_json(response: func.HttpResponse) -> Any:
 
 
 async def test_binary_event_is_queued_as_the_same_bytes_as_its_structured_twin(
-    post: Post, queue: QueueReader
+    post: Post, queue: QueueReader, issuer: DevIssuer
 ) -> None:
     data = json.dumps(VALID_EVENT["data"], ensure_ascii=False).encode()
     response = await post(data, content_type="application/json", headers=binary_headers())
     assert response.status_code == 200, response.get_body()
-    assert (await post(dict(reversed(list(VALID_EVENT.items()))))).status_code == 200
+    # the same event again, structured, from another publisher (the same one's is a replay)
+    admin = issuer.mint(org="skd", scope=f"{PUBLISH_SCOPE} {ADMIN_SCOPE}")
+    twin = dict(reversed(list(VALID_EVENT.items())))
+    assert (await post(twin, token=admin)).status_code == 200
     from_binary, from_structured = queue.raw_bodies()
     assert from_binary == from_structured
     assert queue.drain() == [VALID_EVENT, VALID_EVENT]
 
 
+async def test_the_same_event_in_binary_then_structured_mode_is_a_replay(
+    post: Post, queue: QueueReader
+) -> None:
+    """ "The same content" is the event as parsed, whatever the content mode."""
+    data = json.dumps(VALID_EVENT["data"], ensure_ascii=False).encode()
+    first = await post(data, content_type="application/json", headers=binary_headers())
+    second = await post(dict(reversed(list(VALID_EVENT.items()))))
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert "Idempotent-Replayed" not in first.headers
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert queue.drain() == [VALID_EVENT]
+
+
 async def test_binary_text_and_bytes_and_no_body(post: Post, queue: QueueReader) -> None:
-    headers = binary_headers()
-    assert (
-        await post("hei på deg".encode(), content_type="text/plain", headers=headers)
-    ).status_code == 200
-    assert (await post(b"\x00\x01", content_type="image/png", headers=headers)).status_code == 200
-    assert (await post(b"", content_type=None, headers=headers)).status_code == 200
+    def headers(event_id: str) -> dict[str, str]:
+        return binary_headers({**VALID_EVENT, "id": event_id})
+
+    text_response = await post(
+        "hei på deg".encode(), content_type="text/plain", headers=headers("t")
+    )
+    image_response = await post(b"\x00\x01", content_type="image/png", headers=headers("i"))
+    empty_response = await post(b"", content_type=None, headers=headers("e"))
+    statuses = [r.status_code for r in (text_response, image_response, empty_response)]
+    assert statuses == [200, 200, 200]
     text, image, empty = queue.drain()
     assert (text["data"], text["datacontenttype"]) == ("hei på deg", "text/plain")
     assert (image["data_base64"], image["datacontenttype"]) == ("AAE=", "image/png")
@@ -260,19 +280,19 @@ async def test_a_stopped_queue_is_503_per_entry_and_nothing_is_lost(
 ) -> None:
     """The queue's Azurite stops between two batches: the first batch is on the queue, every
     entry of the second is 503 with Retry-After, and once it is back only the first is there."""
-    own = Azurite(location=tmp_path).start()
+    own = Azurite(services=("queue", "table"), location=tmp_path).start()
     try:
         monkeypatch.setenv("EVENTS_QUEUE_CONNECTION", own.connection_string)
         reader = QueueReader(own.connection_string, queue_name)
         first = await post(batch_body(*numbered(3)), content_type=BATCH)
         assert first.status_code == 200
-        own.stop()
+        own.stop_service("queue")
         second = await post(batch_body(*numbered(3, source="/second")), content_type=BATCH)
         assert second.status_code == 207
         assert [entry["status"] for entry in body_json(second)["results"]] == [503] * 3
         assert body_json(second)["results"][0]["problem"]["type"].endswith(":queue-unavailable")
         assert int(second.headers["Retry-After"]) > 0
-        own.start()  # from its folder: what was stored survived the stop
+        own.start_service("queue")  # from its folder: what was stored survived the stop
         assert sorted(event["id"] for event in reader.drain()) == ["e0", "e1", "e2"]
     finally:
         own.stop()

@@ -402,7 +402,7 @@ async def test_queue_outage_is_503_and_nothing_acknowledged_is_lost(
     queue_name: str,
     tmp_path: Path,
 ) -> None:
-    own = Azurite(location=tmp_path / "azurite").start()
+    own = Azurite(services=("queue", "table"), location=tmp_path / "azurite").start()
     try:
         monkeypatch.setenv("EVENTS_QUEUE_CONNECTION", own.connection_string)
         monkeypatch.setenv("EVENTS_QUEUE_TIMEOUT_SECONDS", "1")
@@ -412,7 +412,7 @@ async def test_queue_outage_is_503_and_nothing_acknowledged_is_lost(
             assert response.status_code == 200
             acknowledged.append(f"before-{n}")
 
-        own.stop()
+        own.stop_service("queue")
         started = time.monotonic()
         response = await post({**event, "id": "during"})
         assert response.status_code == 503
@@ -420,7 +420,7 @@ async def test_queue_outage_is_503_and_nothing_acknowledged_is_lost(
         assert int(response.headers["Retry-After"]) > 0
         assert problem_of(response)["type"].endswith(":queue-unavailable")
 
-        own = Azurite(port=own.port, location=tmp_path / "azurite").start()
+        own.start_service("queue")
         response = await post({**event, "id": "after"})
         assert response.status_code == 200
         acknowledged.append("after")

@@ -10,7 +10,7 @@ import pytest
 from devtools.issuer import ADMIN_SCOPE, PUBLISH_SCOPE
 from devtools.stack import LocalStack
 from tests.reliability.harness import Harness
-from tests.support import QueueReader, reset_registry
+from tests.support import QueueReader, records_table_for, reset_registry
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,9 @@ def harness(stack: LocalStack) -> Iterator[Harness]:
     reset_registry(stack.registry)
     stack.issuer.available = True
     queue_name = f"prop-{uuid.uuid4().hex[:16]}"
-    with stack.applied(EVENTS_QUEUE_NAME=queue_name):
+    with stack.applied(
+        EVENTS_QUEUE_NAME=queue_name, EVENTS_IDEMPOTENCY_TABLE=records_table_for(queue_name)
+    ):
         harness = Harness(
             QueueReader(stack.azurite.connection_string, queue_name),
             stack.issuer.mint(lifetime_seconds=3600),

@@ -11,7 +11,7 @@ from typing import Any
 from devtools.issuer import DevIssuer
 from shared import problems
 from shared.batch import BatchOutcome
-from shared.model import ACTION_ID, Attribute, CacheOutcome, Lookup, PolicyRule
+from shared.model import ACTION_ID, REPLAYED, Attribute, CacheOutcome, Lookup, PolicyRule
 from shared.oidc import KeySet, StaticSigningKeys
 from shared.publish import MAX_SENDS_IN_FLIGHT, PublishPipeline, PublishRequest
 from shared.tokens import TokenVerifier
@@ -105,30 +105,39 @@ async def test_at_most_max_sends_in_flight_and_every_event_sent_once() -> None:
     )
 
 
-async def test_sends_still_open_when_the_budget_runs_out_are_503_with_retry_after() -> None:
+async def test_sends_still_open_when_the_budget_runs_out_are_503_and_go_on() -> None:
+    """The answer stops waiting at the deadline; the sends do not stop: each one ends with a
+    definite outcome (shared/delivery.py), here stored once the queue answers."""
     issuer = DevIssuer(ISSUER)
-    sink = CountingSink(release=asyncio.Event())  # never released: the queue does not answer
-    response = await pipeline(sink, issuer, budget=0.05).handle(batch_request(issuer, 40))
+    release = asyncio.Event()
+    sink = CountingSink(release=release)  # the queue does not answer yet
+    publishing = pipeline(sink, issuer, budget=0.05)
+    response = await publishing.handle(batch_request(issuer, 40))
     assert response.status == 207
     body: dict[str, Any] = json.loads(response.body)
     assert (body["accepted"], body["failed"]) == (0, 40)
     assert {entry["status"] for entry in body["results"]} == {503}
     assert response.headers["Retry-After"] == str(problems.RETRY_AFTER_SECONDS)
     assert sink.sent == []
-    assert sink.in_flight == 0  # every abandoned send was cancelled
+    assert publishing.delivery.pending == 40
+    release.set()
+    await publishing.close()
+    assert len(sink.sent) == 40
+    assert publishing.delivery.pending == 0
 
 
 def test_outcome_body_and_headers() -> None:
     outcome = BatchOutcome.of(
-        [{"id": "a"}, {"id": 5}, "x"],
-        [None, problems.queue_unavailable(), problems.invalid_event({"id": ("bad",)})],
+        [{"id": "a"}, {"id": 5}, "x", {"id": "r"}],
+        [None, problems.queue_unavailable(), problems.invalid_event({"id": ("bad",)}), REPLAYED],
     )
     assert outcome.status == 207
     assert outcome.headers() == {"Content-Type": "application/json", "Retry-After": "5"}
     body = outcome.body()
-    assert (body["accepted"], body["failed"]) == (1, 2)
+    assert (body["accepted"], body["failed"]) == (2, 2)
     assert body["results"][0] == {"index": 0, "id": "a", "status": 200}
+    assert body["results"][3] == {"index": 3, "id": "r", "status": 200, "replayed": True}
     assert body["results"][1]["status"] == 503
     assert "id" not in body["results"][1]
     assert set(body["results"][2]["problem"]) == {"type", "title", "status", "detail", "errors"}
-    assert outcome.summary() == "batch events=3 statuses=200x1,400x1,503x1"
+    assert outcome.summary() == "batch events=4 statuses=200x2,400x1,503x1 replayed=1"

@@ -11,6 +11,7 @@ REQUIRED = {
     "EVENTS_TRUSTED_ISSUERS": "https://platform.altinn.no/authentication/api/v1/openid/",
     "EVENTS_REGISTRY_URL": "https://platform.altinn.no/resourceregistry/api/v1/",
     "EVENTS_QUEUE_ACCOUNT_URL": "https://account.queue.core.windows.net",
+    "EVENTS_TABLE_ACCOUNT_URL": "https://account.table.core.windows.net",
 }
 
 

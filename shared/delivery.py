@@ -1,0 +1,106 @@
+"""Getting a message onto the queue within a time budget, and settling its record afterwards.
+
+The answer waits for the send at most until the budget's deadline; then it is a 503. The send
+itself is not cancelled: a queue that is slow (or frozen for a moment) may still store the
+message after the answer went out. So the send goes on in the background, and when it ends,
+the record of the event's identity follows its real outcome: committed when the message was
+stored, released when it was not. A publisher that retries after the 503 meanwhile finds the
+publish in flight (409 ``publish-in-progress``), and afterwards either a replay (200) or nothing
+(so its retry publishes). Only a process that dies between the send and the commit can leave a
+duplicate behind.
+
+The commit runs off the response path: a new event costs two storage round trips before its 200
+(the claim and the send).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+
+from shared.ports import EventSink, PublishRecords, QueueUnavailable
+
+log = logging.getLogger("events.delivery")
+
+
+class Deadline:
+    """One time budget, started by the first send that uses it (a batch shares one)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._at: float | None = None
+
+    async def wait(self, work: Awaitable[None]) -> None:
+        """Wait for ``work`` until the deadline; TimeoutError after it (``work`` goes on)."""
+        loop = asyncio.get_running_loop()
+        if self._at is None:
+            self._at = loop.time() + self.seconds
+        async with asyncio.timeout_at(self._at):
+            await asyncio.shield(work)
+
+
+class Delivery:
+    """Sends messages through the sink and settles each claimed record by the send's outcome."""
+
+    def __init__(self, sink: EventSink, records: PublishRecords | None) -> None:
+        self._sink = sink
+        self._records = records
+        self._background: set[asyncio.Future[None]] = set()
+
+    @property
+    def pending(self) -> int:
+        """Sends and settlements still running (for tests and shutdown)."""
+        return len(self._background)
+
+    async def send(self, message: bytes, deadline: Deadline, *, claim: str | None) -> None:
+        """Store ``message``; QueueUnavailable when the sink refuses it or the deadline passes.
+
+        ``claim`` is the key of the event's reserved record. It is committed off the response
+        path once the message is stored; released before the answer when the sink refused the
+        message (so that an immediate retry publishes); and, when the deadline passed first,
+        settled in the background by the send's real outcome.
+        """
+        sending = asyncio.ensure_future(self._sink.send(message))
+        try:
+            await deadline.wait(sending)
+        except TimeoutError:
+            self._track(asyncio.ensure_future(self._settle_later(sending, claim)))
+            raise QueueUnavailable(
+                f"no confirmation within {deadline.seconds:g} s (the send goes on)"
+            ) from None
+        except QueueUnavailable:
+            if claim is not None and self._records is not None:
+                await self._records.release(claim)
+            raise
+        if claim is not None and self._records is not None:
+            self._track(asyncio.ensure_future(self._records.commit(claim)))
+
+    async def _settle_later(self, sending: asyncio.Future[None], claim: str | None) -> None:
+        try:
+            await sending
+        except QueueUnavailable as error:
+            log.warning("a send the answer stopped waiting for failed: %s", error)
+            if claim is not None and self._records is not None:
+                await self._records.release(claim)
+            return
+        log.info("a send the answer stopped waiting for was stored after all")
+        if claim is not None and self._records is not None:
+            await self._records.commit(claim)
+
+    def _track(self, work: asyncio.Future[None]) -> None:
+        self._background.add(work)
+        work.add_done_callback(self._finished)
+
+    def _finished(self, work: asyncio.Future[None]) -> None:
+        self._background.discard(work)
+        if not work.cancelled() and work.exception() is not None:
+            log.warning("background delivery work failed: %s", type(work.exception()).__name__)
+
+    async def drain(self, grace_seconds: float) -> None:
+        """Let running sends and settlements finish (on shutdown), for at most that long."""
+        while self._background:
+            done, _ = await asyncio.wait(set(self._background), timeout=grace_seconds)
+            if not done:
+                log.warning("%d sends or settlements unfinished at shutdown", self.pending)
+                return
