@@ -1,12 +1,18 @@
 """Azure Functions entry point: declares the route and converts between the host's request and
 response types and the product's. All behaviour lives in ``shared/`` (see shared/publish.py)."""
 
+import logging
 from urllib.parse import urlsplit
 
 import azure.functions as func
 
 from shared.publish import PublishRequest
 from shared.runtime import drop_expired_records, handle
+
+# The Azure SDK logs every HTTP request and response at INFO: with the worker exporting logs to
+# Application Insights, that is three log records per publish. Its warnings still go out; the
+# calls themselves are dependencies (spans) already.
+logging.getLogger("azure").setLevel(logging.WARNING)
 
 # Anonymous at the host: every request is authenticated in code with a bearer JWT
 # (shared/tokens.py), which function keys would only duplicate.
@@ -18,12 +24,17 @@ ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 @app.route(route="events", methods=ALL_METHODS)
-async def publish_event(req: func.HttpRequest) -> func.HttpResponse:
+async def publish_event(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    # The host's invocation span continues the caller's traceparent (or starts the trace that
+    # App Insights calls operation_Id): the publish span is its child.
+    trace_context = context.trace_context
     request = PublishRequest(
         method=req.method,
         path=urlsplit(req.url).path or "/events",
         headers={name.lower(): value for name, value in req.headers.items()},
         body=req.get_body(),
+        trace_parent=trace_context.trace_parent or None,
+        trace_state=trace_context.trace_state or None,
     )
     response = await handle(request)
     return func.HttpResponse(

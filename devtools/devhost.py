@@ -26,6 +26,8 @@ import azure.functions as func
 from azure.functions.decorators.function_app import Function
 from azure.functions.decorators.http import HttpTrigger
 
+from devtools.invocation import DevContext
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -41,6 +43,8 @@ class _Route:
     methods: frozenset[str]
     handler: Callable[..., Any]
     arg_name: str
+    name: str
+    takes_context: bool
 
 
 def _route_pattern(prefix: str, route: str) -> re.Pattern[str]:
@@ -87,6 +91,8 @@ class FunctionsDevHost:
                     methods or frozenset({"GET", "POST"}),
                     function.get_user_function(),
                     _http_trigger_arg(function),
+                    str(function.get_function_name()),
+                    "context" in inspect.signature(function.get_user_function()).parameters,
                 )
             )
 
@@ -152,7 +158,10 @@ class FunctionsDevHost:
             route_params=match.groupdict(),
             body=body,
         )
-        result = route.handler(**{route.arg_name: request})
+        arguments: dict[str, Any] = {route.arg_name: request}
+        if route.takes_context:  # the host's invocation context, trace context included
+            arguments["context"] = DevContext.for_headers(route.name, headers)
+        result = route.handler(**arguments)
         if inspect.isawaitable(result):
             result = await result
         response: func.HttpResponse = result
@@ -185,6 +194,39 @@ def build() -> FunctionsDevHost:
     )
 
 
+def configure_console_telemetry() -> None:
+    """``OTEL_TRACES_EXPORTER=console`` (and ``OTEL_METRICS_EXPORTER=console``): the function's
+    spans (and metrics, every 10 s) printed to stdout by OpenTelemetry's SDK, as Azure's exporter
+    would send them. Off by default: then the function records nothing (shared/telemetry.py)."""
+    traces = os.environ.get("OTEL_TRACES_EXPORTER", "").lower() == "console"
+    metrics = os.environ.get("OTEL_METRICS_EXPORTER", "").lower() == "console"
+    if not (traces or metrics):
+        return
+    from opentelemetry import metrics as metrics_api
+    from opentelemetry import trace as trace_api
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import (
+        ConsoleMetricExporter,
+        PeriodicExportingMetricReader,
+    )
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "events")})
+    provider = TracerProvider(resource=resource)
+    if traces:
+        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+    trace_api.set_tracer_provider(provider)
+    readers = (
+        [PeriodicExportingMetricReader(ConsoleMetricExporter(), export_interval_millis=10_000)]
+        if metrics
+        else []
+    )
+    metrics_api.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
+    log.info("OpenTelemetry: spans%s to the console", " and metrics" if metrics else "")
+
+
 def main() -> None:
     import uvicorn
     from pydantic import ValidationError
@@ -196,6 +238,7 @@ def main() -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     port = int(os.environ.get("PORT", "7071"))
+    configure_console_telemetry()
     try:
         host = build()
     except ValidationError as error:

@@ -92,6 +92,8 @@ class PolicyLookup(Protocol):
 class EventSink(Protocol):
     #: The largest message (UTF-8 bytes of the event's JSON) one ``send`` can store.
     max_message_bytes: int
+    #: Where messages go (the queue's name), for telemetry.
+    destination: str
 
     async def send(self, message: bytes) -> None:
         """Store one message durably, or raise QueueUnavailable."""

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from opentelemetry.trace import SpanKind
 
 from shared import problems
 from shared.altinn import ALTINN_PROFILE, reference_errors, registry_identifier
@@ -44,16 +44,22 @@ from shared.ports import (
     PolicyLookup,
     PublishRecords,
     RecordsUnavailable,
+    RegistryUnavailable,
     TooManyLookups,
     Unavailable,
 )
 from shared.problems import Problem
+from shared.telemetry import (
+    NoTelemetry,
+    Parent,
+    PublishSpan,
+    TraceIds,
+    new_ids,
+    parse_traceparent,
+    telemetry_for,
+)
 
 log = logging.getLogger("events.publish")
-
-#: Trace ids need to be unique, not secret: a seeded PRNG, not a system call per request.
-_ids = random.Random()  # noqa: S311
-_TRACEPARENT = re.compile(r"(?!ff)[0-9a-f]{2}-([0-9a-f]{32})-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +70,10 @@ class PublishRequest:
     path: str
     headers: Mapping[str, str]
     body: bytes
+    #: The Functions host's invocation span (``func.Context.trace_context``), when there is one:
+    #: it already continues the caller's ``traceparent``.
+    trace_parent: str | None = None
+    trace_state: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,13 +115,38 @@ class RequestRecord:
         )
 
 
-def trace_id_of(headers: Mapping[str, str]) -> str:
-    """The W3C trace id of the caller's ``traceparent``, or a new one."""
-    match = _TRACEPARENT.fullmatch(headers.get("traceparent", "").strip())
-    trace = (
-        match.group(1) if match and match.group(1) != "0" * 32 else f"{_ids.getrandbits(128):032x}"
+def parent_of(request: PublishRequest) -> Parent | None:
+    """The span a request's publish continues: the host's invocation span (which continues the
+    caller's), else the caller's valid ``traceparent``; None starts a new trace."""
+    return parse_traceparent(request.trace_parent, request.trace_state) or parse_traceparent(
+        request.headers.get("traceparent"), request.headers.get("tracestate")
     )
-    return f"00-{trace}-{_ids.getrandbits(64):016x}-00"
+
+
+def problem_trace_id(ids: TraceIds) -> str:
+    """A problem's ``traceId``: the publish span's trace and span, ``00-<trace>-<span>-00``."""
+    return f"00-{ids.trace_id}-{ids.span_id}-00"
+
+
+def trace_id_of(headers: Mapping[str, str]) -> str:
+    """A new span's ``traceId`` in the trace of the caller's ``traceparent`` (or a new one)."""
+    parent = parse_traceparent(headers.get("traceparent"), headers.get("tracestate"))
+    return problem_trace_id(new_ids(parent))
+
+
+@dataclass(frozen=True, slots=True)
+class EventTrace:
+    """The trace context a queued event carries: its publish span, and the caller's state."""
+
+    ids: TraceIds
+    tracestate: str | None
+
+    def members(self) -> dict[str, str]:
+        """The distributed-tracing extension's attributes."""
+        members = {"traceparent": self.ids.traceparent}
+        if self.tracestate:
+            members["tracestate"] = self.tracestate
+        return members
 
 
 def _declared_length(headers: Mapping[str, str]) -> int | None:
@@ -121,10 +156,12 @@ def _declared_length(headers: Mapping[str, str]) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class ReadEvent:
-    """An event that passed validation, and its queue message."""
+    """An event that passed validation, its content (the canonical message as the publisher
+    sent it) and its queue message (the content with the trace context the endpoint adds)."""
 
     event: CloudEvent
     resource: str
+    content: bytes
     message: bytes
 
 
@@ -147,6 +184,7 @@ class PublishPipeline:
         lookups_per_minute: int = 0,
         records: PublishRecords | None = None,
         records_required: bool = False,
+        telemetry: NoTelemetry | None = None,
     ) -> None:
         self._verifier = verifier
         self._rules = rules
@@ -160,35 +198,54 @@ class PublishPipeline:
         self._records = records
         self._records_required = records_required
         self.delivery = Delivery(sink, records)
+        self._telemetry = telemetry if telemetry is not None else telemetry_for()
 
     async def handle(self, request: PublishRequest) -> PublishResponse:
         started = time.perf_counter()
-        record = RequestRecord(trace_id=trace_id_of(request.headers))
-        try:
-            outcome = await self._publish(request, record)
-        except Exception:
-            log.exception("unexpected error trace=%s", record.trace_id)
-            outcome = problems.internal_error()
-        elapsed_ms = (time.perf_counter() - started) * 1000
+        parent = parent_of(request)
+        attributes = {"http.request.method": request.method, "url.path": request.path}
+        with self._telemetry.publish("publish", parent, attributes) as span:
+            record = RequestRecord(trace_id=problem_trace_id(span.ids))
+            trace = EventTrace(span.ids, parent.tracestate if parent is not None else None)
+            try:
+                outcome = await self._publish(request, record, span, trace)
+            except Exception:
+                log.exception("unexpected error trace=%s", record.trace_id)
+                outcome = problems.internal_error()
+            response = self._respond(outcome, request, record, span)
+            # the request's one log line, inside its span: exporters join the two
+            log.log(
+                logging.WARNING if response.status >= 500 else logging.INFO,
+                "publish %d ms=%.1f %s",
+                response.status,
+                (time.perf_counter() - started) * 1000,
+                record,
+            )
+            return response
+
+    def _respond(
+        self,
+        outcome: Problem | BatchOutcome | Replayed | None,
+        request: PublishRequest,
+        record: RequestRecord,
+        span: PublishSpan,
+    ) -> PublishResponse:
+        replayed = isinstance(outcome, Replayed)
         if isinstance(outcome, BatchOutcome):
             record.note = outcome.summary()
-            log.info("publish %d ms=%.1f %s", outcome.status, elapsed_ms, record)
-            return PublishResponse(outcome.status, outcome.headers(), outcome.to_json())
-        if outcome is None or isinstance(outcome, Replayed):
-            log.info("publish 200 ms=%.1f %s", elapsed_ms, record)
-            return PublishResponse(200, REPLAYED_HEADERS if outcome is not None else {})
-        record.problem = outcome.kind.slug
-        log.log(
-            logging.WARNING if outcome.status >= 500 else logging.INFO,
-            "publish %d ms=%.1f %s",
-            outcome.status,
-            elapsed_ms,
-            record,
-        )
-        return problem_response(outcome, instance=request.path, trace_id=record.trace_id)
+            response = PublishResponse(outcome.status, outcome.headers(), outcome.to_json())
+        elif outcome is None or isinstance(outcome, Replayed):
+            response = PublishResponse(200, REPLAYED_HEADERS if replayed else {})
+        else:
+            record.problem = outcome.kind.slug
+            span.fail(outcome.kind.slug)
+            response = problem_response(outcome, instance=request.path, trace_id=record.trace_id)
+        span.set("http.response.status_code", response.status)
+        self._telemetry.published(response.status, record.problem, record.mode, replayed)
+        return response
 
     async def _publish(
-        self, request: PublishRequest, record: RequestRecord
+        self, request: PublishRequest, record: RequestRecord, span: PublishSpan, trace: EventTrace
     ) -> Problem | BatchOutcome | Replayed | None:
         if request.method.upper() != "POST":
             return problems.method_not_allowed(request.method.upper())
@@ -199,11 +256,13 @@ class PublishPipeline:
             mode = self.check_request(request, record)
             if isinstance(mode, Problem):
                 return mode
+            span.set("events.content_mode", mode.value)
             if mode is ContentMode.BATCH:
-                return await self.publish_batch(publisher, request.body, record)
-            read = self.read_event(mode, request, record)
+                return await self.publish_batch(publisher, request.body, record, span, trace)
+            read = self.read_event(mode, request, record, trace)
             if isinstance(read, Problem):
                 return read
+            _describe(span, read.event)
             return await self.publish_event(publisher, read, record, Deadline(self._queue_timeout))
         except Unavailable as error:  # every dependency: 503 with Retry-After, naming it
             record.note = str(error)
@@ -214,7 +273,8 @@ class PublishPipeline:
     ) -> Publisher | Problem:
         """Step 1: the bearer token and the publish scope, before the body is looked at."""
         try:
-            publisher = await self._verifier.authenticate(request.headers.get("authorization"))
+            with self._telemetry.step("verify token"):
+                publisher = await self._verifier.authenticate(request.headers.get("authorization"))
         except MissingToken:
             return problems.missing_token()
         except InvalidToken as error:
@@ -241,7 +301,7 @@ class PublishPipeline:
         return decision.mode
 
     def read_event(
-        self, mode: ContentMode, request: PublishRequest, record: RequestRecord
+        self, mode: ContentMode, request: PublishRequest, record: RequestRecord, trace: EventTrace
     ) -> ReadEvent | Problem:
         """Step 2b: one event, structured or binary, validated and ready for the queue."""
         try:
@@ -251,12 +311,18 @@ class PublishPipeline:
                 event = parse_structured(request.body, ALTINN_PROFILE)
         except InvalidEvent as invalid:
             return problems.invalid_event(reference_errors(invalid))
-        return self.prepare(event, record)
+        return self.prepare(event, record, trace)
 
-    def prepare(self, event: CloudEvent, record: RequestRecord) -> ReadEvent | Problem:
-        """A valid event's queue message, which must fit in one message."""
+    def prepare(
+        self, event: CloudEvent, record: RequestRecord, trace: EventTrace
+    ) -> ReadEvent | Problem:
+        """A valid event's queue message, which must fit in one message: the event with the
+        distributed-tracing extension naming its publish span, unless it has a ``traceparent``
+        of its own (kept as sent)."""
+        own = "traceparent" in event.members
         try:
-            message = serialize(event)
+            message = serialize(event, extra=None if own else trace.members())
+            content = serialize(event) if self._records is not None and not own else message
         except InvalidEvent as invalid:
             return problems.invalid_event(reference_errors(invalid))
         resource = str(event.attribute("resource"))
@@ -264,7 +330,7 @@ class PublishPipeline:
         limit = self._sink.max_message_bytes
         if len(message) > limit:
             return problems.event_too_large(limit, len(message))
-        return ReadEvent(event, resource, message)
+        return ReadEvent(event, resource, content, message)
 
     async def authorize(
         self, publisher: Publisher, read: ReadEvent, record: RequestRecord
@@ -276,13 +342,23 @@ class PublishPipeline:
             return None
         identifier = registry_identifier(read.resource)
         record.decision = "error"  # until the rules are known
-        try:
-            found = await self._rules.lookup(identifier, requester=publisher.label)
-        except TooManyLookups as limited:
-            record.decision = "limited"
-            return problems.too_many_resource_lookups(
-                self._lookups_per_minute, limited.retry_after_seconds
-            )
+        with self._telemetry.step(
+            "look up resource rules", {"events.resource": identifier}
+        ) as step:
+            try:
+                found = await self._rules.lookup(identifier, requester=publisher.label)
+            except TooManyLookups as limited:
+                record.decision = "limited"
+                self._telemetry.looked_up("limited")
+                return problems.too_many_resource_lookups(
+                    self._lookups_per_minute, limited.retry_after_seconds
+                )
+            except RegistryUnavailable:
+                self._telemetry.looked_up("error")
+                raise
+            if step is not None:
+                step.set_attribute("events.cache.outcome", found.outcome.value)
+        self._telemetry.looked_up(found.outcome.value)
         record.authz = found.outcome.value
         permitted = found.rules is not None and permits_publish(
             found.rules, subject_attributes(publisher), resource_attributes(identifier, read.event)
@@ -300,7 +376,10 @@ class PublishPipeline:
             return None, None
         key = record_key(publisher, read.event)
         try:
-            reservation = await self._records.reserve(key, fingerprint(read.message))
+            with self._telemetry.step("claim event id") as step:
+                reservation = await self._records.reserve(key, fingerprint(read.content))
+                if step is not None:
+                    step.set_attribute("events.dedup", reservation.value)
         except RecordsUnavailable as error:
             if self._records_required:
                 raise
@@ -318,7 +397,25 @@ class PublishPipeline:
 
     async def enqueue(self, read: ReadEvent, deadline: Deadline, claim: str | None) -> None:
         """Step 5: the event on the queue within the deadline. Raises QueueUnavailable."""
-        await self.delivery.send(read.message, deadline, claim=claim)
+        started = time.perf_counter()
+        outcome = "failed"
+        try:
+            with self._telemetry.step(
+                "enqueue",
+                {
+                    "messaging.system": "azure_storage_queue",
+                    "messaging.operation.type": "send",
+                    "messaging.operation.name": "send_message",
+                    "messaging.destination.name": self._sink.destination,
+                    "messaging.message.body.size": len(read.message),
+                    "cloudevents.event_id": read.event.id,
+                },
+                SpanKind.PRODUCER,
+            ):
+                await self.delivery.send(read.message, deadline, claim=claim)
+            outcome = "stored"
+        finally:
+            self._telemetry.enqueued(time.perf_counter() - started, outcome)
 
     async def publish_event(
         self, publisher: Publisher, read: ReadEvent, record: RequestRecord, deadline: Deadline
@@ -340,7 +437,12 @@ class PublishPipeline:
     # -- batches -------------------------------------------------------------------------------
 
     async def publish_batch(
-        self, publisher: Publisher, body: bytes, record: RequestRecord
+        self,
+        publisher: Publisher,
+        body: bytes,
+        record: RequestRecord,
+        span: PublishSpan,
+        trace: EventTrace,
     ) -> BatchOutcome | Problem:
         """Each element validated, authorized and enqueued on its own, exactly as if it had been
         published alone; at most ``MAX_SENDS_IN_FLIGHT`` at a time, and every send of the batch
@@ -351,17 +453,31 @@ class PublishPipeline:
             return problems.invalid_event(reference_errors(invalid))
         if len(elements) > self._max_batch_events:
             return problems.batch_too_large(self._max_batch_events, len(elements))
+        span.set("events.batch.size", len(elements))
+        self._telemetry.batch(len(elements))
         may_nest = may_nest_deeper_than(body, MAX_DATA_DEPTH)
         deadline = Deadline(self._queue_timeout)
         in_flight = asyncio.Semaphore(MAX_SENDS_IN_FLIGHT)
 
-        async def publish_one(element: Any) -> Problem | Replayed | None:
+        async def publish_one(index: int, element: Any) -> Problem | Replayed | None:
+            with self._telemetry.element(span, {"events.batch.index": index}) as element_span:
+                outcome = await publish_element(element, element_span)
+                if isinstance(outcome, Problem):
+                    element_span.fail(outcome.kind.slug)
+                return outcome
+
+        async def publish_element(
+            element: Any, element_span: PublishSpan
+        ) -> Problem | Replayed | None:
             element_record = RequestRecord(trace_id=record.trace_id)
             try:
                 event = batch_element(element, ALTINN_PROFILE, may_nest=may_nest)
             except InvalidEvent as invalid:
                 return problems.invalid_event(reference_errors(invalid))
-            read = self.prepare(event, element_record)
+            _describe(element_span, event)
+            read = self.prepare(
+                event, element_record, EventTrace(element_span.ids, trace.tracestate)
+            )
             if isinstance(read, Problem):
                 return read
             async with in_flight:
@@ -370,7 +486,9 @@ class PublishPipeline:
                 except Unavailable as error:
                     return problems.unavailable(error)
 
-        outcomes = await asyncio.gather(*(publish_one(element) for element in elements))
+        outcomes = await asyncio.gather(
+            *(publish_one(index, element) for index, element in enumerate(elements))
+        )
         return BatchOutcome.of(elements, outcomes)
 
 
@@ -380,6 +498,14 @@ MAX_SENDS_IN_FLIGHT = 16
 
 
 REPLAYED_HEADERS = {"Idempotent-Replayed": "true"}
+
+
+def _describe(span: PublishSpan, event: CloudEvent) -> None:
+    """The CloudEvents semantic conventions' attributes (never data or alternativesubject)."""
+    span.set("cloudevents.event_id", event.id)
+    span.set("cloudevents.event_source", event.source)
+    span.set("cloudevents.event_type", event.type)
+    span.set("cloudevents.event_spec_version", "1.0")
 
 
 def problem_response(problem: Problem, *, instance: str, trace_id: str) -> PublishResponse:

@@ -98,6 +98,7 @@ class StorageQueueSink:
 
     def __init__(self, client: QueueClient) -> None:
         self._client = client
+        self.destination: str = client.queue_name
 
     @classmethod
     def from_settings(

@@ -30,6 +30,7 @@ from shared.registry import ResourceRegistryClient
 from shared.registry_cache import CachedPolicyRules
 from shared.registry_credentials import credentials_from_settings
 from shared.settings import Settings, describe_settings_error, unchecked_audience_warning
+from shared.telemetry import NoTelemetry, telemetry_for
 from shared.tokens import TokenVerifier
 
 log = logging.getLogger("events.runtime")
@@ -57,21 +58,25 @@ class Runtime:
         queue_client_options: dict[str, Any] | None = None,
         table_client_options: dict[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        telemetry: NoTelemetry | None = None,
     ) -> Runtime:
         """Create the clients. Must run inside the event loop that will use them.
 
         ``token_http_client`` replaces the requests session msal uses for registry tokens,
         ``queue_client_options`` and ``table_client_options`` extend the storage clients', and
         ``clock`` is the registry cache's clock (the tests use them for their own certificate
-        authority and time).
+        authority and time); ``telemetry`` replaces the one the global OpenTelemetry provider
+        decides on (tests give one with in-memory exporters).
         """
         loop = asyncio.get_running_loop()
         audience_warning = unchecked_audience_warning(settings)
         if audience_warning:
             log.warning(audience_warning)
+        telemetry = telemetry if telemetry is not None else telemetry_for()
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=100, ttl_dns_cache=300),
             raise_for_status=False,
+            trace_configs=_client_tracing() if telemetry.enabled else None,
         )
         verifier = TokenVerifier(
             trusted_issuers=settings.trusted_issuers,
@@ -110,6 +115,7 @@ class Runtime:
             lookups_per_minute=settings.registry_lookups_per_minute,
             records=records,
             records_required=settings.idempotency_required,
+            telemetry=telemetry,
         )
         return cls(loop, settings, session, rules, sink, records, identity, pipeline)
 
@@ -121,6 +127,16 @@ class Runtime:
             await self.records.close()
         await self.identity.close()
         await self.session.close()
+
+
+def _client_tracing() -> list[Any]:
+    """The registry's and the key discovery's HTTP calls as client spans (dependencies), with
+    OpenTelemetry's maintained aiohttp instrumentation, when it is installed."""
+    try:
+        from opentelemetry.instrumentation.aiohttp_client import create_trace_config
+    except ImportError:
+        return []
+    return [create_trace_config()]
 
 
 _current: Runtime | None = None

@@ -16,6 +16,7 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
 from devtools.registry import DevRegistry, publish_rule
 from devtools.stack import FunctionProcess, LocalStack
+from shared.telemetry import parse_traceparent
 
 VALID_EVENT: dict[str, Any] = {
     "specversion": "1.0",
@@ -68,13 +69,20 @@ def reset_registry(registry: DevRegistry) -> DevRegistry:
 
 class QueueReader:
     def __init__(self, connection_string: str, queue_name: str) -> None:
+        #: The (traceparent, tracestate) of each event the last drain() returned.
+        self.traces: list[tuple[str, str | None]] = []
         self.raw = QueueClient.from_connection_string(connection_string, queue_name)
         self.decoding = QueueClient.from_connection_string(
             connection_string, queue_name, message_decode_policy=TextBase64DecodePolicy()
         )
 
-    def drain(self) -> list[dict[str, Any]]:
-        """Every message on the queue, oldest first, decoded from Base64 JSON; removes them."""
+    def drain(self, *, keep_trace: bool = False) -> list[dict[str, Any]]:
+        """Every message on the queue, oldest first, decoded from Base64 JSON; removes them.
+
+        Every queued event carries a valid W3C ``traceparent`` (DESIGN.md, "Trace context"):
+        checked here for every message any test reads. Unless ``keep_trace``, the trace context
+        is then taken out (into ``traces``), so that an event compares equal to the one sent.
+        """
         events: list[dict[str, Any]] = []
         try:
             while batch := list(self.decoding.receive_messages(max_messages=32)):
@@ -83,6 +91,14 @@ class QueueReader:
                     self.decoding.delete_message(message)
         except ResourceNotFoundError:
             pass  # the queue was never created: nothing was sent
+        for event in events:
+            traceparent = event.get("traceparent")
+            assert parse_traceparent(traceparent) is not None, f"no valid traceparent: {event}"
+        if keep_trace:
+            return events
+        self.traces = [
+            (event.pop("traceparent"), event.pop("tracestate", None)) for event in events
+        ]
         return events
 
     def raw_bodies(self) -> list[str]:

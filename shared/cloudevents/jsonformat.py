@@ -271,10 +271,11 @@ def canonical(members: Mapping[str, Any]) -> dict[str, Any]:
     return ordered
 
 
-def serialize(event: CloudEvent) -> bytes:
+def serialize(event: CloudEvent, extra: Mapping[str, Any] | None = None) -> bytes:
     """The event as compact structured-mode JSON (UTF-8) in ``CANONICAL_ORDER``: the queue
-    message's content."""
+    message's content; with ``extra``, attributes the endpoint adds (trace context)."""
+    members = event.members if extra is None else {**event.members, **extra}
     try:
-        return encode_compact(canonical(event.members))
+        return encode_compact(canonical(members))
     except JsonFormatError as error:
         raise InvalidEvent({DATA: (str(error),)}) from None

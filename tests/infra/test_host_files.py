@@ -44,14 +44,20 @@ def test_host_json() -> None:
     assert host["extensions"]["http"]["routePrefix"] == ""
 
 
-def test_host_json_logging_suits_production() -> None:
-    logging = load("host.json")["logging"]
+def test_host_json_telemetry_is_opentelemetry_and_lean() -> None:
+    host = load("host.json")
+    # the host exports through OpenTelemetry, and the Python worker's spans and logs join its
+    # (docs/deploy.md, "Telemetry"); in this mode logging.applicationInsights does not apply
+    assert host["telemetryMode"] == "OpenTelemetry"
+    logging = host["logging"]
+    assert "applicationInsights" not in logging
     levels = logging["logLevel"]
     assert levels["default"] in ("Warning", "Error"), "host chatter stays out of the bill"
-    assert levels["Function"] == "Information", "the function's own logs are kept"
-    sampling = logging["applicationInsights"]["samplingSettings"]
-    assert sampling["isEnabled"] is True
-    assert "Request" in sampling["excludedTypes"], "request telemetry is never sampled away"
+    # the host's own per-invocation traces ("Executing", "Executed") cost as much as the
+    # request at hundreds of requests a second; the function's one line per request comes from
+    # the worker, which exports it itself, so it is not filtered here
+    assert levels["Function"] in ("Warning", "Error")
+    assert levels["Host.Results"] == "Information", "the requests table keeps filling"
 
 
 def test_local_settings_example() -> None:

@@ -11,6 +11,7 @@ import aiohttp
 import azure.functions as func
 import pytest
 
+from devtools.invocation import DevContext
 from devtools.issuer import DevIssuer
 from devtools.registry import DevRegistry
 from shared.registry import ResourceRegistryClient
@@ -27,8 +28,16 @@ def registered_functions() -> dict[str, Any]:
 
 
 def publish_function() -> Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]:
-    """The user function registered for /events."""
-    return registered_functions()["publish_event"].get_user_function()  # type: ignore[no-any-return]
+    """The user function registered for /events, called with an invocation context as the host
+    calls it (devtools/invocation.py)."""
+    function = registered_functions()["publish_event"].get_user_function()
+
+    def call(request: func.HttpRequest) -> Awaitable[func.HttpResponse]:
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        context = DevContext.for_headers("publish_event", headers)
+        return function(request, context)  # type: ignore[no-any-return]
+
+    return call
 
 
 class Post(Protocol):

@@ -47,16 +47,21 @@ def body_json(response: func.HttpResponse) -> Any:
 async def test_binary_event_is_queued_as_the_same_bytes_as_its_structured_twin(
     post: Post, queue: QueueReader, issuer: DevIssuer
 ) -> None:
-    data = json.dumps(VALID_EVENT["data"], ensure_ascii=False).encode()
-    response = await post(data, content_type="application/json", headers=binary_headers())
+    # the event's own traceparent, kept as sent: no per-publish trace context tells them apart
+    event = {
+        **VALID_EVENT,
+        "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    }
+    data = json.dumps(event["data"], ensure_ascii=False).encode()
+    response = await post(data, content_type="application/json", headers=binary_headers(event))
     assert response.status_code == 200, response.get_body()
     # the same event again, structured, from another publisher (the same one's is a replay)
     admin = issuer.mint(org="skd", scope=f"{PUBLISH_SCOPE} {ADMIN_SCOPE}")
-    twin = dict(reversed(list(VALID_EVENT.items())))
+    twin = dict(reversed(list(event.items())))
     assert (await post(twin, token=admin)).status_code == 200
     from_binary, from_structured = queue.raw_bodies()
     assert from_binary == from_structured
-    assert queue.drain() == [VALID_EVENT, VALID_EVENT]
+    assert queue.drain(keep_trace=True) == [event, event]
 
 
 async def test_the_same_event_in_binary_then_structured_mode_is_a_replay(

@@ -39,8 +39,12 @@ async def test_accepted_event_is_on_the_queue_exactly_as_sent(
     assert response.get_body() == b""
 
     expected = {name: value for name, value in event.items() if value is not None}
-    assert queue.raw_bodies() == [base64.b64encode(compact(canonical(expected))).decode()]
-    assert queue.drain() == [expected]
+    [raw] = queue.raw_bodies()
+    [stored] = queue.drain(keep_trace=True)
+    # the event as sent, in the one member order, with the trace context the endpoint adds
+    with_trace = {**expected, "traceparent": stored["traceparent"]}
+    assert raw == base64.b64encode(compact(canonical(with_trace))).decode()
+    assert stored == with_trace
 
 
 @pytest.mark.parametrize(
@@ -67,11 +71,17 @@ async def test_each_accepted_event_is_one_message(
     assert [message["id"] for message in queue.drain()] == ids
 
 
+#: What the endpoint adds to each queued event: ,"traceparent":"00-<32>-<16>-01" (72 bytes).
+TRACE_CONTEXT_BYTES = len(',"traceparent":""') + 55
+
+
 async def test_an_event_just_under_the_queue_limit_is_accepted(
     post: Post, event: dict[str, Any], queue: QueueReader
 ) -> None:
-    event["data"] = "x" * (49152 - len(compact({**event, "data": ""})))
-    assert len(compact(event)) == 49152
+    """The limit holds for the message: the event and the trace context the endpoint adds."""
+    room = 49152 - TRACE_CONTEXT_BYTES
+    event["data"] = "x" * (room - len(compact({**event, "data": ""})))
+    assert len(compact(event)) + TRACE_CONTEXT_BYTES == 49152
     assert (await post(event)).status_code == 200
     assert queue.drain() == [event]
 
@@ -219,7 +229,7 @@ async def test_configured_body_limit(
 async def test_event_too_large_for_the_queue_is_413_stating_the_limit(
     post: Post, event: dict[str, Any], queue: QueueReader
 ) -> None:
-    event["data"] = "x" * (49153 - len(compact({**event, "data": ""})))
+    event["data"] = "x" * (49153 - TRACE_CONTEXT_BYTES - len(compact({**event, "data": ""})))
     response = await post(event)
     assert response.status_code == 413
     body = problem_of(response)

@@ -36,6 +36,7 @@ class CountingSink:
     """Counts the sends in flight; each waits until ``release`` is set."""
 
     max_message_bytes = 49152
+    destination = "in-memory"
 
     def __init__(self, *, release: asyncio.Event) -> None:
         self.release = release
@@ -92,7 +93,8 @@ async def test_at_most_max_sends_in_flight_and_every_event_sent_once() -> None:
     release = asyncio.Event()
     sink = CountingSink(release=release)
     handling = asyncio.ensure_future(pipeline(sink, issuer).handle(batch_request(issuer, 100)))
-    await sink.full.wait()  # the first sends are all waiting: no more may start
+    async with asyncio.timeout(10):  # (a failure, not a hang, if they never all start)
+        await sink.full.wait()  # the first sends are all waiting: no more may start
     for _ in range(10):
         await asyncio.sleep(0)  # give any send beyond the bound the chance to start (none may)
     assert sink.in_flight == MAX_SENDS_IN_FLIGHT

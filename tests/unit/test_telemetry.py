@@ -1,0 +1,107 @@
+"""shared/telemetry.py on its own: W3C ids with and without an SDK, and the metrics' shape
+(OpenTelemetry's in-memory reader and exporter; the pipeline's spans are checked through the
+handler in tests/integration/test_trace_context.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from shared.telemetry import NoTelemetry, OpenTelemetry, Parent, parse_traceparent, telemetry_for
+
+CALLER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_a_valid_traceparent_and_its_state() -> None:
+    parent = parse_traceparent(CALLER, " a=1,b=2 ")
+    assert parent == Parent("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", True, "a=1,b=2")
+    unsampled = parse_traceparent(CALLER[:-2] + "00")
+    assert unsampled is not None
+    assert not unsampled.sampled
+    assert parse_traceparent(CALLER, "x" * 600) == Parent(parent.trace_id, parent.span_id, True)
+
+
+def test_without_an_sdk_ids_are_made_and_nothing_is_recorded() -> None:
+    telemetry = telemetry_for()  # no global provider is configured in the tests
+    assert type(telemetry) is NoTelemetry
+    parent = parse_traceparent(CALLER)
+    with telemetry.publish("publish", parent) as span:
+        assert span.ids.trace_id == parent.trace_id  # type: ignore[union-attr]
+        assert span.ids.span_id != parent.span_id  # type: ignore[union-attr]
+        span.set("anything", 1)  # no span to set it on: nothing happens
+        with telemetry.element(span) as element:
+            assert element.ids.trace_id == span.ids.trace_id
+            assert element.ids.span_id != span.ids.span_id
+    with telemetry.publish("publish", None) as fresh:
+        assert len(fresh.ids.trace_id) == 32
+        assert fresh.ids.traceparent.endswith("-01")
+
+
+def metric_points(reader: InMemoryMetricReader) -> dict[str, list[tuple[dict[str, Any], Any]]]:
+    points: dict[str, list[tuple[dict[str, Any], Any]]] = {}
+    data = reader.get_metrics_data()
+    assert data is not None
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                for point in metric.data.data_points:
+                    value = getattr(point, "value", None)
+                    if value is None:
+                        value = (point.count, point.sum)  # type: ignore[attr-defined]
+                    points.setdefault(metric.name, []).append((dict(point.attributes or {}), value))
+    return points
+
+
+def test_the_metrics_count_outcomes_lookups_enqueues_batches_and_replays() -> None:
+    reader = InMemoryMetricReader()
+    telemetry = OpenTelemetry(TracerProvider(), MeterProvider(metric_readers=[reader]))
+    telemetry.published(200, "-", "structured", False)
+    telemetry.published(200, "-", "structured", False)
+    telemetry.published(200, "-", "binary", True)
+    telemetry.published(503, "queue-unavailable", "batch", False)
+    for outcome in ("hit", "hit", "miss", "error"):
+        telemetry.looked_up(outcome)
+    telemetry.enqueued(0.002, "stored")
+    telemetry.batch(100)
+    points = metric_points(reader)
+    published = {
+        (a["http.response.status_code"], a["events.problem"], a["events.content_mode"]): v
+        for a, v in points["events.published"]
+    }
+    assert published == {
+        (200, "-", "structured"): 2,
+        (200, "-", "binary"): 1,
+        (503, "queue-unavailable", "batch"): 1,
+    }
+    assert points["events.replays"] == [({}, 1)]
+    lookups = {a["events.cache.outcome"]: v for a, v in points["events.registry.lookups"]}
+    assert lookups == {"hit": 2, "miss": 1, "error": 1}
+    assert points["events.enqueue.duration"] == [({"outcome": "stored"}, (1, 0.002))]
+    assert points["events.batch.size"] == [({}, (1, 100))]
+
+
+def test_with_an_sdk_the_ids_are_the_recorded_spans() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    telemetry = OpenTelemetry(provider, MeterProvider())
+    with telemetry.publish("publish", parse_traceparent(CALLER)) as span:
+        with telemetry.step("enqueue", {"messaging.operation.type": "send"}):
+            pass
+        with telemetry.element(span) as element:
+            element.fail("queue-unavailable")
+    recorded = {recorded.name: recorded for recorded in exporter.get_finished_spans()}
+    publish, enqueue, event = recorded["publish"], recorded["enqueue"], recorded["publish event"]
+    assert f"{publish.context.span_id:016x}" == span.ids.span_id
+    assert f"{event.context.span_id:016x}" == element.ids.span_id
+    assert enqueue.parent is not None
+    assert event.parent is not None
+    assert enqueue.parent.span_id == publish.context.span_id
+    assert event.parent.span_id == publish.context.span_id
+    assert event.attributes is not None
+    assert event.attributes["error.type"] == "queue-unavailable"
