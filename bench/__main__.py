@@ -1,9 +1,10 @@
 """``make bench``: every benchmark, then the tables of docs/performance.md and its HTTP plot.
 
-CPU per event (bench/cpu.py), cold start (bench/coldstart.py), HTTP end to end
-(bench/endtoend.py), where the dev host's CPU goes (bench/serving.py) and memory
-(bench/memory.py), in that order: about seven and a half minutes. ``--quick`` runs each
-briefly, for indicative figures in under a minute and a half. Every service is started on
+CPU per event (bench/cpu.py; structured, and binary for the typical event), cold start
+(bench/coldstart.py), HTTP end to end (bench/endtoend.py; single events, the raw enqueue and
+batches), where the dev host's CPU goes (bench/serving.py) and memory (bench/memory.py), in that
+order: about eight minutes. ``--quick`` runs each briefly, for indicative figures in about two
+minutes. Every service is started on
 127.0.0.1 and stopped again. The results are saved to docs/performance.json (``make soak``,
 bench/soak.py, runs at half the peak rate in them); only the tables between the
 ``<!-- bench:NAME:begin/end -->`` markers of docs/performance.md are rewritten, never its prose.
@@ -29,7 +30,7 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
-        "--quick", action="store_true", help="fewer rounds and requests: under a minute and a half"
+        "--quick", action="store_true", help="fewer rounds and requests: about two minutes"
     )
     parser.add_argument(
         "--only",
@@ -99,7 +100,8 @@ def main(argv: list[str] | None = None) -> None:
         found["cpu"] = asyncio.run(cpu.measure(rounds=cpu_rounds, calls=cpu_calls))
         for f in found["cpu"]:
             progress(
-                f"cpu {f.size:8} ours {f.ours_us:7.1f} us  sdk {f.sdk_us:7.1f} us  {f.ratio:.2f}"
+                f"cpu {f.size:8} {f.mode:10} ours {f.ours_us:7.1f} us  sdk {f.sdk_us:7.1f} us  "
+                f"{f.ratio:.2f}"
             )
     if "coldstart" in sections:
         found["coldstart"] = coldstart.measure(runs=coldstart_runs, progress=progress)
@@ -115,7 +117,11 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 for level in found["http"]:
                     rounds = ", ".join(f"{r:.2f}" for r in level.paired_ratios())
-                    progress(f"http c={level.concurrency}: ours/raw {level.ratio():.2f} ({rounds})")
+                    progress(
+                        f"http c={level.concurrency}: ours/raw {level.ratio():.2f} ({rounds}), "
+                        f"batches/ours {level.ratio('ours-batch', 'ours'):.2f}, "
+                        f"batches/raw {level.ratio('ours-batch', 'raw'):.2f}"
+                    )
             if "serving" in sections:
                 found["serving"] = serving.measure(
                     stack,

@@ -5,12 +5,17 @@ dev issuer), the real registry cache (warmed against the dev registry), validati
 queue message encoded (JSON, then Base64) by a sink that stores nothing. Baseline: the official
 SDK's ``cloudevents.v1.http.from_http`` on the same headers and body. Both run interleaved in one
 process, round after round, and each figure is the median over rounds.
+
+Every size is sent in structured mode (``application/cloudevents+json``); the typical event also
+in binary mode (bench/events.py ``binary``: the attributes as ``ce-`` headers, the data as the
+body), measured in the same rounds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import gc
 import logging
 import statistics
@@ -21,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.events import SIZES, body
+from bench.events import SIZES, binary, body
 from bench.services import registry
 from devtools.issuer import DevIssuer
 from devtools.stack import LocalStack
@@ -36,6 +41,7 @@ class EncodingSink:
     """Encodes the queue message as the Storage SDK would (Base64), and drops it."""
 
     max_message_bytes = 64 * 1024 // 4 * 3  # as shared/queue.py's sink: 64 KiB after Base64
+    destination = "bench-cpu"  # the queue's name, for telemetry: there is none
 
     def __init__(self) -> None:
         self.sent = 0
@@ -48,6 +54,11 @@ class EncodingSink:
         return None
 
 
+#: The content modes measured, in the order of the figures; binary only for these sizes.
+MODES = ("structured", "binary")
+BINARY_SIZES = ("typical",)
+
+
 @dataclass
 class CpuFigure:
     size: str
@@ -55,6 +66,8 @@ class CpuFigure:
     ours_us: float
     ours_fresh_token_us: float
     sdk_us: float
+    #: structured or binary (results saved before binary was measured have no mode: structured).
+    mode: str = "structured"
 
     @property
     def ratio(self) -> float:
@@ -115,42 +128,62 @@ class _Setup:
         )
 
 
+def _request(mode: str, event: dict[str, Any]) -> tuple[dict[str, str], bytes]:
+    """The headers (lower case, no Authorization) and body of ``event`` sent in ``mode``."""
+    if mode == "binary":
+        return binary(event)
+    return {"content-type": "application/cloudevents+json"}, body(event)
+
+
+def _with_token(headers: dict[str, str], payload: bytes, bearer: str) -> PublishRequest:
+    return PublishRequest(
+        "POST", "/events", {"authorization": f"Bearer {bearer}", **headers}, payload
+    )
+
+
 async def _measure_size(
-    setup: _Setup, size: str, payload: bytes, rounds: int, calls: int
-) -> CpuFigure:
+    setup: _Setup, size: str, event: dict[str, Any], modes: tuple[str, ...], rounds: int, calls: int
+) -> list[CpuFigure]:
     from cloudevents.v1.http import from_http
 
-    headers = {"content-type": "application/cloudevents+json"}
-
-    def request(bearer: str) -> PublishRequest:
-        return PublishRequest(
-            "POST", "/events", {"authorization": f"Bearer {bearer}", **headers}, payload
-        )
-
-    def sdk_parse() -> object:
-        return from_http(headers, payload)
-
+    same_token = setup.issuer.mint(lifetime_seconds=7200)
+    new_tokens = [setup.issuer.mint(lifetime_seconds=7200, jti=str(n)) for n in range(calls)]
     warm = setup.pipeline()
-    same_token = [request(setup.issuer.mint(lifetime_seconds=7200))]
-    new_tokens = [
-        request(setup.issuer.mint(lifetime_seconds=7200, jti=str(n))) for n in range(calls)
-    ]
-    await _time_per_handle(warm, same_token, 50)  # warm: keys, rules, code paths
-    _time_per_call(sdk_parse, 50)
-    ours, ours_new_tokens, sdk = [], [], []
+    ours: dict[str, list[PublishRequest]] = {}
+    ours_new_tokens: dict[str, list[PublishRequest]] = {}
+    sdk: dict[str, Callable[[], object]] = {}
+    payloads: dict[str, bytes] = {}
+    for mode in modes:
+        headers, payload = _request(mode, event)
+        ours[mode] = [_with_token(headers, payload, same_token)]
+        ours_new_tokens[mode] = [_with_token(headers, payload, token) for token in new_tokens]
+        sdk[mode] = functools.partial(from_http, headers, payload)
+        payloads[mode] = payload
+        await _time_per_handle(warm, ours[mode], 50)  # warm: keys, rules, code paths
+        _time_per_call(sdk[mode], 50)
+    times: dict[tuple[str, str], list[float]] = {
+        (mode, kind): [] for mode in modes for kind in ("ours", "new", "sdk")
+    }
     gc.collect()
     for _ in range(rounds):
-        ours.append(await _time_per_handle(warm, same_token, calls))
-        sdk.append(_time_per_call(sdk_parse, calls))
-        # a token never seen before on every request: the signature is checked every time
-        ours_new_tokens.append(await _time_per_handle(setup.pipeline(), new_tokens, calls))
-    return CpuFigure(
-        size,
-        len(payload),
-        statistics.median(ours),
-        statistics.median(ours_new_tokens),
-        statistics.median(sdk),
-    )
+        for mode in modes:
+            times[mode, "ours"].append(await _time_per_handle(warm, ours[mode], calls))
+            times[mode, "sdk"].append(_time_per_call(sdk[mode], calls))
+            # a token never seen before on every request: the signature is checked every time
+            times[mode, "new"].append(
+                await _time_per_handle(setup.pipeline(), ours_new_tokens[mode], calls)
+            )
+    return [
+        CpuFigure(
+            size,
+            len(payloads[mode]),
+            statistics.median(times[mode, "ours"]),
+            statistics.median(times[mode, "new"]),
+            statistics.median(times[mode, "sdk"]),
+            mode,
+        )
+        for mode in modes
+    ]
 
 
 async def measure(rounds: int = 15, calls: int = 200) -> list[CpuFigure]:
@@ -160,17 +193,26 @@ async def measure(rounds: int = 15, calls: int = 200) -> list[CpuFigure]:
         async with aiohttp.ClientSession() as session:
             setup = _Setup(session, stack.issuer, stack.registry_url)
             figures = [
-                await _measure_size(setup, size, body(make()), rounds, calls)
+                figure
                 for size, make in SIZES.items()
+                for figure in await _measure_size(
+                    setup,
+                    size,
+                    make(),
+                    MODES if size in BINARY_SIZES else MODES[:1],
+                    rounds,
+                    calls,
+                )
             ]
             await setup.rules.close()
-    return figures
+    return sorted(figures, key=lambda figure: MODES.index(figure.mode))
 
 
 if __name__ == "__main__":
     for figure in asyncio.run(measure()):
         print(
-            f"{figure.size:8} {figure.body_bytes:6} B  ours {figure.ours_us:7.1f} us  "
+            f"{figure.size:8} {figure.mode:10} {figure.body_bytes:6} B  "
+            f"ours {figure.ours_us:7.1f} us  "
             f"sdk {figure.sdk_us:7.1f} us  ratio {figure.ratio:.2f}  "
             f"(fresh token every request: {figure.ours_fresh_token_us:7.1f} us, "
             f"{figure.fresh_token_ratio:.2f})"

@@ -9,9 +9,13 @@ load generator against the same Azurite:
   builds it (``TextBase64EncodePolicy``; environment proxy/netrc lookups as
   ``shared.queue.environment_configures_http`` decides): the enqueue the function does, alone;
 - ``raw-sdk-defaults``: the same with the SDK's defaults (it looks up proxy variables and
-  ``~/.netrc`` in a thread on every request), for context.
+  ``~/.netrc`` in a thread on every request), for context;
+- ``ours-batch``: ``POST /events`` with a batch (``application/cloudevents-batch+json``) of
+  ``BATCH_EVENTS`` typical events, each with its own ``id``, and a valid token, every answer a
+  200 (every element published); its rate is counted in events.
 
-After every run the queue is counted and emptied: each 200 must be a message on the queue.
+After every run the queue is counted and emptied: each event published (every event of a 200,
+and of a batch's 207 the ones it accepted) must be a message on the queue.
 """
 
 from __future__ import annotations
@@ -22,12 +26,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.events import typical
-from bench.services import QUEUE, RAW_QUEUE, Stack, ours_case, queue_message
+from bench.services import QUEUE, RAW_QUEUE, Stack, batch_case, ours_case, queue_message
 from bench.serving import cpu_seconds
 from shared.queue import environment_configures_http
 
 LEVELS = (1, 8, 32, 64)
-TARGETS = ("ours", "raw", "raw-sdk-defaults")
+TARGETS = ("ours", "raw", "raw-sdk-defaults", "ours-batch")
+#: Events in one batch request of ``ours-batch`` (the endpoint's most).
+BATCH_EVENTS = 100
+#: The targets that POST to the dev host (the others enqueue from the load generator).
+DEVHOST_TARGETS = ("ours", "ours-batch")
+
+
+def rate(target: str, run: dict[str, Any]) -> float:
+    """A run's rate: events per second for a batch target, requests per second otherwise."""
+    return float(run["event_throughput"] if target == "ours-batch" else run["throughput"])
 
 
 @dataclass
@@ -35,29 +48,39 @@ class LevelResult:
     concurrency: int
     runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
+    def has(self, target: str) -> bool:
+        """Whether the level ran ``target`` (results saved before ``ours-batch`` have none)."""
+        return bool(self.runs.get(target))
+
     def median(self, target: str, key: str) -> float:
         return float(statistics.median(run[key] for run in self.runs[target]))
+
+    def rate(self, target: str) -> float:
+        """Median requests per second, or events per second for a batch target."""
+        return float(statistics.median(rate(target, run) for run in self.runs[target]))
 
     def total(self, target: str, key: str) -> int:
         return sum(int(run[key]) for run in self.runs[target])
 
     def paired_ratios(self, target: str = "ours", baseline: str = "raw") -> list[float]:
-        """Throughput of ``target`` over ``baseline`` in each round (the two ran back to back)."""
+        """The rate of ``target`` over ``baseline`` in each round (the two ran in the same round;
+        a batch target's rate in events per second)."""
         return [
-            ours["throughput"] / base["throughput"]
+            rate(target, ours) / rate(baseline, base)
             for ours, base in zip(self.runs[target], self.runs[baseline], strict=True)
         ]
 
     def ratio(self, target: str = "ours", baseline: str = "raw") -> float:
         return statistics.median(self.paired_ratios(target, baseline))
 
-    def cpu_us_per_request(self, target: str) -> float:
-        """CPU per request of the process doing the work: the dev host for ``ours`` (warm-up
-        included), the load generator itself for the raw enqueue (the SDK's cost, plus the
-        generator's own small share)."""
+    def cpu_us_per_event(self, target: str) -> float:
+        """CPU per event of the process doing the work: the dev host for ``ours`` and
+        ``ours-batch`` (warm-up included), the load generator itself for the raw enqueue (the
+        SDK's cost, plus the generator's own small share)."""
         per_run = [
-            run["devhost_cpu_seconds"] / (run["requests"] + run["warmup_requests"])
-            if target == "ours"
+            run["devhost_cpu_seconds"]
+            / ((run["requests"] + run["warmup_requests"]) * run.get("events_per_request", 1))
+            if target in DEVHOST_TARGETS
             else run["cpu_seconds"] / run["requests"]
             for run in self.runs[target]
         ]
@@ -74,6 +97,7 @@ class LevelResult:
 
 def _specs(stack: Stack, tokens: list[str]) -> dict[str, Callable[..., dict[str, Any]]]:
     ours = [ours_case("valid", typical(), tokens, 200)]
+    batch = [batch_case("valid-batch", typical(), tokens, BATCH_EVENTS)]
     message = queue_message(ours[0]["body"].encode())
     raw = [{"name": "raw", "body": message, "tokens": [], "expect": 200}]
     sink_options = {"use_env_settings": environment_configures_http()}
@@ -81,6 +105,7 @@ def _specs(stack: Stack, tokens: list[str]) -> dict[str, Callable[..., dict[str,
         "ours": lambda **o: stack.load_spec("ours", ours, **o),
         "raw": lambda **o: stack.load_spec("raw", raw, client_options=sink_options, **o),
         "raw-sdk-defaults": lambda **o: stack.load_spec("raw", raw, **o),
+        "ours-batch": lambda **o: stack.load_spec("ours", batch, **o),
     }
 
 
@@ -109,12 +134,14 @@ def measure(
                 before = cpu_seconds(stack.pid)
                 run = stack.run_load(spec)
                 run["devhost_cpu_seconds"] = cpu_seconds(stack.pid) - before
-                queue = QUEUE if target == "ours" else RAW_QUEUE
+                run["events_per_request"] = BATCH_EVENTS if target == "ours-batch" else 1
+                queue = QUEUE if target in DEVHOST_TARGETS else RAW_QUEUE
                 run["on_queue"] = stack.count_and_reset(queue)
                 level.runs[target].append(run)
+                events = f" ({run['event_throughput']:5.0f} ev/s)" if target == "ours-batch" else ""
                 progress(
                     f"http c={concurrency:<3} round {round_number + 1}/{rounds} {target:17} "
-                    f"{run['throughput']:7.0f} req/s  p99 {run['p99_ms']:6.1f} ms  "
+                    f"{run['throughput']:7.0f} req/s{events}  p99 {run['p99_ms']:6.1f} ms  "
                     f"errors {run['errors']}  queue {run['on_queue']}/{run['enqueued_expected']}"
                 )
         results.append(level)

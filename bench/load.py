@@ -4,7 +4,8 @@
 it, and prints one JSON result on stdout. Two targets:
 
 - ``ours``: ``POST /events`` on the dev host over aiohttp, one keep-alive connection per worker,
-  cycling through the spec's request ``cases`` (token pool, body template, expected status);
+  cycling through the spec's request ``cases`` (token pool, body template, Content-Type,
+  expected status, and how many events one request carries: 1, or a batch's size);
 - ``raw``: the baseline, ``send_message`` straight to the same queue service with
   ``azure.storage.queue.aio.QueueClient`` and ``TextBase64EncodePolicy``: what the function does
   for an accepted event, without the function.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import itertools
 import json
 import math
@@ -40,7 +42,9 @@ ID_PLACEHOLDER = "__EVENT_ID__"
 
 @dataclass(frozen=True)
 class Case:
-    """One kind of request: a body with ``ID_PLACEHOLDER``, tokens to rotate, the status due."""
+    """One kind of request: a body with ``ID_PLACEHOLDER`` once per event, tokens to rotate, the
+    status due, and how many events the request carries (each placeholder gets a distinct id; a
+    200 stands for that many messages on the queue, a batch's 207 for those it accepted)."""
 
     name: str
     body: str
@@ -48,6 +52,27 @@ class Case:
     expect: int
     weight: int = 1
     content_type: str = "application/cloudevents+json"
+    events: int = 1
+
+    def __post_init__(self) -> None:
+        if self.events > 1 and self.body.count(ID_PLACEHOLDER) != self.events:
+            raise ValueError(f"case {self.name}: {self.events} events need as many id placeholders")
+
+    @functools.cached_property
+    def _parts(self) -> list[str]:
+        return self.body.split(ID_PLACEHOLDER)
+
+    def render(self, number: int, run_id: str) -> str:
+        """The body of request ``number``: event ids ``{run_id}-{number}``, or in a batch
+        ``{run_id}-{number}-{k}`` for its k-th event."""
+        if self.events == 1:
+            return self.body.replace(ID_PLACEHOLDER, f"{run_id}-{number}")
+        parts = self._parts
+        pieces = [parts[0]]
+        for k, part in enumerate(parts[1:]):
+            pieces.append(f"{run_id}-{number}-{k}")
+            pieces.append(part)
+        return "".join(pieces)
 
 
 def percentile(samples: Sequence[float], fraction: float) -> float:
@@ -177,7 +202,9 @@ class _Recorder:
         }
 
 
-Send = Callable[[int, Case], Awaitable[int]]
+#: Sends request ``number`` of a case; its status, and how many of its events were published
+#: (every event of a 200; of a batch's 207, the ones its body counts as accepted).
+Send = Callable[[int, Case], Awaitable[tuple[int, int]]]
 
 
 def _cycle(cases: Sequence[Case]) -> list[Case]:
@@ -204,11 +231,11 @@ async def _drive(
     first_number: int,
     probe_url: str | None = None,
 ) -> tuple[int, float, int]:
-    """Run one phase; return (requests completed, seconds, answers that were 200)."""
+    """Run one phase; return (requests completed, seconds, events published)."""
     order = _cycle(cases)
     numbers = itertools.count()
     completed = 0
-    answered_200 = 0
+    published = 0
     started = time.perf_counter()
     deadline = started + duration if duration is not None else math.inf
     if recorder is not None:
@@ -216,7 +243,7 @@ async def _drive(
     last = started
 
     async def worker() -> None:
-        nonlocal completed, answered_200, last
+        nonlocal completed, published, last
         while True:
             n = next(numbers)
             if count is not None and n >= count:
@@ -231,15 +258,15 @@ async def _drive(
             case = order[n % len(order)]
             sent = time.perf_counter()
             try:
-                status = await send(first_number + n, case)
+                status, events = await send(first_number + n, case)
             except Exception as error:  # any failure to get an answer is an error, never a crash
-                status = -1  # no HTTP answer: always an error
+                status, events = -1, 0  # no HTTP answer: always an error
                 if recorder is not None:
                     recorder.exceptions[type(error).__name__] += 1
             done = time.perf_counter()
             last = max(last, done)
             completed += 1
-            answered_200 += status == 200
+            published += events
             if recorder is not None:
                 recorder.record(done, (done - sent) * 1000, status, case)
 
@@ -253,7 +280,7 @@ async def _drive(
         probing.cancel()
     if recorder is not None:
         recorder.finish(last)
-    return completed, last - started, answered_200
+    return completed, last - started, published
 
 
 async def _probe(url: str, recorder: _Recorder, interval: float = 0.5) -> None:
@@ -273,8 +300,14 @@ async def _probe(url: str, recorder: _Recorder, interval: float = 0.5) -> None:
             await asyncio.sleep(interval)
 
 
-def _body(case: Case, number: int, run_id: str) -> bytes:
-    return case.body.replace(ID_PLACEHOLDER, f"{run_id}-{number}").encode()
+def _accepted(status: int, answer: bytes) -> int:
+    """How many events of a batch were published: its answer's ``accepted`` (200 or 207)."""
+    if status not in (200, 207):
+        return 0
+    try:
+        return int(json.loads(answer)["accepted"])
+    except (ValueError, KeyError, TypeError):
+        return 0
 
 
 async def _run_ours(spec: dict[str, Any], cases: list[Case], run: Callable[..., Any]) -> Any:
@@ -284,14 +317,18 @@ async def _run_ours(spec: dict[str, Any], cases: list[Case], run: Callable[..., 
     timeout = aiohttp.ClientTimeout(total=spec.get("timeout_seconds", 30))
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
-        async def send(number: int, case: Case) -> int:
+        async def send(number: int, case: Case) -> tuple[int, int]:
             token = case.tokens[number % len(case.tokens)] if case.tokens else None
             headers = {"Content-Type": case.content_type}
             if token is not None:
                 headers["Authorization"] = f"Bearer {token}"
-            async with session.post(url, data=_body(case, number, run_id), headers=headers) as r:
-                await r.read()
-                return r.status
+            async with session.post(
+                url, data=case.render(number, run_id).encode(), headers=headers
+            ) as r:
+                answer = await r.read()
+                if case.events == 1:
+                    return r.status, int(r.status == 200)
+                return r.status, _accepted(r.status, answer)
 
         return await run(send)
 
@@ -309,9 +346,9 @@ async def _run_raw(spec: dict[str, Any], cases: list[Case], run: Callable[..., A
     )
     async with client:
 
-        async def send(number: int, case: Case) -> int:
-            await client.send_message(case.body.replace(ID_PLACEHOLDER, f"{run_id}-{number}"))
-            return 200
+        async def send(number: int, case: Case) -> tuple[int, int]:
+            await client.send_message(case.render(number, run_id))
+            return 200, 1
 
         return await run(send)
 
@@ -324,10 +361,10 @@ async def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
     async def run(send: Send) -> dict[str, Any]:
         warm_count = spec.get("warmup_requests")
         warm_duration = spec.get("warmup_seconds")
-        warm_200 = 0
+        warm_published = 0
         warm_done = 0
         if warm_count or warm_duration:
-            warm_done, _, warm_200 = await _drive(
+            warm_done, _, warm_published = await _drive(
                 send,
                 cases,
                 concurrency=concurrency,
@@ -338,7 +375,7 @@ async def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
                 first_number=10**9,
             )
         cpu_before = time.process_time()
-        completed, seconds, measured_200 = await _drive(
+        completed, seconds, published = await _drive(
             send,
             cases,
             concurrency=concurrency,
@@ -358,6 +395,9 @@ async def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
             "requests": completed,
             "seconds": seconds,
             "throughput": completed / seconds if seconds > 0 else math.nan,
+            # events published (a batch's 200 all of its events, a 207 those it accepted)
+            "events": published,
+            "event_throughput": published / seconds if seconds > 0 else math.nan,
             "p50_ms": percentile(recorder.latencies, 0.50),
             "p95_ms": percentile(recorder.latencies, 0.95),
             "p99_ms": percentile(recorder.latencies, 0.99),
@@ -369,8 +409,8 @@ async def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
             "exceptions": dict(recorder.exceptions),
             "probe_max_ms": recorder.probe_max_ms,
             "warmup_requests": warm_done,
-            # every 200 (warm-up included) must be a message on the queue
-            "enqueued_expected": warm_200 + measured_200,
+            # every event published (warm-up included) must be a message on the queue
+            "enqueued_expected": warm_published + published,
             "windows": recorder.windows,
         }
 

@@ -40,7 +40,11 @@ def pairs(title: str, rows: Mapping[str, object]) -> list[str]:
     return table(f"{title} | ", (f"{label} | {value}" for label, value in rows.items()), "ll")
 
 
-def _judged(target: targets.Target, ratio: float) -> str:
+def _judged(target: targets.Target, ratio: float, failed: int = 0) -> str:
+    """The ratio, the target and whether it was met; never met with ``failed`` answers that
+    were not the status due."""
+    if failed:
+        return f"{ratio:.2f}x | {target} | **NOT met**: {failed:,} answers not 200"
     return f"{ratio:.2f}x | {target} | {'met' if target.met(ratio) else '**NOT met**'}"
 
 
@@ -123,6 +127,9 @@ def run_table(
             "HTTP: rounds x seconds per level, after 1 s of warm-up": (
                 f"{meta['http_rounds']} x {meta['http_seconds']:g} s"
             ),
+            "HTTP: events per batch request": (
+                _batch_events(levels[0]) if levels[0].has("ours-batch") else "-"
+            ),
             "HTTP: the dev host's `LOG_LEVEL`": meta["log_level"],
             "serving: rounds x requests per configuration, after 300 of warm-up": (
                 f"{len(next(iter(serving.cpu_us.values())))} x {serving.requests:,}"
@@ -142,21 +149,48 @@ def summary_table(
     coldstart: ColdStartResult,
     memory: MemoryResult,
 ) -> list[str]:
-    typical = next(figure for figure in cpu if figure.size == "typical")
+    typical = _cpu_figure(cpu, "typical", "structured")
+    binary = _cpu_figure(cpu, "typical", "binary")
+    assert typical is not None
     c = targets.HTTP_LEVEL
     level = next(level for level in levels if level.concurrency == c)
     ours, raw = level.median("ours", "throughput"), level.median("raw", "throughput")
     ours_p99, raw_p99 = level.median("ours", "p99_ms"), level.median("raw", "p99_ms")
     rows = [
-        f"CPU per typical event | {typical.ours_us:.1f} µs | {typical.sdk_us:.1f} µs "
+        f"CPU per typical event, structured | {typical.ours_us:.1f} µs | {typical.sdk_us:.1f} µs "
         f"(CloudEvents SDK parse) | {_judged(targets.CPU, typical.ratio)}",
+    ]
+    if binary is not None:
+        rows.append(
+            f"CPU per typical event, binary mode | {binary.ours_us:.1f} µs | "
+            f"{binary.sdk_us:.1f} µs (CloudEvents SDK parse) | "
+            + _judged(targets.CPU_BINARY, binary.ratio)
+        )
+    rows += [
         f"HTTP throughput, concurrency {c} | {ours:.0f} req/s | {raw:.0f} req/s (raw enqueue) | "
         + _judged(targets.HTTP, level.ratio()),
+        f"the same, no regression from {targets.HTTP_BEFORE:.2f}x | {ours:.0f} req/s | "
+        f"{raw:.0f} req/s (raw enqueue) | " + _judged(targets.HTTP_NO_REGRESSION, level.ratio()),
         f"the same, against the SDK-defaults client | {ours:.0f} req/s | "
         f"{level.median('raw-sdk-defaults', 'throughput'):.0f} req/s | "
         f"{level.ratio('ours', 'raw-sdk-defaults'):.2f}x | context | ",
         f"HTTP p99, concurrency {c} | {ours_p99:.1f} ms | {raw_p99:.1f} ms | "
         f"{ours_p99 / raw_p99:.2f}x | reported | ",
+    ]
+    if level.has("ours-batch"):
+        batch = level.rate("ours-batch")
+        rows += [
+            f"Batches of {_batch_events(level)}, concurrency {c} | {batch:.0f} events/s | "
+            f"{ours:.0f} req/s (single-event publishes) | "
+            + _judged(
+                targets.BATCH,
+                level.ratio("ours-batch", "ours"),
+                level.total("ours-batch", "errors"),
+            ),
+            f"the same, against the raw enqueue | {batch:.0f} events/s | {raw:.0f} req/s | "
+            f"{level.ratio('ours-batch', 'raw'):.2f}x | context | ",
+        ]
+    rows += [
         f"Cold start (import) | {coldstart.ours * 1000:.0f} ms | {coldstart.deps * 1000:.0f} ms "
         f"(third-party imports) | {_judged(targets.COLDSTART, coldstart.ratio)}",
         f"Memory after {memory.requests:,} requests | {_mib(memory.rss_after_kib)} | "
@@ -166,14 +200,22 @@ def summary_table(
     return table("figure | ours | baseline | ratio | target | ", rows, "lrrrrl")
 
 
+def _cpu_figure(figures: list[CpuFigure], size: str, mode: str) -> CpuFigure | None:
+    return next((f for f in figures if f.size == size and f.mode == mode), None)
+
+
+def _batch_events(level: LevelResult) -> int:
+    return int(level.runs["ours-batch"][0]["events_per_request"])
+
+
 def cpu_table(figures: list[CpuFigure]) -> list[str]:
     rows = (
-        f"{f.size} | {f.body_bytes:,} B | {f.ours_us:.1f} | {f.sdk_us:.1f} | **{f.ratio:.2f}x** | "
-        f"{f.ours_fresh_token_us:.1f} ({f.fresh_token_ratio:.2f}x)"
+        f"{f.size} | {f.mode} | {f.body_bytes:,} B | {f.ours_us:.1f} | {f.sdk_us:.1f} | "
+        f"**{f.ratio:.2f}x** | {f.ours_fresh_token_us:.1f} ({f.fresh_token_ratio:.2f}x)"
         for f in figures
     )
-    header = "event | body | ours (µs) | SDK parse (µs) | ratio | "
-    return table(header + "ours, new token every request (µs, ratio)", rows, "lrrrrr")
+    header = "event | mode | body | ours (µs) | SDK parse (µs) | ratio | "
+    return table(header + "ours, new token every request (µs, ratio)", rows, "llrrrrr")
 
 
 def http_table(levels: list[LevelResult]) -> list[str]:
@@ -185,25 +227,43 @@ def http_table(levels: list[LevelResult]) -> list[str]:
             )
             for target in ("ours", "raw")
         }
-        cpu = [f"{level.cpu_us_per_request(target):.0f}" for target in ("ours", "raw")]
-        on_queue = sum(run["on_queue"] for runs in level.runs.values() for run in runs)
-        complete = "all" if level.queue_mismatches() == 0 else "**MISMATCH**"
+        cpu = [
+            f"{level.cpu_us_per_event(target):.0f}" if level.has(target) else "-"
+            for target in ("ours", "ours-batch", "raw")
+        ]
+        if level.has("ours-batch"):
+            per_round = level.paired_ratios("ours-batch", "ours")
+            batch = (
+                f"{level.rate('ours-batch'):.0f} | **{level.ratio('ours-batch', 'ours'):.2f}x** "
+                f"({min(per_round):.2f}-{max(per_round):.2f}) | "
+                f"{level.ratio('ours-batch', 'raw'):.2f}x"
+            )
+            batch_latency = " / ".join(
+                f"{level.median('ours-batch', f'{p}_ms'):.0f}" for p in ("p50", "p99")
+            )
+        else:
+            batch, batch_latency = "- | - | -", "-"
+        runs = [run for runs in level.runs.values() for run in runs]
+        on_queue = sum(run["on_queue"] for run in runs)
+        extra = on_queue - sum(run["enqueued_expected"] for run in runs)
+        complete = "all" if level.queue_mismatches() == 0 else f"**MISMATCH** ({extra:+,})"
         return (
             f"{level.concurrency} | {level.median('ours', 'throughput'):.0f} | "
             f"{level.median('raw', 'throughput'):.0f} | **{level.ratio():.2f}x** "
             f"({min(paired):.2f}-{max(paired):.2f}) | "
-            f"{level.median('raw-sdk-defaults', 'throughput'):.0f} | {latencies['ours']} | "
-            f"{latencies['raw']} | {' / '.join(cpu)} | "
+            f"{level.median('raw-sdk-defaults', 'throughput'):.0f} | {batch} | "
+            f"{latencies['ours']} | {latencies['raw']} | {batch_latency} | {' / '.join(cpu)} | "
             f"{sum(level.total(target, 'errors') for target in level.runs)} | "
             f"{on_queue:,} {complete}"
         )
 
     header = (
         "concurrency | ours (req/s) | raw (req/s) | **ratio** (rounds) | raw, SDK defaults (req/s) "
-        "| ours p50 / p95 / p99 (ms) | raw p50 / p95 / p99 (ms) | CPU per request, ours / raw (µs) "
-        "| errors | on queue"
+        "| batches (events/s) | **batches / ours** (rounds) | batches / raw "
+        "| ours p50 / p95 / p99 (ms) | raw p50 / p95 / p99 (ms) | batches p50 / p99 (ms) "
+        "| CPU per event, ours / batches / raw (µs) | errors | on queue"
     )
-    return table(header, map(cells, levels), "r" * 10)
+    return table(header, map(cells, levels), "r" * 14)
 
 
 def serving_table(result: ServingResult) -> list[str]:
@@ -318,11 +378,18 @@ def plot_http(levels: list[LevelResult], path: Path = HTTP_PLOT) -> None:
     concurrency = [level.concurrency for level in levels]
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for axis, key, title, unit in (
-        (axes[0], "throughput", "Throughput", "requests per second"),
+        (axes[0], "throughput", "Throughput", "requests (batches: events) per second"),
         (axes[1], "p99_ms", "p99 latency", "milliseconds"),
     ):
         for target, (label, style) in lines.items():
             axis.plot(concurrency, [lv.median(target, key) for lv in levels], style, label=label)
+        if key == "throughput" and all(level.has("ours-batch") for level in levels):
+            axis.plot(
+                concurrency,
+                [level.rate("ours-batch") for level in levels],
+                "D-.",
+                label=f"POST /events, batches of {_batch_events(levels[0])} (events per second)",
+            )
         axis.set_xscale("log", base=2)
         axis.set_xticks(concurrency, [str(c) for c in concurrency])
         axis.set_xlabel("concurrent requests")

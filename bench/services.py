@@ -193,3 +193,19 @@ def ours_case(
     """A request case for the load generator; it fills in the event's ``id`` per request."""
     body = json.dumps({**event, "id": ID_PLACEHOLDER}, ensure_ascii=False)
     return {"name": name, "body": body, "tokens": tokens, "expect": expect, "weight": weight}
+
+
+def batch_case(
+    name: str, event: dict[str, Any], tokens: list[str], events: int, expect: int = 200
+) -> dict[str, Any]:
+    """A batch of ``events`` copies of ``event`` (``application/cloudevents-batch+json``); the
+    load generator gives each element a distinct ``id`` per request."""
+    element = json.dumps({**event, "id": ID_PLACEHOLDER}, ensure_ascii=False)
+    return {
+        "name": name,
+        "body": "[" + ",".join([element] * events) + "]",
+        "tokens": tokens,
+        "expect": expect,
+        "content_type": "application/cloudevents-batch+json",
+        "events": events,
+    }
