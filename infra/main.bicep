@@ -78,6 +78,24 @@ param maximumInstanceCount int = 40
 @description('Concurrent HTTP requests per instance. The handler is async and I/O-bound; the Python default on Flex is 1.')
 param perInstanceConcurrency int = 16
 
+// ---- Monitoring: alert rules and who hears of them (app/alerts.bicep; docs/operations.md) -------
+
+@description('ALERT_EMAIL: e-mail address the alerts are sent to, through an action group. Empty: no action group; the alerts still fire and show in the portal (Monitor > Alerts).')
+param alertEmail string = ''
+
+@minValue(1)
+@maxValue(100)
+@description('ALERT_5XX_PERCENT: "publish 5xx" fires when at least this share (percent) of the answers to publishers were 5xx in two of three 5-minute bins.')
+param alertFiveXxPercent int = 5
+
+@minValue(1)
+@description('ALERT_REGISTRY_FAILURES: "registry failures" fires at this many Resource Registry lookups without an answer (outcome error or stale) in 15 minutes.')
+param alertRegistryFailures int = 10
+
+@minValue(1)
+@description('ALERT_QUEUE_BACKLOG: "queue backlog" fires when the storage account\'s queues hold more messages than this (hourly metric, all queues of the account).')
+param alertQueueBacklog int = 1000
+
 // ---- Application configuration: one parameter per EVENTS_* variable read by shared/settings.py ----
 // The defaults equal the code's defaults (tests/infra/test_templates.py checks that), and each one
 // is fed from the azd environment variable of the same name in main.parameters.json.
@@ -353,6 +371,50 @@ module api './app/api.bicep' = {
   ]
 }
 
+// Monitoring beyond the telemetry itself (docs/operations.md): a standard availability test that
+// POSTs to the deployed endpoint without a token, the alert rules (with an action group when
+// alertEmail is set) and the operations workbook.
+module availability './app/availability.bicep' = {
+  name: 'availability'
+  scope: rg
+  params: {
+    name: '${appName}-post-without-token'
+    location: location
+    tags: tags
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    endpointUrl: '${api.outputs.uri}/events'
+  }
+}
+
+module alerts './app/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    namePrefix: appName
+    location: location
+    tags: tags
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    storageAccountName: storage.outputs.name
+    webTestName: availability.outputs.name
+    alertEmail: alertEmail
+    actionGroupName: '${abbrs.insightsActionGroups}${resourceToken}'
+    fiveXxPercent: alertFiveXxPercent
+    registryFailures: alertRegistryFailures
+    queueBacklog: alertQueueBacklog
+  }
+}
+
+module workbook './app/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    storageAccountName: storage.outputs.name
+  }
+}
+
 // Read by azd (written into .azure/<env>/.env) and by docs/deploy.md's smoke test.
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
@@ -365,3 +427,4 @@ output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_QUEUE_ACCOUNT_URL string = queueAccountUrl
 output AZURE_QUEUE_NAME string = storage.outputs.queueName
 output AZURE_FUNCTION_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output AZURE_APPLICATION_INSIGHTS_NAME string = monitoring.outputs.applicationInsightsName

@@ -70,12 +70,26 @@ var hostBodyLimitMarginBytes = 4096
 // URI for it. The code's own queue and table endpoints are EVENTS_* settings (main.bicep), with
 // their roles in rbac.bicep. AZURE_CLIENT_ID makes azure-identity's DefaultAzureCredential in the
 // code pick the user-assigned identity for the events queue and the records tables.
+//
+// Telemetry (docs/deploy.md, "Telemetry"): host.json's telemetryMode OpenTelemetry makes the host
+// export its own requests and logs to APPLICATIONINSIGHTS_CONNECTION_STRING. The Python worker does
+// not export anything by itself: PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true makes it call
+// azure-monitor-opentelemetry's configure_azure_monitor() at start-up, parent the code's spans on
+// the host's invocation span, and tell the host not to forward its logs too (no duplicates).
+// PYTHON_ENABLE_OPENTELEMETRY is deliberately absent: it is the OTLP-exporter variant, and on its
+// own it leaves the worker's propagator unset. Both processes authenticate with the user-assigned
+// identity (APPLICATIONINSIGHTS_AUTHENTICATION_STRING, read by the host and by the Python exporter;
+// the role is Monitoring Metrics Publisher, rbac.bicep): the component accepts nothing else.
+// OTEL_SERVICE_NAME is not set: the worker selects the azure_functions resource detector, which
+// names the service after the site (WEBSITE_SITE_NAME), so the code's spans, logs and metrics carry
+// the function app's name as their cloud role name without it.
 var platformAppSettings = {
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identityClientId
   AzureWebJobsStorage__blobServiceUri: 'https://${storageAccountName}.blob.${storageSuffix}'
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: 'true'
   AZURE_CLIENT_ID: identityClientId
   FUNCTIONS_REQUEST_BODY_SIZE_LIMIT: string(maxBodyBytes + hostBodyLimitMarginBytes)
 }
