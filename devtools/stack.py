@@ -6,8 +6,8 @@ started is stopped in reverse order, also when a later start fails. It owns the 
 environment of local runs: ``environment()`` is what points the function at these services, and
 ``serve()`` starts the function through the dev host (as ``make serve`` does) with exactly that.
 
-- Azurite's queue and table services (the npm package pinned in package.json), in memory or
-  in a folder;
+- Azurite's queue and table services (the npm package pinned in package.json), and its blob
+  service for the Functions host (``make services``), in memory or in a folder;
 - the dev token issuer (devtools/issuer.py), an aiohttp server on a background thread;
 - the dev Resource Registry (devtools/registry.py), the same;
 - optionally the function, ``python -m devtools.devhost`` in its own process.
@@ -34,6 +34,8 @@ DEFAULT_QUEUE_NAME = "events-registration"
 DEFAULT_RECORDS_TABLE = "eventids"
 #: What the function uses of Azurite: the queue, and the table of published events' identities.
 AZURITE_SERVICES = ("queue", "table")
+#: What the Functions host (func start) uses too: AzureWebJobsStorage needs the blob service.
+HOST_AZURITE_SERVICES = ("blob", "queue", "table")
 
 
 class LocalStack:
@@ -52,6 +54,7 @@ class LocalStack:
         registry_port: int = 0,
         azurite_ports: dict[str, int] | None = None,
         issuer_path: str = "",
+        azurite_services: tuple[str, ...] = AZURITE_SERVICES,
     ) -> None:
         self.registry = registry if registry is not None else DevRegistry()
         self._state = state
@@ -59,7 +62,7 @@ class LocalStack:
         self._registry_port = registry_port
         self._issuer_path = issuer_path
         self.azurite = Azurite(
-            services=AZURITE_SERVICES,
+            services=azurite_services,
             ports=azurite_ports,
             location=state / "azurite" if state is not None else None,
         )

@@ -98,6 +98,27 @@ def test_make_run_serves_the_printed_request_and_stops_everything(tmp_path: Path
         assert stored[1]["data"] == json.loads(binary.body)
         assert sorted_events(stored[2:]) == sorted_events(json.loads(batch.body))
         assert (tmp_path / "dev-issuer" / "signing-key.pem").exists()
+
+        # azd's postdeploy hook, the smoke test, passes against it, publish included: run as
+        # azd runs it, with the URL in PUBLISH_ENDPOINT_URL (docs/deploy.md)
+        token = structured.headers["Authorization"].removeprefix("Bearer ")
+        smoke = subprocess.run(  # noqa: S603
+            ["sh", str(ROOT / "deploy" / "postdeploy.sh")],  # noqa: S607
+            env={
+                **{k: v for k, v in os.environ.items() if not k.startswith("SMOKE_TEST_")},
+                "PUBLISH_ENDPOINT_URL": structured.url,
+                "SMOKE_TEST_TOKEN": token,
+                "SMOKE_TEST_RESOURCE": "urn:altinn:resource:demo-events",
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+        assert "smoke test passed" in smoke.stdout
+        [smoke_event] = QueueReader(azurite.connection_string, "events-registration").drain()
+        assert smoke_event["type"] == "no.altinn.events.smoke-test"
     finally:
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=60)

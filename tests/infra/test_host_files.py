@@ -7,11 +7,11 @@ a deployment package without tests, tools or virtual environments).
 
 from __future__ import annotations
 
-import fnmatch
 import json
-from pathlib import Path
+import subprocess
 from typing import Any
 
+import pathspec
 import pytest
 
 from shared.settings import Settings
@@ -22,15 +22,63 @@ def load(name: str) -> Any:
     return json.loads((REPO / name).read_text(encoding="utf-8"))
 
 
-def funcignore_patterns() -> list[str]:
+def funcignore() -> pathspec.PathSpec:
+    """.funcignore with gitignore semantics (what azd and Core Tools apply)."""
     lines = (REPO / ".funcignore").read_text(encoding="utf-8").splitlines()
-    return [line.strip().rstrip("/") for line in lines if line.strip() and not line.startswith("#")]
+    return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
 def is_funcignored(path: str) -> bool:
-    """gitignore-style match of a top-level path (what .funcignore needs here)."""
-    first = Path(path).parts[0]
-    return any(fnmatch.fnmatch(first, pattern) for pattern in funcignore_patterns())
+    return funcignore().match_file(path)
+
+
+# Local environments a developer or a tool may leave in the checkout: the repo's own, azd's
+# (`azd restore` and Python hooks make <folder>_env), the usual hand-made names, Core Tools'
+# local build, and what `pip install .` leaves behind.
+ENVIRONMENTS = [
+    ".venv/bin/python",
+    ".venv/pyvenv.cfg",
+    ".venv-checkov/bin/checkov",
+    ".venv311/lib/python3.11/site-packages/x.py",
+    "venv/pyvenv.cfg",
+    "env/lib/python3.11/site-packages/x.py",
+    "main_env/pyvenv.cfg",
+    "events-publish_env/lib/python3.11/site-packages/jwt/__init__.py",
+    ".tox/py311/pyvenv.cfg",
+    ".nox/tests/pyvenv.cfg",
+    ".python_packages/lib/site-packages/aiohttp/__init__.py",
+    "build/lib/shared/settings.py",
+    "dist/events_publish-2.0.0-py3-none-any.whl",
+    "events_publish.egg-info/PKG-INFO",
+    "shared/__pycache__/settings.cpython-311.pyc",
+    ".local/azurite/__queuestorage__/x",
+    "node_modules/azurite/package.json",
+    ".azure/dev/.env",
+    "local.settings.json",
+]
+
+
+def tracked_files() -> list[str]:
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],  # noqa: S607
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
+    return [name for name in listed if (REPO / name).is_file()]
+
+
+def test_the_package_is_exactly_the_app() -> None:
+    """The files azd would zip from a checkout holding every kind of local environment."""
+    spec = funcignore()
+    candidates = [*tracked_files(), *ENVIRONMENTS]
+    packaged = sorted(name for name in candidates if not spec.match_file(name))
+    app = ["function_app.py", "host.json", "requirements.txt"]
+    code = sorted(name for name in tracked_files() if name.startswith("shared/"))
+    assert code, "shared/ holds the product's code"
+    assert all(name.endswith(".py") for name in code)
+    assert packaged == sorted([*app, *code])
 
 
 def test_host_json() -> None:

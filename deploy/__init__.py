@@ -1,0 +1,1 @@
+"""Deployment helpers that run outside the app: the post-deploy smoke test (azd hook)."""
