@@ -58,6 +58,9 @@ param logAnalyticsName string = ''
 param applicationInsightsName string = ''
 param vNetName string = ''
 
+@description('AZURE_KEY_VAULT_NAME: name of the Key Vault for the registry secrets; empty derives kv-<resource token>. The vault is purge-protected: after `azd down` its name stays taken for 90 days, so re-creating the same environment within that time needs another name here, or the old vault recovered (docs/deploy.md, "Secrets").')
+param keyVaultName string = ''
+
 // ---- Scale (functionAppConfig.scaleAndConcurrency); the reasons are in app/api.bicep --------------
 
 @allowed([
@@ -150,7 +153,7 @@ param eventsRegistryNegativeCacheSize int = 10000
 param eventsRegistryLookupsPerMinute int = 120
 
 @secure()
-@description('EVENTS_REGISTRY_SUBSCRIPTION_KEY: sent as Ocp-Apim-Subscription-Key when the registry sits behind an API gateway; empty for none. A secret: @secure(), never an output.')
+@description('EVENTS_REGISTRY_SUBSCRIPTION_KEY: sent as Ocp-Apim-Subscription-Key when the registry sits behind an API gateway; empty for none. A secret: @secure(), never an output; stored in Key Vault, the app setting is a Key Vault reference.')
 param eventsRegistrySubscriptionKey string = ''
 
 @description('EVENTS_REGISTRY_TOKEN_SCOPE: when set, registry calls carry a bearer token for this scope (api://.../.default); empty for anonymous calls (Altinn).')
@@ -160,7 +163,7 @@ param eventsRegistryTokenScope string = ''
 param eventsRegistryClientId string = ''
 
 @secure()
-@description('EVENTS_REGISTRY_CLIENT_SECRET: client secret for client credentials instead of the managed identity; empty for none. A secret: @secure(), never an output.')
+@description('EVENTS_REGISTRY_CLIENT_SECRET: client secret for client credentials instead of the managed identity; empty for none. A secret: @secure(), never an output; stored in Key Vault, the app setting is a Key Vault reference.')
 param eventsRegistryClientSecret string = ''
 
 @description('EVENTS_REGISTRY_AUTHORITY: https://login.microsoftonline.com/<tenant> (or another OpenID Connect authority), only with a client secret.')
@@ -201,9 +204,13 @@ param eventsIdempotencyTable string = 'eventids'
 // Secrets (EVENTS_REGISTRY_SUBSCRIPTION_KEY, EVENTS_REGISTRY_CLIENT_SECRET) are `@secure()`
 // parameters, so they stay out of the deployment history and are never outputs; any new secret
 // setting follows the same rule (a test checks that every SecretStr setting comes from a @secure()
-// parameter). A Key Vault reference ('@Microsoft.KeyVault(SecretUri=...)') as the value would also
-// keep them out of the app settings; that needs a vault, Key Vault Secrets User for the identity
-// and keyVaultReferenceIdentity on the site, not created here yet.
+// parameter). Their values go to one place only: the keyVault module below (@secure() parameters
+// there too), which writes each non-empty one as a vault secret. The app settings hold a Key Vault
+// reference instead, '@Microsoft.KeyVault(SecretUri=https://<vault>.vault.azure.net/secrets/<name>)',
+// without a version, so that a new version is picked up (within 24 hours; docs/deploy.md,
+// "Secrets"). The platform resolves it with the app's identity (keyVaultReferenceIdentity in
+// app/api.bicep, Key Vault Secrets User on the vault in app/rbac.bicep). An empty secret gets no
+// vault secret and an empty app setting, as before; with both empty no vault is created at all.
 
 var abbrs = loadJsonContent('./abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -215,6 +222,20 @@ var appName = !empty(functionAppName) ? functionAppName : '${abbrs.webSitesFunct
 var storageName = !empty(storageAccountName) ? storageAccountName : '${abbrs.storageStorageAccounts}${resourceToken}'
 var deploymentStorageContainerName = 'app-package-${take(appName, 32)}-${take(toLower(uniqueString(appName, resourceToken)), 7)}'
 var virtualNetworkName = !empty(vNetName) ? vNetName : '${abbrs.networkVirtualNetworks}${resourceToken}'
+var vaultName = empty(keyVaultName) ? '${abbrs.keyVaultVaults}${resourceToken}' : keyVaultName
+
+// The registry secrets' vault exists only when there is something to keep in it. Altinn's
+// registry needs neither secret, so the default deployment has no vault: a purge-protected vault
+// would otherwise outlive every `azd down` of a test environment for 90 days.
+var keyVaultEnabled = !(empty(eventsRegistrySubscriptionKey) && empty(eventsRegistryClientSecret))
+var keyVaultSecretNames = {
+  subscriptionKey: 'events-registry-subscription-key'
+  clientSecret: 'events-registry-client-secret'
+}
+// https://<vault>.vault.azure.net/secrets (the DNS suffix of this cloud); no secret version.
+var keyVaultSecretsUrl = 'https://${vaultName}${environment().suffixes.keyvaultDns}/secrets'
+var registrySubscriptionKeyReference = empty(eventsRegistrySubscriptionKey) ? '' : '@Microsoft.KeyVault(SecretUri=${keyVaultSecretsUrl}/${keyVaultSecretNames.subscriptionKey})'
+var registryClientSecretReference = empty(eventsRegistryClientSecret) ? '' : '@Microsoft.KeyVault(SecretUri=${keyVaultSecretsUrl}/${keyVaultSecretNames.clientSecret})'
 
 // The queue endpoint the code sends to with the managed identity (shared/queue.py). Built from the
 // cloud's storage suffix, so it is right in every Azure cloud.
@@ -242,10 +263,10 @@ var eventsAppSettings = {
   EVENTS_REGISTRY_CACHE_SIZE: string(eventsRegistryCacheSize)
   EVENTS_REGISTRY_NEGATIVE_CACHE_SIZE: string(eventsRegistryNegativeCacheSize)
   EVENTS_REGISTRY_LOOKUPS_PER_MINUTE: string(eventsRegistryLookupsPerMinute)
-  EVENTS_REGISTRY_SUBSCRIPTION_KEY: eventsRegistrySubscriptionKey
+  EVENTS_REGISTRY_SUBSCRIPTION_KEY: registrySubscriptionKeyReference
   EVENTS_REGISTRY_TOKEN_SCOPE: eventsRegistryTokenScope
   EVENTS_REGISTRY_CLIENT_ID: eventsRegistryClientId
-  EVENTS_REGISTRY_CLIENT_SECRET: eventsRegistryClientSecret
+  EVENTS_REGISTRY_CLIENT_SECRET: registryClientSecretReference
   EVENTS_REGISTRY_AUTHORITY: eventsRegistryAuthority
   EVENTS_QUEUE_ACCOUNT_URL: queueAccountUrl
   EVENTS_QUEUE_NAME: eventsQueueName
@@ -326,6 +347,26 @@ module storagePrivateEndpoints './app/storage-private-endpoints.bicep' = if (vne
   }
 }
 
+// Only with a registry secret (keyVaultEnabled): the vault, private with vnetEnabled, and the
+// non-empty secrets in it. The app's role on it is in rbac.bicep.
+module keyVault './app/keyvault.bicep' = if (keyVaultEnabled) {
+  name: 'keyVault'
+  scope: rg
+  params: {
+    name: vaultName
+    location: location
+    tags: tags
+    vnetEnabled: vnetEnabled
+    virtualNetworkName: virtualNetworkName
+    subnetName: vnetEnabled ? vnet.outputs.privateEndpointSubnetName : ''
+    privateEndpointName: '${abbrs.networkPrivateEndpoints}${resourceToken}-vault'
+    subscriptionKeySecretName: keyVaultSecretNames.subscriptionKey
+    clientSecretSecretName: keyVaultSecretNames.clientSecret
+    subscriptionKey: eventsRegistrySubscriptionKey
+    clientSecret: eventsRegistryClientSecret
+  }
+}
+
 module rbac './app/rbac.bicep' = {
   name: 'rbac'
   scope: rg
@@ -337,7 +378,13 @@ module rbac './app/rbac.bicep' = {
     userPrincipalId: principalId
     userPrincipalType: principalType
     grantUserQueueReader: grantPrincipalQueueReader
+    keyVaultName: vaultName
+    grantKeyVaultSecretsUser: keyVaultEnabled
   }
+  // The vault must exist before a role can be assigned on it.
+  dependsOn: [
+    keyVault
+  ]
 }
 
 module api './app/api.bicep' = {
@@ -364,10 +411,11 @@ module api './app/api.bicep' = {
     virtualNetworkSubnetId: vnetEnabled ? vnet.outputs.appSubnetId : ''
   }
   // The app must not start before its identity may read its package, write its queue and keep
-  // its records tables.
+  // its records tables, nor before the secrets its Key Vault references name exist.
   dependsOn: [
     rbac
     storagePrivateEndpoints
+    keyVault
   ]
 }
 

@@ -133,6 +133,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // The identity the platform resolves Key Vault references in the app settings with (the
+    // registry secrets; main.bicep, rbac.bicep). A site property, not a siteConfig one; without
+    // it the platform would try a system-assigned identity, which this app does not have.
+    keyVaultReferenceIdentity: identityId
     publicNetworkAccess: 'Enabled'
     virtualNetworkSubnetId: !empty(virtualNetworkSubnetId) ? virtualNetworkSubnetId : null
     siteConfig: {

@@ -14,6 +14,10 @@
 //   An entity holds SHA-256 digests of an event identity and its content, a state and a time;
 //   never event data.
 // - Monitoring Metrics Publisher on Application Insights: telemetry with Entra authentication.
+// - Key Vault Secrets User on the registry secrets' vault only, and only when that vault exists
+//   (a registry secret is set; main.bicep): the platform reads the secrets with the app's identity
+//   to resolve the Key Vault references in the app settings. Read-only, secrets only (no keys or
+//   certificates), and on this vault, not the resource group.
 // Not granted, because this app does not need it: Storage Queue Data Contributor (the host uses
 // queues only for queue/blob triggers and Durable Functions; this app has HTTP and timer triggers
 // and sends through the SDK with the Message Sender role).
@@ -37,6 +41,12 @@ param userPrincipalType string = 'User'
 @description('Grant userPrincipalId "Storage Queue Data Reader" on the events queue (to peek at messages).')
 param grantUserQueueReader bool = false
 
+@description('Name of the registry secrets\' Key Vault (keyvault.bicep).')
+param keyVaultName string
+
+@description('Grant the app\'s identity "Key Vault Secrets User" on that vault; true exactly when main.bicep creates it.')
+param grantKeyVaultSecretsUser bool = false
+
 // Built-in role definition ids (the same in every tenant).
 var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
@@ -44,6 +54,7 @@ var roles = {
   storageQueueDataReader: '19e7f393-937e-4f77-808e-94535e297925'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
 }
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -62,6 +73,10 @@ resource eventsQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@202
 
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
+}
+
+resource keyVault 'Microsoft.KeyVault/vaults@2024-11-01' existing = {
+  name: keyVaultName
 }
 
 resource appBlobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
@@ -101,6 +116,18 @@ resource appMetricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01
   scope: applicationInsights
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Only when the vault exists (a registry secret is set): reading its secrets, for the platform's
+// resolution of the app's Key Vault references (keyVaultReferenceIdentity, api.bicep).
+resource appKeyVaultSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantKeyVaultSecretsUser) {
+  name: guid(keyVault.id, appPrincipalId, roles.keyVaultSecretsUser)
+  scope: keyVault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
   }

@@ -58,12 +58,27 @@ DERIVED_SETTINGS = {
     "EVENTS_TABLE_ACCOUNT_URL": "tableAccountUrl",
 }
 
+# EVENTS_* secrets whose app setting is a Key Vault reference (or empty), held in a main.bicep
+# variable, while the @secure() parameter's value goes to the vault only (tests/infra/
+# test_keyvault.py): setting -> (variable, @secure() parameter).
+KEY_VAULT_SETTINGS = {
+    "EVENTS_REGISTRY_SUBSCRIPTION_KEY": (
+        "registrySubscriptionKeyReference",
+        "eventsRegistrySubscriptionKey",
+    ),
+    "EVENTS_REGISTRY_CLIENT_SECRET": (
+        "registryClientSecretReference",
+        "eventsRegistryClientSecret",
+    ),
+}
+
 ROLE = {
     "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
     "Storage Queue Data Message Sender": "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a",
     "Storage Queue Data Reader": "19e7f393-937e-4f77-808e-94535e297925",
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
     "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
+    "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
 }
 # Broader roles that must never appear: Owner, Contributor, User Access Administrator, Storage
 # Account Contributor, Storage Queue Data Contributor. (Storage Table Data Contributor is granted
@@ -147,6 +162,22 @@ def role_of(assignment: Resource) -> str:
     path = property_path(arguments["resource_name_1"])
     assert path[0] == "roles", f"{assignment.symbol}: role ids come from the roles map"
     return variable(assignment.file, "roles")[path[1]]
+
+
+def parameter_behind(setting: str) -> str:
+    """The main.bicep parameter an EVENTS_* setting's value comes from: the parameter itself,
+    string(<parameter>), or, for a secret, the @secure() parameter behind its Key Vault
+    reference."""
+    value = events_app_settings()[setting]
+    if setting in KEY_VAULT_SETTINGS:
+        reference, secure_parameter = KEY_VAULT_SETTINGS[setting]
+        assert value == reference, f"{setting} must be the Key Vault reference {reference}"
+        return secure_parameter
+    if isinstance(value, dict):  # string(intParameter)
+        assert value["function"]["type"] == "string", setting
+        value = value["function"]["parameters"]["value_to_convert"]
+    assert isinstance(value, str), setting
+    return value
 
 
 def parameter_default(name: str) -> Any:
@@ -515,6 +546,7 @@ def test_role_definition_ids_are_the_documented_ones() -> None:
         "storageQueueDataReader": ROLE["Storage Queue Data Reader"],
         "monitoringMetricsPublisher": ROLE["Monitoring Metrics Publisher"],
         "storageTableDataContributor": ROLE["Storage Table Data Contributor"],
+        "keyVaultSecretsUser": ROLE["Key Vault Secrets User"],
     }
     for path in bicep_files():
         text = path.read_text(encoding="utf-8").lower()
@@ -610,6 +642,7 @@ def test_only_the_expected_role_assignments_exist() -> None:
         "appQueueMessageSender": ROLE["Storage Queue Data Message Sender"],
         "appMetricsPublisher": ROLE["Monitoring Metrics Publisher"],
         "appTableDataContributor": ROLE["Storage Table Data Contributor"],
+        "appKeyVaultSecretsUser": ROLE["Key Vault Secrets User"],
         "userQueueReader": ROLE["Storage Queue Data Reader"],
     }
 
@@ -653,9 +686,7 @@ def test_events_settings_come_from_parameters_fed_by_azd_variables_of_the_same_n
         if setting in DERIVED_SETTINGS:
             assert value == DERIVED_SETTINGS[setting]
             continue
-        if isinstance(value, dict):  # string(intParameter)
-            assert value["function"]["type"] == "string", setting
-            value = value["function"]["parameters"]["value_to_convert"]
+        value = parameter_behind(setting)
         assert value in declared, f"{setting} must come from a main.bicep parameter"
         assert azd_parameter(value)[0] == setting, (
             f"main.parameters.json must feed {value} from ${{{setting}}}"
@@ -672,9 +703,7 @@ def test_events_defaults_equal_the_code_defaults() -> None:
         setting = events_variable(name)
         if setting in LOCAL_ONLY_SETTINGS or setting in DERIVED_SETTINGS:
             continue
-        value = events_app_settings()[setting]
-        if isinstance(value, dict):
-            value = value["function"]["parameters"]["value_to_convert"]
+        value = parameter_behind(setting)
         bicep_default = declared[value]["default"]
         azd_default = azd_parameter(value)[1]
         if field.is_required():
@@ -763,8 +792,7 @@ def test_deploy_md_lists_every_events_setting_and_its_parameter() -> None:
         if setting in DERIVED_SETTINGS:
             assert rows[setting].strip() == "—", f"{setting} is derived: no parameter"
             continue
-        if isinstance(value, dict):
-            value = value["function"]["parameters"]["value_to_convert"]
+        value = parameter_behind(setting)
         assert f"`{value}`" in rows[setting], f"docs/deploy.md: {setting} comes from {value}"
 
 
@@ -778,7 +806,8 @@ def test_deploy_md_names_every_role_the_template_grants() -> None:
 
 def test_secret_settings_come_from_secure_parameters() -> None:
     """A SecretStr setting (client secret, subscription key) must not be a plain parameter: a
-    plain one is logged in the deployment history."""
+    plain one is logged in the deployment history. Nor may its value be the app setting: the
+    setting is a Key Vault reference (tests/infra/test_keyvault.py checks the reference)."""
     secret_fields = {
         events_variable(name)
         for name, field in Settings.model_fields.items()
@@ -787,11 +816,12 @@ def test_secret_settings_come_from_secure_parameters() -> None:
     assert "EVENTS_QUEUE_CONNECTION" in secret_fields, "the SecretStr detection works"
     declared = parameters(MAIN)
     for setting in sorted(secret_fields - LOCAL_ONLY_SETTINGS):
-        parameter = events_app_settings().get(setting)
-        assert isinstance(parameter, str), f"{setting}: set straight from a parameter"
+        assert setting in KEY_VAULT_SETTINGS, f"{setting}: store it in Key Vault, set a reference"
+        parameter = parameter_behind(setting)
         assert {"type": "secure"} in declared[parameter]["decorators"], (
             f"{setting}: declare {parameter} with @secure()"
         )
+    assert set(KEY_VAULT_SETTINGS) == secret_fields - LOCAL_ONLY_SETTINGS
 
 
 def test_secure_parameters_are_never_output_and_outputs_hold_no_secrets() -> None:
