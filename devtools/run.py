@@ -1,8 +1,8 @@
 """``make run``: the function with every local service it needs, until Ctrl-C.
 
-``make services`` (``--services-only``) starts the same services without the function, and
-Azurite's blob service as well, for the Functions host: ``func start`` then serves the function
-on its default port 7071 with local.settings.example.json's settings.
+``make services`` (``--services-only``) starts the same services without the function, for the
+Functions host: ``func start`` then serves the function on its default port 7071 with
+local.settings.example.json's settings.
 
 Starts the local stack (devtools/stack.py: Azurite's queue service with its data in
 .local/azurite, the dev token issuer, the dev Resource Registry with the rules of
@@ -24,12 +24,7 @@ from pathlib import Path
 from devtools.azurite import DEFAULT_PORTS, ROOT
 from devtools.issuer import DEV_ISSUER_PORT
 from devtools.registry import DEV_REGISTRY_PORT, DevRegistry
-from devtools.stack import (
-    AZURITE_SERVICES,
-    DEFAULT_QUEUE_NAME,
-    HOST_AZURITE_SERVICES,
-    LocalStack,
-)
+from devtools.stack import DEFAULT_QUEUE_NAME, LocalStack
 
 DEMO_RESOURCE = "urn:altinn:resource:demo-events"
 
@@ -98,7 +93,6 @@ def main(argv: list[str] | None = None) -> None:
             service: int(os.environ.get(f"AZURITE_{service.upper()}_PORT", port))
             for service, port in DEFAULT_PORTS.items()
         },
-        azurite_services=HOST_AZURITE_SERVICES if options.services_only else AZURITE_SERVICES,
     )
     name = "make services" if options.services_only else "make run"
     for stop_signal in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored
@@ -173,6 +167,7 @@ Ready. Everything listens on 127.0.0.1 only.
   resource registry     {stack.registry_url}/resource/demo-events/policy/rules
   queue (Azurite)       {stack.azurite.queue_endpoint}/{DEFAULT_QUEUE_NAME}
   table (Azurite)       {stack.azurite.endpoint("table")} (published events' identities)
+  blob (Azurite)        {stack.azurite.endpoint("blob")}/events-data (large events' data)
 
 Publish as org 'ttd' (token valid 1 hour; `make token` prints another). One event, structured:
 

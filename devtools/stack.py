@@ -6,8 +6,8 @@ started is stopped in reverse order, also when a later start fails. It owns the 
 environment of local runs: ``environment()`` is what points the function at these services, and
 ``serve()`` starts the function through the dev host (as ``make serve`` does) with exactly that.
 
-- Azurite's queue and table services (the npm package pinned in package.json), and its blob
-  service for the Functions host (``make services``), in memory or in a folder;
+- Azurite's blob, queue and table services (the npm package pinned in package.json), in memory
+  or in a folder;
 - the dev token issuer (devtools/issuer.py), an aiohttp server on a background thread;
 - the dev Resource Registry (devtools/registry.py), the same;
 - optionally the function, ``python -m devtools.devhost`` in its own process.
@@ -32,10 +32,10 @@ from devtools.servers import BackgroundServer, bind_loopback
 
 DEFAULT_QUEUE_NAME = "events-registration"
 DEFAULT_RECORDS_TABLE = "eventids"
-#: What the function uses of Azurite: the queue, and the table of published events' identities.
-AZURITE_SERVICES = ("queue", "table")
-#: What the Functions host (func start) uses too: AzureWebJobsStorage needs the blob service.
-HOST_AZURITE_SERVICES = ("blob", "queue", "table")
+#: What the function uses of Azurite: the queue, the table of published events' identities and
+#: the blobs of large events' data (the claim check). The Functions host (func start) needs the
+#: blob service too, for AzureWebJobsStorage.
+AZURITE_SERVICES = ("blob", "queue", "table")
 
 
 class LocalStack:

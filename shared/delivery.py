@@ -19,7 +19,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 
-from shared.ports import EventSink, PublishRecords, QueueUnavailable
+from shared.model import ClaimCheck
+from shared.ports import BlobStore, BlobsUnavailable, EventSink, PublishRecords, QueueUnavailable
 
 log = logging.getLogger("events.delivery")
 
@@ -43,9 +44,12 @@ class Deadline:
 class Delivery:
     """Sends messages through the sink and settles each claimed record by the send's outcome."""
 
-    def __init__(self, sink: EventSink, records: PublishRecords | None) -> None:
+    def __init__(
+        self, sink: EventSink, records: PublishRecords | None, blobs: BlobStore | None = None
+    ) -> None:
         self._sink = sink
         self._records = records
+        self._blobs = blobs
         self._background: set[asyncio.Future[None]] = set()
 
     @property
@@ -53,14 +57,29 @@ class Delivery:
         """Sends and settlements still running (for tests and shutdown)."""
         return len(self._background)
 
-    async def send(self, message: bytes, deadline: Deadline, *, claim: str | None) -> None:
+    async def send(
+        self,
+        message: bytes,
+        deadline: Deadline,
+        *,
+        claim: str | None,
+        claim_check: ClaimCheck | None = None,
+    ) -> None:
         """Store ``message``; QueueUnavailable when the sink refuses it or the deadline passes.
 
         ``claim`` is the key of the event's reserved record. It is committed off the response
         path once the message is stored; released before the answer when the sink refused the
         message (so that an immediate retry publishes); and, when the deadline passed first,
         settled in the background by the send's real outcome.
+
+        With a ``claim_check``, its data is stored first, within the same deadline, and the
+        message is sent only once the data is: BlobsUnavailable (and the claim released) when it
+        is not. Data no message will refer to (stored after the deadline, or its message refused
+        by the queue) is deleted again, best effort; the container's lifecycle policy removes
+        whatever this misses.
         """
+        if claim_check is not None:
+            await self._store_data(claim_check, deadline, claim)
         sending = asyncio.ensure_future(self._sink.send(message))
         try:
             await deadline.wait(sending)
@@ -69,12 +88,47 @@ class Delivery:
             raise QueueUnavailable(
                 f"no confirmation within {deadline.seconds:g} s (the send goes on)"
             ) from None
-        except QueueUnavailable:
+        except QueueUnavailable as refused:
+            if claim_check is not None and not refused.maybe_stored:
+                self._forget_data(claim_check)
             if claim is not None and self._records is not None:
                 await self._records.release(claim)
             raise
         if claim is not None and self._records is not None:
             self._track(asyncio.ensure_future(self._records.commit(claim)))
+
+    async def _store_data(
+        self, claim_check: ClaimCheck, deadline: Deadline, claim: str | None
+    ) -> None:
+        assert self._blobs is not None, "a claim check needs a blob store"
+        storing = asyncio.ensure_future(self._blobs.put(claim_check.name, claim_check.data))
+        try:
+            await deadline.wait(storing)
+        except (TimeoutError, BlobsUnavailable) as error:
+            if isinstance(error, TimeoutError):  # it may still finish: then delete it again
+                self._track(asyncio.ensure_future(self._forget_when_stored(storing, claim_check)))
+            if claim is not None and self._records is not None:
+                await self._records.release(claim)
+            if isinstance(error, BlobsUnavailable):
+                raise
+            raise BlobsUnavailable(
+                f"no confirmation within {deadline.seconds:g} s that the data was stored"
+            ) from None
+
+    async def _forget_when_stored(
+        self, storing: asyncio.Future[None], claim_check: ClaimCheck
+    ) -> None:
+        """Data stored after its publish gave up on it: no message refers to it."""
+        try:
+            await storing
+        except BlobsUnavailable:
+            return
+        assert self._blobs is not None
+        await self._blobs.delete(claim_check.name)
+
+    def _forget_data(self, claim_check: ClaimCheck) -> None:
+        assert self._blobs is not None
+        self._track(asyncio.ensure_future(self._blobs.delete(claim_check.name)))
 
     async def _settle_later(self, sending: asyncio.Future[None], claim: str | None) -> None:
         try:

@@ -116,3 +116,23 @@ class CloudEvent:
     def attribute(self, name: str) -> Any:
         """An attribute's value as received, or None when it is not set."""
         return None if name in (DATA, DATA_BASE64) else self.members.get(name)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredData:
+    """An event's data as the claim check stores it (shared/claimcheck.py): its exact bytes."""
+
+    content: bytes
+    #: The blob's Content-Type: the event's datacontenttype, else what its data is.
+    content_type: str
+    #: The member the bytes came from and go back to: "data" or "data_base64".
+    form: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimCheck:
+    """An event whose data goes to a blob before its message goes to the queue."""
+
+    #: The blob's name in the claim check's container (the queued ``dataref`` names its URL).
+    name: str
+    data: StoredData

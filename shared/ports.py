@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar, Protocol
 
-from shared.model import Lookup, PolicyRule, Publisher, Reservation
+from shared.model import Lookup, PolicyRule, Publisher, Reservation, StoredData
 
 
 class Unavailable(Exception):
@@ -140,8 +140,22 @@ class PublishRecords(Protocol):
 
 
 class BlobStore(Protocol):
-    """Where the data of events too large for one queue message goes (claim check)."""
+    """Where the data of events too large for one queue message goes (the claim check)."""
 
-    async def put(self, name: str, data: bytes, content_type: str | None) -> str:
-        """Store ``data`` under ``name``; its URL. Raises BlobsUnavailable."""
+    def new_name(self) -> str:
+        """A name for one event's data that no other publish uses."""
         ...
+
+    def url(self, name: str) -> str:
+        """The URL the queued event's ``dataref`` gives for ``name``."""
+        ...
+
+    async def put(self, name: str, data: StoredData) -> None:
+        """Store the data under ``name``; raises BlobsUnavailable."""
+        ...
+
+    async def delete(self, name: str) -> None:
+        """Remove data whose event was not published (best effort, never raises)."""
+        ...
+
+    async def close(self) -> None: ...

@@ -16,6 +16,7 @@ from typing import Any
 
 from shared.altinn import REQUEST_BODY
 from shared.ports import (
+    BlobsUnavailable,
     KeysUnavailable,
     QueueUnavailable,
     RecordsUnavailable,
@@ -62,6 +63,7 @@ class ProblemType(Enum):
     ISSUER_UNAVAILABLE = (503, "Token issuer unavailable")
     QUEUE_UNAVAILABLE = (503, "Event queue unavailable")
     RECORDS_UNAVAILABLE = (503, "Event records unavailable")
+    BLOBS_UNAVAILABLE = (503, "Event data storage unavailable")
     INTERNAL_ERROR = (500, "Internal error")
 
     def __init__(self, status: int, title: str) -> None:
@@ -196,11 +198,21 @@ def batch_too_large(limit: int, count: int) -> Problem:
 
 
 def event_too_large(limit: int, size: int) -> Problem:
+    """Over the largest event accepted at all (EVENTS_MAX_EVENT_BYTES)."""
     return Problem(
         ProblemType.EVENT_TOO_LARGE,
-        f"The event is {size} bytes as compact JSON; the queue accepts at most {limit} bytes "
-        f"(64 KiB once Base64-encoded). Make 'data' smaller, or publish a reference to the "
-        f"payload instead of the payload itself.",
+        f"The event is {size} bytes as compact JSON; this endpoint accepts events of at most "
+        f"{limit} bytes (EVENTS_MAX_EVENT_BYTES). Make 'data' smaller, or publish a reference "
+        "to the payload (the 'dataref' attribute) instead of the payload itself.",
+    )
+
+
+def event_too_large_for_queue(limit: int, size: int, reason: str) -> Problem:
+    """Over one queue message, and not something the claim check can store (``reason``)."""
+    return Problem(
+        ProblemType.EVENT_TOO_LARGE,
+        f"The event is {size} bytes as compact JSON; one queue message holds at most {limit} "
+        f"bytes (64 KiB once Base64-encoded), and {reason}",
     )
 
 
@@ -330,10 +342,20 @@ def records_unavailable() -> Problem:
     )
 
 
+def blobs_unavailable() -> Problem:
+    return _unavailable(
+        ProblemType.BLOBS_UNAVAILABLE,
+        "The event is larger than one queue message, and the storage for such events' data did "
+        "not confirm that it stored the data. Nothing was published; retry after the "
+        "indicated delay.",
+    )
+
+
 _UNAVAILABLE: dict[str, Callable[[], Problem]] = {
     KeysUnavailable.dependency: issuer_unavailable,
     RegistryUnavailable.dependency: registry_unavailable,
     RecordsUnavailable.dependency: records_unavailable,
+    BlobsUnavailable.dependency: blobs_unavailable,
 }
 
 

@@ -1,7 +1,9 @@
 """The publish pipeline: one request in, one response out, every step in the documented order.
 
 method -> authenticate (token, scope) -> check the request (content mode, body size) -> read
-the event (parse and validate, queue-size check) -> authorize on ``resource`` -> enqueue -> 200.
+the event (parse and validate, size check: one queue message, or a claim check for its data) ->
+authorize on ``resource`` -> claim its identity -> enqueue (the data first, when claim-checked)
+-> 200.
 A batch runs the last three steps for each element and answers with every element's outcome.
 Pure orchestration: each step's logic lives in its own module, and all I/O goes through the
 ports it is given (shared/ports.py); this module imports no SDK.
@@ -22,6 +24,7 @@ from shared import problems
 from shared.altinn import ALTINN_PROFILE, reference_errors, registry_identifier
 from shared.authorization import permits_publish, resource_attributes, subject_attributes
 from shared.batch import BatchOutcome
+from shared.claimcheck import DATAREF, has_data, stored_data, with_reference
 from shared.cloudevents import (
     ContentMode,
     InvalidEvent,
@@ -32,12 +35,13 @@ from shared.cloudevents import (
     parse_structured,
     serialize,
 )
-from shared.cloudevents.jsonformat import MAX_DATA_DEPTH, may_nest_deeper_than
+from shared.cloudevents.jsonformat import MAX_DATA_DEPTH, encode_compact, may_nest_deeper_than
 from shared.delivery import Deadline, Delivery
 from shared.idempotency import fingerprint, record_key
-from shared.model import REPLAYED, CloudEvent, Publisher, Replayed, Reservation
+from shared.model import REPLAYED, ClaimCheck, CloudEvent, Publisher, Replayed, Reservation
 from shared.ports import (
     Authenticator,
+    BlobStore,
     EventSink,
     InvalidToken,
     MissingToken,
@@ -157,12 +161,14 @@ def _declared_length(headers: Mapping[str, str]) -> int | None:
 @dataclass(frozen=True, slots=True)
 class ReadEvent:
     """An event that passed validation, its content (the canonical message as the publisher
-    sent it) and its queue message (the content with the trace context the endpoint adds)."""
+    sent it) and its queue message (the content with the trace context the endpoint adds, and
+    for an event too large for one message, ``dataref`` instead of its data: ``claim_check``)."""
 
     event: CloudEvent
     resource: str
     content: bytes
     message: bytes
+    claim_check: ClaimCheck | None = None
 
 
 class PublishPipeline:
@@ -184,6 +190,8 @@ class PublishPipeline:
         lookups_per_minute: int = 0,
         records: PublishRecords | None = None,
         records_required: bool = False,
+        blobs: BlobStore | None = None,
+        max_event_bytes: int = 1024 * 1024,
         telemetry: NoTelemetry | None = None,
     ) -> None:
         self._verifier = verifier
@@ -197,7 +205,10 @@ class PublishPipeline:
         self._lookups_per_minute = lookups_per_minute
         self._records = records
         self._records_required = records_required
-        self.delivery = Delivery(sink, records)
+        self._blobs = blobs
+        self._blob_prefix = blobs.url("") if blobs is not None else None
+        self._max_event_bytes = max_event_bytes
+        self.delivery = Delivery(sink, records, blobs)
         self._telemetry = telemetry if telemetry is not None else telemetry_for()
 
     async def handle(self, request: PublishRequest) -> PublishResponse:
@@ -316,9 +327,9 @@ class PublishPipeline:
     def prepare(
         self, event: CloudEvent, record: RequestRecord, trace: EventTrace
     ) -> ReadEvent | Problem:
-        """A valid event's queue message, which must fit in one message: the event with the
-        distributed-tracing extension naming its publish span, unless it has a ``traceparent``
-        of its own (kept as sent)."""
+        """A valid event's queue message: the event with the distributed-tracing extension
+        naming its publish span, unless it has a ``traceparent`` of its own (kept as sent). An
+        event too large for one message, up to ``max_event_bytes``, gets a claim check."""
         own = "traceparent" in event.members
         try:
             message = serialize(event, extra=None if own else trace.members())
@@ -327,10 +338,36 @@ class PublishPipeline:
             return problems.invalid_event(reference_errors(invalid))
         resource = str(event.attribute("resource"))
         record.event_id, record.resource = event.id[:128], resource  # ids are unbounded
-        limit = self._sink.max_message_bytes
-        if len(message) > limit:
-            return problems.event_too_large(limit, len(message))
+        dataref = event.members.get(DATAREF) if self._blob_prefix is not None else None
+        if dataref is not None and str(dataref).startswith(str(self._blob_prefix)):
+            return problems.invalid_event({DATAREF: (FOREIGN_DATAREF,)})
+        if len(message) > self._sink.max_message_bytes:
+            return self._claim_check(event, resource, trace, own)
         return ReadEvent(event, resource, content, message)
+
+    def _claim_check(
+        self, event: CloudEvent, resource: str, trace: EventTrace, own: bool
+    ) -> ReadEvent | Problem:
+        """The event's data to a blob and ``dataref`` in its message, or the 413 that says why
+        that cannot be (shared/claimcheck.py). Only events over one message get here."""
+        content = serialize(event)
+        size, limit = len(content), self._sink.max_message_bytes
+        if size > self._max_event_bytes:
+            return problems.event_too_large(self._max_event_bytes, size)
+        members = event.members
+        if self._blobs is None:
+            return problems.event_too_large_for_queue(limit, size, NO_BLOB_SERVICE)
+        if DATAREF in members:
+            return problems.event_too_large_for_queue(limit, size, OWN_DATAREF)
+        if not has_data(members):
+            return problems.event_too_large_for_queue(limit, size, ATTRIBUTES_TOO_LARGE)
+        name = self._blobs.new_name()
+        referenced = CloudEvent(with_reference(members, self._blobs.url(name)))
+        message = serialize(referenced, extra=None if own else trace.members())
+        if len(message) > limit:
+            return problems.event_too_large_for_queue(limit, size, ATTRIBUTES_TOO_LARGE)
+        check = ClaimCheck(name, stored_data(members, encode_compact))
+        return ReadEvent(event, resource, content, message, check)
 
     async def authorize(
         self, publisher: Publisher, read: ReadEvent, record: RequestRecord
@@ -409,10 +446,13 @@ class PublishPipeline:
                     "messaging.destination.name": self._sink.destination,
                     "messaging.message.body.size": len(read.message),
                     "cloudevents.event_id": read.event.id,
+                    "events.claim_check": read.claim_check is not None,
                 },
                 SpanKind.PRODUCER,
             ):
-                await self.delivery.send(read.message, deadline, claim=claim)
+                await self.delivery.send(
+                    read.message, deadline, claim=claim, claim_check=read.claim_check
+                )
             outcome = "stored"
         finally:
             self._telemetry.enqueued(time.perf_counter() - started, outcome)
@@ -498,6 +538,24 @@ MAX_SENDS_IN_FLIGHT = 16
 
 
 REPLAYED_HEADERS = {"Idempotent-Replayed": "true"}
+
+#: Why an event over one queue message cannot have a claim check (the 413's detail goes on).
+NO_BLOB_SERVICE = (
+    "this deployment has no storage for larger events' data (no blob service configured). "
+    "Make 'data' smaller, or publish a reference to the payload ('dataref') instead."
+)
+OWN_DATAREF = (
+    "it carries its own 'dataref' as well as data: storing the data by reference would replace "
+    "that 'dataref'. Send the data by reference only ('dataref' without data), or less data."
+)
+ATTRIBUTES_TOO_LARGE = (
+    "its attributes alone do not fit in one message (only the data can be stored by "
+    "reference). Make the attributes smaller."
+)
+FOREIGN_DATAREF = (
+    "must not point into this endpoint's own storage for large events' data; a 'dataref' of "
+    "your own names where your data is."
+)
 
 
 def _describe(span: PublishSpan, event: CloudEvent) -> None:

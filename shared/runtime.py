@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 
 from shared import problems
+from shared.blobs import StorageBlobStore
 from shared.identity import ManagedIdentity
 from shared.oidc import OidcSigningKeys
 from shared.publish import (
@@ -46,6 +47,7 @@ class Runtime:
     rules: CachedPolicyRules
     sink: StorageQueueSink
     records: TableRecords | None
+    blobs: StorageBlobStore | None
     identity: ManagedIdentity
     pipeline: PublishPipeline
 
@@ -57,13 +59,15 @@ class Runtime:
         token_http_client: Any = None,
         queue_client_options: dict[str, Any] | None = None,
         table_client_options: dict[str, Any] | None = None,
+        blob_client_options: dict[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
         telemetry: NoTelemetry | None = None,
     ) -> Runtime:
         """Create the clients. Must run inside the event loop that will use them.
 
         ``token_http_client`` replaces the requests session msal uses for registry tokens,
-        ``queue_client_options`` and ``table_client_options`` extend the storage clients', and
+        ``queue_client_options``, ``table_client_options`` and ``blob_client_options`` extend
+        the storage clients', and
         ``clock`` is the registry cache's clock (the tests use them for their own certificate
         authority and time); ``telemetry`` replaces the one the global OpenTelemetry provider
         decides on (tests give one with in-memory exporters).
@@ -103,6 +107,12 @@ class Runtime:
         identity = ManagedIdentity()
         sink = StorageQueueSink.from_settings(settings, identity, **(queue_client_options or {}))
         records = TableRecords.from_settings(settings, identity, **(table_client_options or {}))
+        blobs = StorageBlobStore.from_settings(settings, identity, **(blob_client_options or {}))
+        if blobs is None:
+            log.warning(
+                "no blob service (EVENTS_BLOB_ACCOUNT_URL, or a BlobEndpoint in "
+                "EVENTS_QUEUE_CONNECTION): events too large for one queue message get 413"
+            )
         pipeline = PublishPipeline(
             verifier=verifier,
             rules=rules,
@@ -115,9 +125,11 @@ class Runtime:
             lookups_per_minute=settings.registry_lookups_per_minute,
             records=records,
             records_required=settings.idempotency_required,
+            blobs=blobs,
+            max_event_bytes=settings.max_event_bytes,
             telemetry=telemetry,
         )
-        return cls(loop, settings, session, rules, sink, records, identity, pipeline)
+        return cls(loop, settings, session, rules, sink, records, blobs, identity, pipeline)
 
     async def close(self) -> None:
         await self.pipeline.close()  # sends and record settlements still under way
@@ -125,6 +137,8 @@ class Runtime:
         await self.sink.close()
         if self.records is not None:
             await self.records.close()
+        if self.blobs is not None:
+            await self.blobs.close()
         await self.identity.close()
         await self.session.close()
 

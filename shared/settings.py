@@ -79,8 +79,12 @@ class Settings(BaseSettings):
     queue_name: str = "events-registration"
     queue_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
 
-    max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=16 * 1024 * 1024)
     max_batch_events: int = Field(default=100, ge=1, le=1000)
+    #: The largest event (compact JSON) accepted; over the queue's limit, its data goes to a blob.
+    max_event_bytes: int = Field(default=1024 * 1024, ge=1024, le=16 * 1024 * 1024)
+    blob_account_url: str | None = None
+    blob_container: str = "events-data"
 
     idempotency_window_hours: float = Field(default=24.0, ge=0, le=30 * 24)
     idempotency_required: bool = False
@@ -92,6 +96,7 @@ class Settings(BaseSettings):
         "queue_connection",
         "queue_account_url",
         "table_account_url",
+        "blob_account_url",
         "registry_subscription_key",
         "registry_token_scope",
         "registry_client_id",
@@ -105,6 +110,19 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return None
         return value.strip() if isinstance(value, str) else value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_unresolved_reference(cls, value: object) -> object:
+        """In Azure a Key Vault reference the platform could not resolve reaches the app as its
+        own text; sent on as a secret it would only fail later, somewhere less clear."""
+        if isinstance(value, str) and value.lstrip().startswith("@Microsoft.KeyVault("):
+            raise ValueError(
+                "is a Key Vault reference that the platform did not resolve: check the app's "
+                "identity has Key Vault Secrets User on the vault, keyVaultReferenceIdentity, "
+                "and the vault's network (docs/deploy.md, Secrets)"
+            )
+        return value
 
     @field_validator("trusted_issuers", mode="before")
     @classmethod
@@ -140,6 +158,23 @@ class Settings(BaseSettings):
         if value is None:
             return None
         return require_https_unless_loopback(value, "EVENTS_TABLE_ACCOUNT_URL")
+
+    @field_validator("blob_account_url")
+    @classmethod
+    def _check_blob_account_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return require_https_unless_loopback(value, "EVENTS_BLOB_ACCOUNT_URL")
+
+    @field_validator("blob_container")
+    @classmethod
+    def _check_blob_container(cls, value: str) -> str:
+        if not QUEUE_NAME_PATTERN.fullmatch(value) or "--" in value:
+            raise ValueError(
+                "EVENTS_BLOB_CONTAINER must be 3-63 lower-case letters, digits and single "
+                f"hyphens, starting and ending with a letter or digit; got {value!r}"
+            )
+        return value
 
     @field_validator("idempotency_table")
     @classmethod
@@ -255,13 +290,27 @@ def unchecked_audience_warning(settings: Settings) -> str | None:
     )
 
 
-def has_table_endpoint(connection_string: str) -> bool:
-    """Whether a storage connection string reaches a table service."""
+def reaches_service(connection_string: str, service: str) -> bool:
+    """Whether a storage connection string reaches ``service`` ("blob", "queue" or "table"):
+    it names that endpoint, is Azurite's shorthand, or names an account without any endpoints
+    (then every service of the account is reached)."""
     parts = {
         name.strip().lower(): value
         for name, _, value in (part.partition("=") for part in connection_string.split(";"))
     }
-    return "tableendpoint" in parts or parts.get("usedevelopmentstorage", "").lower() == "true"
+    if f"{service}endpoint" in parts or parts.get("usedevelopmentstorage", "").lower() == "true":
+        return True
+    return "accountname" in parts and not any(name.endswith("endpoint") for name in parts)
+
+
+def has_table_endpoint(connection_string: str) -> bool:
+    """Whether a storage connection string reaches a table service."""
+    return reaches_service(connection_string, "table")
+
+
+def has_blob_endpoint(connection_string: str) -> bool:
+    """Whether a storage connection string reaches a blob service."""
+    return reaches_service(connection_string, "blob")
 
 
 def describe_settings_error(error: Exception) -> str:

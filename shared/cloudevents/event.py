@@ -55,6 +55,12 @@ CORE_CHECKERS: Mapping[str, Checker] = {
     "time": check_timestamp,
 }
 
+#: Documented CloudEvents extensions whose type the spec fixes, checked wherever they appear:
+#: ``dataref`` (extensions/dataref.md) is a URI-reference to the event's data.
+DOCUMENTED_EXTENSIONS: Mapping[str, Checker] = {
+    "dataref": check_uri_reference,
+}
+
 
 @dataclass(frozen=True, slots=True)
 class ExtensionProfile:
@@ -63,11 +69,13 @@ class ExtensionProfile:
     checkers: Mapping[str, Checker] = field(default_factory=dict)
     #: Extensions that must be present, with the message to give when one is missing.
     required: Mapping[str, str] = field(default_factory=dict)
-    #: The core checkers and the profile's, in one map (the core's win): one lookup per member.
+    #: The core checkers, the documented extensions' and the profile's, in one map (the core's
+    #: win, then the documented extensions'): one lookup per member.
     all_checkers: Mapping[str, Checker] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "all_checkers", {**self.checkers, **CORE_CHECKERS})
+        checkers = {**self.checkers, **DOCUMENTED_EXTENSIONS, **CORE_CHECKERS}
+        object.__setattr__(self, "all_checkers", checkers)
 
 
 class InvalidEvent(ValueError):

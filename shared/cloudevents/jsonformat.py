@@ -148,8 +148,9 @@ def may_nest_deeper_than(body: bytes, limit: int) -> bool:
     return body.count(b"{") + body.count(b"[") > limit
 
 
-def encode_compact(members: dict[str, Any]) -> bytes:
-    """Compact JSON in UTF-8. Raises ``JsonFormatError`` for a string JSON cannot carry.
+def encode_compact(members: Any) -> bytes:
+    """Compact JSON in UTF-8 (of an event's members, or of any JSON value such as its data).
+    Raises ``JsonFormatError`` for a string JSON cannot carry.
 
     Such a string survives decoding: an escaped unpaired surrogate (``"\\ud800"``) has no UTF-8
     form. (Numbers beyond a double are refused while decoding.) orjson writes the common case;

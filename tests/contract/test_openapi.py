@@ -232,9 +232,12 @@ PROBLEMS: dict[str, Callable[[], problems.Problem]] = {
     "invalid-token-long-reason": lambda: problems.invalid_token("kid " + "k" * 11_000),
     "insufficient-scope": lambda: problems.insufficient_scope(PUBLISH_SCOPE),
     "unsupported-media-type": lambda: problems.unsupported_media_type("No Content-Type."),
-    "body-too-large": lambda: problems.body_too_large(262144, 300000),
-    "body-too-large-streamed": lambda: problems.body_too_large(262144, None),
-    "event-too-large": lambda: problems.event_too_large(49152, 51234),
+    "body-too-large": lambda: problems.body_too_large(1048576, 1100000),
+    "body-too-large-streamed": lambda: problems.body_too_large(1048576, None),
+    "event-too-large": lambda: problems.event_too_large(1048576, 1048600),
+    "event-too-large-for-queue": lambda: problems.event_too_large_for_queue(
+        49152, 51234, "it carries its own 'dataref' as well as data."
+    ),
     "invalid-event": lambda: problems.invalid_event(
         {"type": ("The 'type' attribute is required.",), "RequestBody": ("missing: type",)}
     ),
@@ -247,6 +250,7 @@ PROBLEMS: dict[str, Callable[[], problems.Problem]] = {
     "duplicate-event-id": lambda: problems.duplicate_event_id("/orders", "a1"),
     "publish-in-progress": problems.publish_in_progress,
     "records-unavailable": problems.records_unavailable,
+    "blobs-unavailable": problems.blobs_unavailable,
     "queue-unavailable-maybe-stored": lambda: problems.queue_unavailable(maybe_stored=True),
     "not-authorized-for-resource": lambda: problems.not_authorized_for_resource(DEMO_RESOURCE),
     "registry-unavailable": problems.registry_unavailable,
@@ -871,8 +875,12 @@ async def test_unsupported_requests_get_the_documented_415(
 @pytest.mark.parametrize(
     ("event", "kind"),
     [
-        (b" " * (262144 + 1), ProblemType.BODY_TOO_LARGE),
-        (json.dumps(changed(data="x" * 50000)).encode(), ProblemType.EVENT_TOO_LARGE),
+        (b" " * (1048576 + 1), ProblemType.BODY_TOO_LARGE),
+        # over one queue message, with a dataref of its own: the claim check cannot take it
+        (
+            json.dumps(changed(data="x" * 50000, dataref="https://files.example/x")).encode(),
+            ProblemType.EVENT_TOO_LARGE,
+        ),
         (json.dumps([MINIMAL] * 101).encode(), ProblemType.BATCH_TOO_LARGE),
     ],
     ids=["body-too-large", "event-too-large", "batch-too-large"],

@@ -90,7 +90,7 @@ async def test_oversized_body_is_refused_without_reading_it(
 async def test_declared_oversized_body_is_refused(
     served: Served, http: aiohttp.ClientSession, issuer_service: DevIssuer
 ) -> None:
-    data = b" " * (256 * 1024 + 10)
+    data = b" " * (1024 * 1024 + 10)
     async with http.post(
         f"{served.url}/events", data=data, headers=headers(issuer_service.mint())
     ) as response:

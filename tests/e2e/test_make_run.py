@@ -55,6 +55,7 @@ def test_make_run_serves_the_printed_request_and_stops_everything(tmp_path: Path
         "PORT": free_port(),
         "DEV_ISSUER_PORT": free_port(),
         "DEV_REGISTRY_PORT": free_port(),
+        "AZURITE_BLOB_PORT": free_port(),
         "AZURITE_QUEUE_PORT": free_port(),
         "AZURITE_TABLE_PORT": free_port(),
     }

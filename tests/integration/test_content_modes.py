@@ -205,7 +205,7 @@ async def test_ten_thousand_tiny_elements_are_413_not_a_hang(
 
 async def test_a_batch_over_the_body_limit_is_413(post: Post, queue: QueueReader) -> None:
     big = {**VALID_EVENT, "data": "x" * 40_000}
-    response = await post(batch_body(*[big] * 7), content_type=BATCH)  # about 280 KB
+    response = await post(batch_body(*[big] * 27), content_type=BATCH)  # about 1.08 MB
     assert response.status_code == 413
     assert problem_of(response)["type"].endswith(":body-too-large")
     assert queue.drain() == []
@@ -306,7 +306,8 @@ async def test_a_stopped_queue_is_503_per_entry_and_nothing_is_lost(
 async def test_a_batch_element_too_large_for_the_queue_is_413_in_its_entry(
     post: Post, queue: QueueReader
 ) -> None:
-    big = {**VALID_EVENT, "id": "big", "data": "x" * 60_000}
+    """Over one queue message with a dataref of its own, the claim check cannot take it."""
+    big = {**VALID_EVENT, "id": "big", "data": "x" * 60_000, "dataref": "https://f.example/x"}
     response = await post(batch_body({**VALID_EVENT, "id": "small"}, big), content_type=BATCH)
     assert response.status_code == 207
     assert [entry["status"] for entry in body_json(response)["results"]] == [200, 413]

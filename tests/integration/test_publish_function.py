@@ -205,13 +205,13 @@ async def test_structured_mode_ignores_ce_headers(
 
 
 async def test_body_over_the_limit_is_413_from_content_length(post: Post) -> None:
-    response = await post(VALID_EVENT, headers={"Content-Length": str(256 * 1024 + 1)})
+    response = await post(VALID_EVENT, headers={"Content-Length": str(1024 * 1024 + 1)})
     assert response.status_code == 413
-    assert "262144 bytes" in problem_of(response)["detail"]
+    assert "1048576 bytes" in problem_of(response)["detail"]
 
 
 async def test_body_over_the_limit_is_413_by_counting(post: Post) -> None:
-    response = await post(b"{" + b" " * (256 * 1024) + b"}")
+    response = await post(b"{" + b" " * (1024 * 1024) + b"}")
     assert response.status_code == 413
     assert problem_of(response)["type"].endswith(":body-too-large")
 
@@ -226,16 +226,31 @@ async def test_configured_body_limit(
     assert "2048 bytes" in problem_of(response)["detail"]
 
 
-async def test_event_too_large_for_the_queue_is_413_stating_the_limit(
+async def test_one_byte_over_a_queue_message_goes_by_claim_check(
     post: Post, event: dict[str, Any], queue: QueueReader
 ) -> None:
+    """49152 bytes with the trace context is the most one message holds: one more, and the
+    data goes to a blob (tests/integration/test_claim_check.py has the rest)."""
+    event["data"] = "x" * (49153 - TRACE_CONTEXT_BYTES - len(compact({**event, "data": ""})))
+    response = await post(event)
+    assert response.status_code == 200
+    [message] = queue.drain()
+    assert "data" not in message
+    assert message["dataref"].startswith("http://127.0.0.1:")
+
+
+async def test_an_event_too_large_for_a_message_and_the_claim_check_is_413_stating_why(
+    post: Post, event: dict[str, Any], queue: QueueReader
+) -> None:
+    event["dataref"] = "https://files.example.org/x"
     event["data"] = "x" * (49153 - TRACE_CONTEXT_BYTES - len(compact({**event, "data": ""})))
     response = await post(event)
     assert response.status_code == 413
     body = problem_of(response)
     assert body["type"].endswith(":event-too-large")
-    assert "49153 bytes" in body["detail"]
-    assert "at most 49152 bytes" in body["detail"]
+    assert f"{49153 - TRACE_CONTEXT_BYTES} bytes" in body["detail"]
+    assert "one queue message holds at most 49152 bytes" in body["detail"]
+    assert "its own 'dataref'" in body["detail"]
     assert queue.drain() == []
 
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import azure.functions as func
 import pytest
@@ -33,6 +35,8 @@ class Outcome:
     finished: float
     #: A 503 that says the connection to the queue broke after the event went out.
     maybe_stored: bool = False
+    #: The problem type's name (``queue-unavailable``, ...), for a problem.
+    problem: str | None = None
 
     @property
     def seconds(self) -> float:
@@ -57,6 +61,9 @@ class Load:
     concurrency: int = 8
     cap: int = 3000
     retry: bool = False
+    #: Text data of this many bytes in each event (0: VALID_EVENT's data); over 48 KiB, every
+    #: event goes through the claim check.
+    data_bytes: int = 0
     outcomes: list[Outcome] = field(default_factory=list)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     stopping: bool = False
@@ -76,10 +83,15 @@ class Load:
                     "Authorization": f"Bearer {self.token}",
                     "Content-Type": "application/cloudevents+json",
                 },
-                body=body_of({**VALID_EVENT, "id": event_id}),
+                body=body_of(self.event(event_id)),
             )
             started = time.monotonic()
             response = await publish_function()(request)
+            problem = (
+                json.loads(response.get_body())["type"].rsplit(":", 1)[1]
+                if response.status_code != 200
+                else None
+            )
             outcome = Outcome(
                 event_id,
                 response.status_code,
@@ -87,6 +99,7 @@ class Load:
                 started,
                 time.monotonic(),
                 response.status_code == 503 and b"may have been stored" in response.get_body(),
+                problem,
             )
             async with self.changed:
                 self.outcomes.append(outcome)
@@ -94,6 +107,14 @@ class Load:
             retrying = self.retry and response.status_code in RETRIED
             if retrying:
                 await asyncio.sleep(0.05)  # the publisher's back-off between attempts
+
+    def event(self, event_id: str) -> dict[str, Any]:
+        """The event published under ``event_id``; its data names it, so that a blob can be
+        matched to its event."""
+        if not self.data_bytes:
+            return {**VALID_EVENT, "id": event_id}
+        data = f"{event_id}.".ljust(self.data_bytes, "x")
+        return {**VALID_EVENT, "id": event_id, "datacontenttype": "text/plain", "data": data}
 
     async def until(self, predicate: Callable[[list[Outcome]], bool]) -> None:
         """Wait until the outcomes so far satisfy ``predicate`` (within a minute)."""

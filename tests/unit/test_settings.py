@@ -50,7 +50,10 @@ def test_defaults(env: pytest.MonkeyPatch) -> None:
     assert settings.queue_name == "events-registration"
     assert settings.queue_timeout_seconds == 3
     assert settings.registry_timeout_seconds == 2
-    assert settings.max_body_bytes == 256 * 1024
+    assert settings.max_body_bytes == 1024 * 1024
+    assert settings.max_event_bytes == 1024 * 1024
+    assert settings.blob_container == "events-data"
+    assert settings.blob_account_url is None
 
 
 def test_issuers_are_comma_separated(env: pytest.MonkeyPatch) -> None:
@@ -131,3 +134,20 @@ def test_an_unchecked_audience_is_warned_about_unless_the_issuer_sets_none(
         assert warned in warning
         assert "EVENTS_AUDIENCE" in warning
         assert "altinn.no/authentication" not in warning
+
+
+@pytest.mark.parametrize(
+    "name", ["EVENTS_REGISTRY_SUBSCRIPTION_KEY", "EVENTS_REGISTRY_CLIENT_SECRET", "EVENTS_AUDIENCE"]
+)
+def test_an_unresolved_key_vault_reference_stops_start_up(
+    env: pytest.MonkeyPatch, name: str
+) -> None:
+    reference = "@Microsoft.KeyVault(SecretUri=https://kv-abc.vault.azure.net/secrets/registry-key)"
+    env.setenv(name, reference)
+    with pytest.raises(ValidationError) as raised:
+        load()
+    described = describe_settings_error(raised.value)
+    assert f"{name}: Value error, is a Key Vault reference that the platform did not resolve" in (
+        described
+    )
+    assert "kv-abc" not in described

@@ -1,0 +1,154 @@
+"""The claim check: an event too large for one queue message travels as a reference to its data.
+
+The publish endpoint stores such an event's data as a blob and queues the event without ``data``
+or ``data_base64``, with the CloudEvents ``dataref`` extension attribute (a URL) naming the
+blob; ``datacontenttype`` stays. The blob holds exactly the data's bytes:
+
+- ``data`` with a JSON ``datacontenttype`` (or none): the data's compact JSON;
+- ``data`` with any other ``datacontenttype`` (then always a string): the string as UTF-8;
+- ``data_base64``: the decoded bytes.
+
+The blob's metadata ``cedataform`` says which member the bytes came from (``data`` or
+``data_base64``), so that reading the event back gives exactly the event that was published.
+
+**Reading an event back** (downstream consumers may copy the reading half of this module, from
+``restored`` on: it needs only the standard library, and ``azure-storage-blob`` for
+``blob_fetcher``)::
+
+    from shared.claimcheck import blob_fetcher, restore_event
+
+    fetch = blob_fetcher(DefaultAzureCredential())       # Storage Blob Data Reader on the container
+    event = restore_event(message, fetch, container_url="https://<account>.blob.core.windows.net/events-data")
+
+``restore_event`` returns the queued event as a dict, with its data back in place of our
+``dataref`` when the event was claim-checked and unchanged when it was not (also when its
+publisher sent a ``dataref`` of their own, which points elsewhere). ``restore_event_async`` is the
+same with an async fetch.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from shared.model import StoredData
+
+DATA = "data"
+DATA_BASE64 = "data_base64"
+DATAREF = "dataref"
+#: The blob metadata naming the member the blob's bytes belong in: "data" or "data_base64".
+FORM_METADATA = "cedataform"
+
+
+def is_json_media_type(media_type: str | None) -> bool:
+    """JSON per the CloudEvents JSON format: absent, or ``*/json`` or ``*/*+json``."""
+    if media_type is None:
+        return True
+    essence = media_type.split(";", 1)[0].strip().lower()
+    return essence.endswith("/json") or essence.endswith("+json")
+
+
+def stored_data(members: Mapping[str, Any], encode_json: Callable[[Any], bytes]) -> StoredData:
+    """The exact bytes of an event's data, and how to read them back. ``encode_json`` is the
+    endpoint's compact JSON encoder (the one its queue messages use)."""
+    content_type = members.get("datacontenttype")
+    if DATA_BASE64 in members:
+        content = base64.b64decode(members[DATA_BASE64], validate=True)
+        return StoredData(content, content_type or "application/octet-stream", DATA_BASE64)
+    data = members[DATA]
+    if is_json_media_type(content_type):
+        return StoredData(encode_json(data), content_type or "application/json", DATA)
+    assert isinstance(data, str), "validation allows only strings with a non-JSON type"
+    return StoredData(data.encode("utf-8"), content_type or "text/plain", DATA)
+
+
+def has_data(members: Mapping[str, Any]) -> bool:
+    return DATA in members or DATA_BASE64 in members
+
+
+def with_reference(members: Mapping[str, Any], dataref: str) -> dict[str, Any]:
+    """The event's members as queued: no data, and ``dataref`` naming the blob."""
+    kept = {name: value for name, value in members.items() if name not in (DATA, DATA_BASE64)}
+    kept[DATAREF] = dataref
+    return kept
+
+
+def restored(event: Mapping[str, Any], content: bytes, form: str) -> dict[str, Any]:
+    """The event with its data back from the blob's ``content``, and without our ``dataref``."""
+    members = {name: value for name, value in event.items() if name != DATAREF}
+    if form == DATA_BASE64:
+        members[DATA_BASE64] = base64.b64encode(content).decode("ascii")
+    elif form == DATA and is_json_media_type(event.get("datacontenttype")):
+        members[DATA] = json.loads(content)
+    elif form == DATA:
+        members[DATA] = content.decode("utf-8")
+    else:
+        raise ValueError(f"unknown {FORM_METADATA} {form!r} on the event's data")
+    return members
+
+
+def read_message(message: str | bytes) -> dict[str, Any]:
+    """A queue message's event: JSON, or Base64 of JSON (what the endpoint sends)."""
+    text = message.decode("utf-8") if isinstance(message, bytes) else message
+    stripped = text.lstrip()
+    if not stripped.startswith(("{", "[")):
+        try:
+            stripped = base64.b64decode(stripped, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError) as error:
+            raise ValueError("the message is neither JSON nor Base64 of JSON") from error
+    event = json.loads(stripped)
+    if not isinstance(event, dict):
+        raise ValueError("the message is not one event (a JSON object)")
+    return event
+
+
+def claim_checked(event: Mapping[str, Any], container_url: str) -> str | None:
+    """Our blob's URL when the event's data was claim-checked into ``container_url``; None
+    otherwise (no ``dataref``, data present, or a publisher's own ``dataref``)."""
+    reference = event.get(DATAREF)
+    if not isinstance(reference, str) or has_data(event):
+        return None
+    return reference if reference.startswith(container_url.rstrip("/") + "/") else None
+
+
+#: Fetches a blob by URL: its content and its metadata.
+Fetch = Callable[[str], tuple[bytes, Mapping[str, str]]]
+AsyncFetch = Callable[[str], Awaitable[tuple[bytes, Mapping[str, str]]]]
+
+
+def restore_event(message: str | bytes, fetch: Fetch, *, container_url: str) -> dict[str, Any]:
+    """The queued event with its data restored, whether or not it was claim-checked."""
+    event = read_message(message)
+    url = claim_checked(event, container_url)
+    if url is None:
+        return event
+    content, metadata = fetch(url)
+    return restored(event, content, metadata.get(FORM_METADATA, DATA))
+
+
+async def restore_event_async(
+    message: str | bytes, fetch: AsyncFetch, *, container_url: str
+) -> dict[str, Any]:
+    """``restore_event`` with an async fetch."""
+    event = read_message(message)
+    url = claim_checked(event, container_url)
+    if url is None:
+        return event
+    content, metadata = await fetch(url)
+    return restored(event, content, metadata.get(FORM_METADATA, DATA))
+
+
+def blob_fetcher(credential: Any = None, **client_options: Any) -> Fetch:
+    """A fetch that downloads with azure-storage-blob (``credential``: a token credential such
+    as ``DefaultAzureCredential()``, or an account key; None for a URL with a SAS)."""
+    from azure.storage.blob import BlobClient
+
+    def fetch(url: str) -> tuple[bytes, Mapping[str, str]]:
+        with BlobClient.from_blob_url(url, credential=credential, **client_options) as blob:
+            download = blob.download_blob()
+            return download.readall(), download.properties.metadata or {}
+
+    return fetch
