@@ -215,23 +215,33 @@ def check() -> int:
     return 0
 
 
+def checkout_files() -> list[str]:
+    """The checkout's files as a fresh clone would have them, with what is not committed yet:
+    tracked files and untracked ones git does not ignore (no .venv, no caches)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],  # noqa: S607
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
+    return [name for name in listed if (REPO / name).is_file()]
+
+
+def copy_of_checkout(target: Path) -> Path:
+    """``checkout_files()`` copied to ``target``, for builds that must leave nothing behind."""
+    for name in checkout_files():
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, target / name)
+    return target
+
+
 def install_check() -> int:
     """`pip install .` into a fresh venv: exactly the pinned packages, and the app imports."""
     expected = pins((REPO / "requirements.txt").read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory(prefix="install-check-") as scratch:
         # a copy of the tracked tree, so the build leaves nothing (build/, *.egg-info) behind
-        source = Path(scratch) / "source"
-        files = subprocess.run(
-            ["git", "ls-files", "--cached", "--others", "--exclude-standard"],  # noqa: S607
-            cwd=REPO,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.splitlines()
-        for name in files:
-            if (REPO / name).is_file():
-                (source / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(REPO / name, source / name)
+        source = copy_of_checkout(Path(scratch) / "source")
         environment = Path(scratch) / "env"
         venv.create(environment, with_pip=True)
         python = str(environment / "bin" / "python")

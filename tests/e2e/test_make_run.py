@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,23 +52,44 @@ def _port_is_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_make_run_serves_the_printed_request_and_stops_everything(tmp_path: Path) -> None:
+@dataclass
+class Running:
+    """``python -m devtools.run`` (make run, or make services) on free ports, after its banner."""
+
+    ports: dict[str, int]
+    banner: str
+
+    @property
+    def azurite(self) -> Azurite:
+        return Azurite(
+            services=("blob", "queue", "table"),
+            ports={s: self.ports[f"AZURITE_{s.upper()}_PORT"] for s in ("blob", "queue", "table")},
+        )
+
+
+@contextlib.contextmanager
+def running(tmp_path: Path, *arguments: str, ready: str, name: str) -> Iterator[Running]:
+    """Start it, wait for the banner's last line ``ready``, and at the end stop it with Ctrl-C
+    (SIGINT) and check that it stopped cleanly and left no port open."""
     ports = {
-        "PORT": free_port(),
-        "DEV_ISSUER_PORT": free_port(),
-        "DEV_REGISTRY_PORT": free_port(),
-        "AZURITE_BLOB_PORT": free_port(),
-        "AZURITE_QUEUE_PORT": free_port(),
-        "AZURITE_TABLE_PORT": free_port(),
+        name: free_port()
+        for name in (
+            "PORT",
+            "DEV_ISSUER_PORT",
+            "DEV_REGISTRY_PORT",
+            "AZURITE_BLOB_PORT",
+            "AZURITE_QUEUE_PORT",
+            "AZURITE_TABLE_PORT",
+        )
     }
     environment = {
         **os.environ,
-        **{name: str(port) for name, port in ports.items()},
+        **{variable: str(port) for variable, port in ports.items()},
         "DEV_STATE_DIR": str(tmp_path),
         "PYTHONUNBUFFERED": "1",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devtools.run"],
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "devtools.run", *arguments],
         cwd=ROOT,
         env=environment,
         stdout=subprocess.PIPE,
@@ -78,11 +101,23 @@ def test_make_run_serves_the_printed_request_and_stops_everything(tmp_path: Path
         assert process.stdout is not None
         for line in process.stdout:  # blocks until the banner is complete (or the process ends)
             output.append(line)
-            if "Ctrl-C stops everything" in line:
+            if ready in line:
                 break
         banner = "".join(output)
-        assert "Ctrl-C stops everything" in banner, banner
+        assert ready in banner, banner
+        yield Running(ports, banner)
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, "".join(output) + rest
+    assert f"{name}: stopped" in rest
+    for variable, port in ports.items():
+        assert not _port_is_open(port), f"{variable} {port} still open after Ctrl-C"
 
+
+def test_make_run_serves_the_printed_request_and_stops_everything(tmp_path: Path) -> None:
+    with running(tmp_path, ready="Ctrl-C stops everything", name="make run") as run:
+        banner = run.banner
         commands = printed_commands(banner)
         assert len(commands) == 3, banner  # structured, binary, batch
         answers = [send(command) for command in commands]
@@ -91,7 +126,7 @@ def test_make_run_serves_the_printed_request_and_stops_everything(tmp_path: Path
         batch_result = json.loads(answers[2][1])
         assert [entry["status"] for entry in batch_result["results"]] == [200, 200]
 
-        azurite = Azurite(port=ports["AZURITE_QUEUE_PORT"])
+        azurite = run.azurite
         stored = QueueReader(azurite.connection_string, "events-registration").drain()
         assert stored[0] == json.loads(structured.body)
         assert stored[1]["id"] == binary.headers["ce-id"]
@@ -120,10 +155,3 @@ def test_make_run_serves_the_printed_request_and_stops_everything(tmp_path: Path
         assert "smoke test passed" in smoke.stdout
         [smoke_event] = QueueReader(azurite.connection_string, "events-registration").drain()
         assert smoke_event["type"] == "no.altinn.events.smoke-test"
-    finally:
-        process.send_signal(signal.SIGINT)
-        rest, _ = process.communicate(timeout=60)
-    assert process.returncode == 0, "".join(output) + rest
-    assert "make run: stopped" in rest
-    for name, port in ports.items():
-        assert not _port_is_open(port), f"{name} {port} still open after Ctrl-C"

@@ -10,19 +10,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from devtools.azurite import ROOT, Azurite, free_port, wait_for_port
-from tests.e2e.test_make_run import printed_commands, send
+from devtools.azurite import ROOT, wait_for_port
+from tests.e2e.test_make_run import _port_is_open, printed_commands, running, send
 from tests.support import QueueReader
-
-
-def _port_is_open(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def example_values(issuer: int, registry: int, storage: str) -> dict[str, str]:
@@ -39,51 +33,17 @@ def example_values(issuer: int, registry: int, storage: str) -> dict[str, str]:
 
 
 def test_make_services_serves_func_start_and_stops_everything(tmp_path: Path) -> None:
-    ports = {
-        "PORT": free_port(),
-        "DEV_ISSUER_PORT": free_port(),
-        "DEV_REGISTRY_PORT": free_port(),
-        "AZURITE_BLOB_PORT": free_port(),
-        "AZURITE_QUEUE_PORT": free_port(),
-        "AZURITE_TABLE_PORT": free_port(),
-    }
-    environment = {
-        **os.environ,
-        **{name: str(port) for name, port in ports.items()},
-        "DEV_STATE_DIR": str(tmp_path),
-        "PYTHONUNBUFFERED": "1",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devtools.run", "--services-only"],
-        cwd=ROOT,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    output: list[str] = []
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            output.append(line)
-            if "Ctrl-C stops the services" in line:
-                break
-        banner = "".join(output)
-        assert "Ctrl-C stops the services" in banner, banner
+    with running(
+        tmp_path, "--services-only", ready="Ctrl-C stops the services", name="make services"
+    ) as services:
+        ports, banner = services.ports, services.banner
         assert "func start" in banner
         # not on the default ports, so the banner says which settings to change
         assert f"EVENTS_TRUSTED_ISSUERS=http://127.0.0.1:{ports['DEV_ISSUER_PORT']}" in banner
         for name, port in ports.items():
             assert _port_is_open(port) == (name != "PORT"), f"{name} {port}"
 
-        azurite = Azurite(
-            services=("blob", "queue", "table"),
-            ports={
-                "blob": ports["AZURITE_BLOB_PORT"],
-                "queue": ports["AZURITE_QUEUE_PORT"],
-                "table": ports["AZURITE_TABLE_PORT"],
-            },
-        )
+        azurite = services.azurite
         values = example_values(
             ports["DEV_ISSUER_PORT"], ports["DEV_REGISTRY_PORT"], azurite.connection_string
         )
@@ -111,13 +71,6 @@ def test_make_services_serves_func_start_and_stops_everything(tmp_path: Path) ->
         queue_name = values["EVENTS_QUEUE_NAME"]
         [stored] = QueueReader(azurite.connection_string, queue_name).drain()
         assert stored == json.loads(structured.body)
-    finally:
-        process.send_signal(signal.SIGINT)
-        rest, _ = process.communicate(timeout=60)
-    assert process.returncode == 0, "".join(output) + rest
-    assert "make services: stopped" in rest
-    for name, port in ports.items():
-        assert not _port_is_open(port), f"{name} {port} still open after Ctrl-C"
 
 
 def test_the_example_settings_point_at_the_default_ports() -> None:

@@ -8,12 +8,12 @@ a deployment package without tests, tools or virtual environments).
 from __future__ import annotations
 
 import json
-import subprocess
 from typing import Any
 
 import pathspec
 import pytest
 
+from devtools.lock import checkout_files
 from shared.settings import Settings
 from tests.infra.bicep import REPO
 
@@ -58,24 +58,13 @@ ENVIRONMENTS = [
 ]
 
 
-def tracked_files() -> list[str]:
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],  # noqa: S607
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.splitlines()
-    return [name for name in listed if (REPO / name).is_file()]
-
-
 def test_the_package_is_exactly_the_app() -> None:
     """The files azd would zip from a checkout holding every kind of local environment."""
     spec = funcignore()
-    candidates = [*tracked_files(), *ENVIRONMENTS]
+    candidates = [*checkout_files(), *ENVIRONMENTS]
     packaged = sorted(name for name in candidates if not spec.match_file(name))
     app = ["function_app.py", "host.json", "requirements.txt"]
-    code = sorted(name for name in tracked_files() if name.startswith("shared/"))
+    code = sorted(name for name in checkout_files() if name.startswith("shared/"))
     assert code, "shared/ holds the product's code"
     assert all(name.endswith(".py") for name in code)
     assert packaged == sorted([*app, *code])

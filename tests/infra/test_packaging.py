@@ -9,7 +9,6 @@ depends on exactly the pins of requirements.txt, and every lock is a complete se
 from __future__ import annotations
 
 import email
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -18,28 +17,22 @@ from pathlib import Path
 
 import pytest
 
-from devtools.lock import LOCKS, Lock, canonical, pins, project_pins
+from devtools.lock import (
+    LOCKS,
+    Lock,
+    canonical,
+    checkout_files,
+    copy_of_checkout,
+    pins,
+    project_pins,
+)
 from tests.infra.bicep import REPO
-
-
-def tracked_files() -> list[str]:
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],  # noqa: S607
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.splitlines()
-    return [name for name in listed if (REPO / name).is_file()]
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project's wheel, built without the network from a copy of the checkout."""
-    source = tmp_path_factory.mktemp("source")
-    for name in tracked_files():
-        (source / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, source / name)
+    source = copy_of_checkout(tmp_path_factory.mktemp("source"))
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(  # noqa: S603
         [
@@ -65,7 +58,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_wheel_holds_exactly_the_function_code(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = [name for name in archive.namelist() if ".dist-info/" not in name]
-    code = sorted(name for name in tracked_files() if name.startswith("shared/"))
+    code = sorted(name for name in checkout_files() if name.startswith("shared/"))
     assert sorted(names) == sorted(["function_app.py", *code])
 
 
