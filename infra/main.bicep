@@ -32,6 +32,21 @@ param principalType string = 'User'
 @description('Grant principalId "Storage Queue Data Reader" on the events queue, so that it can peek at messages with `az storage message peek --auth-mode login`. Leave false in production.')
 param grantPrincipalQueueReader bool = false
 
+@description('SUBSCRIBER_PRINCIPAL_ID: object id of a downstream subscriber (its managed identity or service principal), granted "Storage Blob Data Reader" on the container of large events\' data only, to read claim-checked data back (docs/deploy.md). Empty: no assignment.')
+param subscriberPrincipalId string = ''
+
+@allowed([
+  'User'
+  'ServicePrincipal'
+  'Group'
+])
+@description('SUBSCRIBER_PRINCIPAL_TYPE: kind of principal that subscriberPrincipalId names.')
+param subscriberPrincipalType string = 'ServicePrincipal'
+
+@minValue(1)
+@description('BLOB_RETENTION_DAYS: days the data of a claim-checked event is kept, from when it was written, before the storage lifecycle policy deletes it (delivered or not). Keep it at least the queue message time-to-live (7 days), so that a subscriber can read the data of every message it can still receive.')
+param blobRetentionDays int = 7
+
 @description('Integrate the app into a new virtual network and reach storage only through private endpoints (storage public network access disabled).')
 param vnetEnabled bool = false
 
@@ -180,12 +195,26 @@ param eventsQueueTimeoutSeconds string = '3'
 @minValue(1024)
 @maxValue(16777216)
 @description('EVENTS_MAX_BODY_BYTES: largest accepted request body. The host\'s own limit, FUNCTIONS_REQUEST_BODY_SIZE_LIMIT, is derived from it (app/api.bicep).')
-param eventsMaxBodyBytes int = 262144
+param eventsMaxBodyBytes int = 1048576
 
 @minValue(1)
 @maxValue(1000)
 @description('EVENTS_MAX_BATCH_EVENTS: most events in one batch (application/cloudevents-batch+json); more is 413.')
 param eventsMaxBatchEvents int = 100
+
+// Large events (the claim check): an event over one queue message, up to EVENTS_MAX_EVENT_BYTES,
+// has its data written as a blob into EVENTS_BLOB_CONTAINER of the queue's storage account
+// (created by app/storage.bicep, with the lifecycle rule that deletes it after blobRetentionDays).
+
+@minValue(1024)
+@maxValue(16777216)
+@description('EVENTS_MAX_EVENT_BYTES: largest accepted event (compact JSON); one over a queue message has its data stored as a blob in EVENTS_BLOB_CONTAINER.')
+param eventsMaxEventBytes int = 1048576
+
+@minLength(3)
+@maxLength(63)
+@description('EVENTS_BLOB_CONTAINER: the container of large events\' data; created by this template, private, its blobs deleted after blobRetentionDays. Not one of the Functions host\'s containers (azure-webjobs-*, app-package-*): the lifecycle rule would delete their blobs too.')
+param eventsBlobContainer string = 'events-data'
 
 // Idempotent publish: the records live in tables of the same storage account as the events queue
 // (one table per window-long generation, created, filled and dropped by the code; docs/deploy.md).
@@ -245,6 +274,11 @@ var queueAccountUrl = 'https://${storageName}.queue.${environment().suffixes.sto
 // also reached with the managed identity.
 var tableAccountUrl = 'https://${storageName}.table.${environment().suffixes.storage}'
 
+// The blob endpoint of the same account, for large events' data (shared/blobs.py), also reached with
+// the managed identity (Storage Blob Data Owner on the account, app/rbac.bicep). The same endpoint
+// the host uses for AzureWebJobsStorage (app/api.bicep).
+var blobAccountUrl = 'https://${storageName}.blob.${environment().suffixes.storage}'
+
 // Every EVENTS_* app setting, and nothing else: api.bicep adds the platform settings. To support a
 // new setting, add one line here and a parameter above (plus its line in main.parameters.json).
 // EVENTS_QUEUE_CONNECTION is deliberately absent: in Azure the queue is reached with the managed
@@ -273,6 +307,9 @@ var eventsAppSettings = {
   EVENTS_QUEUE_TIMEOUT_SECONDS: eventsQueueTimeoutSeconds
   EVENTS_MAX_BODY_BYTES: string(eventsMaxBodyBytes)
   EVENTS_MAX_BATCH_EVENTS: string(eventsMaxBatchEvents)
+  EVENTS_MAX_EVENT_BYTES: string(eventsMaxEventBytes)
+  EVENTS_BLOB_ACCOUNT_URL: blobAccountUrl
+  EVENTS_BLOB_CONTAINER: eventsBlobContainer
   EVENTS_IDEMPOTENCY_WINDOW_HOURS: eventsIdempotencyWindowHours
   EVENTS_IDEMPOTENCY_REQUIRED: string(eventsIdempotencyRequired)
   EVENTS_IDEMPOTENCY_TABLE: eventsIdempotencyTable
@@ -285,8 +322,8 @@ resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   tags: tags
 }
 
-// The one identity of the app: host storage, deployment package, events queue, records tables,
-// Application Insights.
+// The one identity of the app: host storage, deployment package, events queue, large events' data,
+// records tables, Application Insights.
 module identity './app/identity.bicep' = {
   name: 'identity'
   scope: rg
@@ -318,6 +355,8 @@ module storage './app/storage.bicep' = {
     skuName: storageSkuName
     deploymentContainerName: deploymentStorageContainerName
     queueName: eventsQueueName
+    dataContainerName: eventsBlobContainer
+    blobRetentionDays: blobRetentionDays
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
     vnetEnabled: vnetEnabled
   }
@@ -378,6 +417,9 @@ module rbac './app/rbac.bicep' = {
     userPrincipalId: principalId
     userPrincipalType: principalType
     grantUserQueueReader: grantPrincipalQueueReader
+    dataContainerName: storage.outputs.dataContainerName
+    subscriberPrincipalId: subscriberPrincipalId
+    subscriberPrincipalType: subscriberPrincipalType
     keyVaultName: vaultName
     grantKeyVaultSecretsUser: keyVaultEnabled
   }
@@ -410,8 +452,8 @@ module api './app/api.bicep' = {
     zoneRedundant: zoneRedundant
     virtualNetworkSubnetId: vnetEnabled ? vnet.outputs.appSubnetId : ''
   }
-  // The app must not start before its identity may read its package, write its queue and keep
-  // its records tables, nor before the secrets its Key Vault references name exist.
+  // The app must not start before its identity may read its package, write its queue and blobs
+  // and keep its records tables, nor before the secrets its Key Vault references name exist.
   dependsOn: [
     rbac
     storagePrivateEndpoints
@@ -474,5 +516,7 @@ output PUBLISH_ENDPOINT_URL string = '${api.outputs.uri}/events'
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_QUEUE_ACCOUNT_URL string = queueAccountUrl
 output AZURE_QUEUE_NAME string = storage.outputs.queueName
+// What a subscriber passes to shared/claimcheck.py's restore_event as container_url.
+output AZURE_BLOB_CONTAINER_URL string = '${blobAccountUrl}/${storage.outputs.dataContainerName}'
 output AZURE_FUNCTION_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output AZURE_APPLICATION_INSIGHTS_NAME string = monitoring.outputs.applicationInsightsName

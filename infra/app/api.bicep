@@ -67,9 +67,10 @@ var hostBodyLimitMarginBytes = 4096
 
 // What the platform needs, all identity-based, plus the host's body limit above. The host uses blob
 // storage only (locks, keys, timer schedules and the deployment package): no queue or table service
-// URI for it. The code's own queue and table endpoints are EVENTS_* settings (main.bicep), with
+// URI for it. The code's own queue, table and blob endpoints are EVENTS_* settings (main.bicep), with
 // their roles in rbac.bicep. AZURE_CLIENT_ID makes azure-identity's DefaultAzureCredential in the
-// code pick the user-assigned identity for the events queue and the records tables.
+// code pick the user-assigned identity for the events queue, the records tables and large events'
+// data (the claim check's blobs).
 //
 // Telemetry (docs/deploy.md, "Telemetry"): host.json's telemetryMode OpenTelemetry makes the host
 // export its own requests and logs to APPLICATIONINSIGHTS_CONNECTION_STRING. The Python worker does

@@ -5,6 +5,9 @@
 // - Storage Blob Data Owner on the account: the Functions host keeps its locks and keys in blob
 //   containers it creates itself (azure-webjobs-hosts, azure-webjobs-secrets), and Flex reads the
 //   app package from the deployment container. Creating containers needs an account-level scope.
+//   The same role covers the claim check: the code writes large events' data into the data
+//   container (EVENTS_BLOB_CONTAINER) and deletes what it wrote for an event it could not queue,
+//   so no second blob role is granted.
 // - Storage Queue Data Message Sender on the events queue only: the app adds messages, nothing
 //   else; it can neither read nor delete them, nor touch any other queue.
 // - Storage Table Data Contributor on the account: the records of idempotent publish
@@ -18,6 +21,12 @@
 //   (a registry secret is set; main.bicep): the platform reads the secrets with the app's identity
 //   to resolve the Key Vault references in the app settings. Read-only, secrets only (no keys or
 //   certificates), and on this vault, not the resource group.
+//
+// Granted to a downstream subscriber, only when subscriberPrincipalId is set:
+// - Storage Blob Data Reader on the data container only (never the account): reading back the data
+//   of claim-checked events (the dataref of a queued event names a blob in that container). It
+//   cannot list or read the host's containers or the app package, nor write or delete anything.
+//   Reading the events queue is up to the subscriber's own deployment (docs/deploy.md).
 // Not granted, because this app does not need it: Storage Queue Data Contributor (the host uses
 // queues only for queue/blob triggers and Durable Functions; this app has HTTP and timer triggers
 // and sends through the SDK with the Message Sender role).
@@ -41,6 +50,19 @@ param userPrincipalType string = 'User'
 @description('Grant userPrincipalId "Storage Queue Data Reader" on the events queue (to peek at messages).')
 param grantUserQueueReader bool = false
 
+@description('The container of large events\' data (EVENTS_BLOB_CONTAINER), created by storage.bicep.')
+param dataContainerName string
+
+@description('Optional: a downstream subscriber\'s principal, granted read access to the data container only. Empty: no assignment.')
+param subscriberPrincipalId string = ''
+
+@allowed([
+  'User'
+  'ServicePrincipal'
+  'Group'
+])
+param subscriberPrincipalType string = 'ServicePrincipal'
+
 @description('Name of the registry secrets\' Key Vault (keyvault.bicep).')
 param keyVaultName string
 
@@ -50,6 +72,7 @@ param grantKeyVaultSecretsUser bool = false
 // Built-in role definition ids (the same in every tenant).
 var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  storageBlobDataReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
   storageQueueDataMessageSender: 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
   storageQueueDataReader: '19e7f393-937e-4f77-808e-94535e297925'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
@@ -69,6 +92,16 @@ resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-0
 resource eventsQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = {
   parent: queueService
   name: queueName
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' existing = {
+  parent: storage
+  name: 'default'
+}
+
+resource dataContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: blobService
+  name: dataContainerName
 }
 
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
@@ -142,5 +175,18 @@ resource userQueueReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataReader)
     principalId: userPrincipalId
     principalType: userPrincipalType
+  }
+}
+
+// Opt-in (subscriberPrincipalId in main.bicep): a subscriber of the events queue reads the data of
+// claim-checked events. Scoped to the data container, so the host's blobs and the app package stay
+// out of its reach; Reader, so it can neither change nor delete the data other subscribers need.
+resource subscriberBlobDataReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(subscriberPrincipalId)) {
+  name: guid(dataContainer.id, subscriberPrincipalId, roles.storageBlobDataReader)
+  scope: dataContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataReader)
+    principalId: subscriberPrincipalId
+    principalType: subscriberPrincipalType
   }
 }

@@ -1,6 +1,6 @@
 // Optional (vnetEnabled): private endpoints for the blob service (host storage, deployment
-// package), the queue service (events queue) and the table service (records of idempotent
-// publish), with their private DNS zones (privatelink.<service>.<storage suffix>) linked to the
+// package, large events' data), the queue service (events queue) and the table service (records
+// of idempotent publish), with their private DNS zones (privatelink.<service>.<storage suffix>) linked to the
 // VNet, so that the app resolves the storage account's usual host names to private addresses.
 // Storage public network access is disabled in that mode, so a service without an endpoint here
 // is unreachable for the app.

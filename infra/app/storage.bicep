@@ -1,5 +1,6 @@
 // The storage account: the Functions host's own storage (AzureWebJobsStorage), the deployment
-// package container, the events queue, and the table service that holds the records of idempotent
+// package container, the events queue, the container of large events' data (the claim check) with
+// the lifecycle rule that deletes it, and the table service that holds the records of idempotent
 // publish (the tables are created and dropped by the code, not here: one per time generation).
 // Entra ID only: shared keys are disabled, so no connection string or account key exists anywhere
 // in the deployment.
@@ -21,6 +22,15 @@ param deploymentContainerName string
 
 @description('The queue that receives accepted events (EVENTS_QUEUE_NAME).')
 param queueName string
+
+@minLength(3)
+@maxLength(63)
+@description('EVENTS_BLOB_CONTAINER: the container that holds the data of events too large for one queue message (the claim check). Its blobs are deleted blobRetentionDays after they were written.')
+param dataContainerName string
+
+@minValue(1)
+@description('Days a blob in the data container is kept (from when it was written) before the lifecycle rule deletes it, whether its event was delivered or never queued. At least the queue message time-to-live (7 days), so that a subscriber can read the data of every message it can still receive.')
+param blobRetentionDays int = 7
 
 @description('Log Analytics workspace that receives the queue service logs.')
 param logAnalyticsWorkspaceId string
@@ -82,6 +92,59 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
+// Large events' data (EVENTS_BLOB_CONTAINER): one blob per claim-checked event, named
+// yyyy/mm/dd/<uuid> by the code (shared/blobs.py). Private: subscribers read with an Entra token and
+// Storage Blob Data Reader on this container (rbac.bicep).
+resource dataContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: dataContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+// The account's one lifecycle policy (its name must be 'default'). A single rule, limited to the
+// data container by the prefix '<container>/' (a prefix starts with a container name; the slash
+// stops it matching a longer name such as '<container>2'), deletes block blobs
+// blobRetentionDays after their last modification: the data of delivered events and the orphans
+// of events whose enqueue failed (the code deletes those itself, best effort) alike. The
+// Functions host's own blobs (azure-webjobs-hosts, azure-webjobs-secrets) and the deployment
+// package container (app-package-...) are other containers, so the rule never touches them. The
+// platform runs lifecycle policies about once a day, so a blob may live up to a day longer; with
+// blob soft delete on (blobService above), a deleted blob stays recoverable for 7 more days.
+resource lifecyclePolicy 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          enabled: true
+          name: 'deleteEventsData'
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${dataContainer.name}/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: blobRetentionDays
+                }
+              }
+            }
+          }
+        }
+      ]
+    }
+  }
+}
+
 resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
   parent: storage
   name: 'default'
@@ -127,3 +190,4 @@ output name string = storage.name
 output id string = storage.id
 output queueName string = eventsQueue.name
 output deploymentContainerName string = deploymentContainer.name
+output dataContainerName string = dataContainer.name

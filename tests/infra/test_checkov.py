@@ -79,6 +79,10 @@ MUST_PASS = {
         "CKV_AZURE_34",
         "Microsoft.Storage/storageAccounts/blobServices/containers.deploymentContainer",
     ),
+    (  # large events' data (the claim check): no public access either
+        "CKV_AZURE_34",
+        "Microsoft.Storage/storageAccounts/blobServices/containers.dataContainer",
+    ),
     ("CKV_AZURE_42", "Microsoft.KeyVault/vaults.vault"),  # soft delete + purge protection
     ("CKV_AZURE_110", "Microsoft.KeyVault/vaults.vault"),  # purge protection
     ("CKV_AZURE_189", "Microsoft.KeyVault/vaults.vault"),  # no public access (VNet variant)

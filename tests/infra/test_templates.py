@@ -56,6 +56,7 @@ LOCAL_ONLY_SETTINGS = {
 DERIVED_SETTINGS = {
     "EVENTS_QUEUE_ACCOUNT_URL": "queueAccountUrl",
     "EVENTS_TABLE_ACCOUNT_URL": "tableAccountUrl",
+    "EVENTS_BLOB_ACCOUNT_URL": "blobAccountUrl",
 }
 
 # EVENTS_* secrets whose app setting is a Key Vault reference (or empty), held in a main.bicep
@@ -74,6 +75,7 @@ KEY_VAULT_SETTINGS = {
 
 ROLE = {
     "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "Storage Blob Data Reader": "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1",
     "Storage Queue Data Message Sender": "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a",
     "Storage Queue Data Reader": "19e7f393-937e-4f77-808e-94535e297925",
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
@@ -378,7 +380,10 @@ def test_events_queue_and_deployment_container_are_created() -> None:
     assert queue.body["name"] == "queueName"
     assert modules()["storage"][1]["queueName"] == "eventsQueueName"
     assert parameter_default("eventsQueueName") == Settings.model_fields["queue_name"].default
-    container = only_resource_of_type("Microsoft.Storage/storageAccounts/blobServices/containers")
+    # Two containers: this one and the claim check's data (tests/infra/test_claim_check_infra.py).
+    container = resource(STORAGE, "deploymentContainer")
+    assert container.type == "Microsoft.Storage/storageAccounts/blobServices/containers"
+    assert container.body["name"] == "deploymentContainerName"
     assert container.properties["publicAccess"] == "None"
     assert modules()["storage"][1]["deploymentContainerName"] == "deploymentStorageContainerName"
     assert modules()["api"][1]["deploymentContainerName"] == "deploymentStorageContainerName"
@@ -542,6 +547,7 @@ def test_application_insights_accepts_only_entra_authenticated_telemetry() -> No
 def test_role_definition_ids_are_the_documented_ones() -> None:
     assert variable(RBAC, "roles") == {
         "storageBlobDataOwner": ROLE["Storage Blob Data Owner"],
+        "storageBlobDataReader": ROLE["Storage Blob Data Reader"],
         "storageQueueDataMessageSender": ROLE["Storage Queue Data Message Sender"],
         "storageQueueDataReader": ROLE["Storage Queue Data Reader"],
         "monitoringMetricsPublisher": ROLE["Monitoring Metrics Publisher"],
@@ -644,6 +650,7 @@ def test_only_the_expected_role_assignments_exist() -> None:
         "appTableDataContributor": ROLE["Storage Table Data Contributor"],
         "appKeyVaultSecretsUser": ROLE["Key Vault Secrets User"],
         "userQueueReader": ROLE["Storage Queue Data Reader"],
+        "subscriberBlobDataReader": ROLE["Storage Blob Data Reader"],
     }
 
 
