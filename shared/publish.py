@@ -342,15 +342,17 @@ class PublishPipeline:
         if dataref is not None and str(dataref).startswith(str(self._blob_prefix)):
             return problems.invalid_event({DATAREF: (FOREIGN_DATAREF,)})
         if len(message) > self._sink.max_message_bytes:
-            return self._claim_check(event, resource, trace, own)
+            # the event as sent, without the trace context: what the size limit measures
+            unadorned = content if content is not message or own else serialize(event)
+            return self._claim_check(event, resource, unadorned, trace, own)
         return ReadEvent(event, resource, content, message)
 
     def _claim_check(
-        self, event: CloudEvent, resource: str, trace: EventTrace, own: bool
+        self, event: CloudEvent, resource: str, content: bytes, trace: EventTrace, own: bool
     ) -> ReadEvent | Problem:
         """The event's data to a blob and ``dataref`` in its message, or the 413 that says why
-        that cannot be (shared/claimcheck.py). Only events over one message get here."""
-        content = serialize(event)
+        that cannot be (shared/claimcheck.py). Only events over one message get here;
+        ``content`` is the event as sent (its compact JSON, without the trace context)."""
         size, limit = len(content), self._sink.max_message_bytes
         if size > self._max_event_bytes:
             return problems.event_too_large(self._max_event_bytes, size)

@@ -360,3 +360,16 @@ async def test_a_stopped_blob_service_is_503_and_nothing_is_queued(
         assert message["dataref"].endswith("/" + next(iter(blobs(container))))
     finally:
         own.stop()
+
+
+async def test_the_limit_measures_the_event_as_sent_also_without_de_duplication(
+    post: Post, queue: QueueReader, container: ContainerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exactly 1 MiB as sent is accepted: the trace context the endpoint adds does not count."""
+    monkeypatch.setenv("EVENTS_IDEMPOTENCY_WINDOW_HOURS", "0")
+    event = sized(MiB)
+    assert (await post(body(event))).status_code == 200
+    [message] = queued_raw(queue)
+    assert "traceparent" in message
+    [(content, _, _)] = blobs(container).values()
+    assert content == event["data"].encode()
