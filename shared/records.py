@@ -40,6 +40,7 @@ from azure.data.tables.aio import TableClient, TableServiceClient
 from shared.identity import ManagedIdentity
 from shared.model import Reservation
 from shared.ports import RecordsUnavailable
+from shared.queue import environment_configures_http
 from shared.settings import Settings, has_table_endpoint
 
 log = logging.getLogger("events.records")
@@ -91,6 +92,10 @@ class TableRecords:
         options: dict[str, Any] = {
             "connection_timeout": 2.0,
             "read_timeout": 10.0,
+            # as the queue's client (shared/queue.py): without proxy variables or a netrc file,
+            # aiohttp's per-request lookup of both (two thread hand-offs per table call) finds
+            # nothing, so it is switched off
+            "use_env_settings": environment_configures_http(),
             **client_options,
         }
         connection = settings.queue_connection
