@@ -53,6 +53,8 @@ IN_FLIGHT_WAIT_SHARE = 0.8
 IN_FLIGHT_FIRST_PAUSE_SECONDS = 0.01
 IN_FLIGHT_MAX_PAUSE_SECONDS = 0.2
 RESERVED = "reserved"
+#: ``Prefer`` for an insert: answer 204 without the entity.
+NO_CONTENT = "return-no-content"
 COMMITTED = "committed"
 
 
@@ -253,11 +255,13 @@ class TableRecords:
         return Reservation.IN_FLIGHT
 
     async def _create(self, table: TableClient, entity: dict[str, Any]) -> Any:
+        # The service need not echo the entity back (the etag is a header either way): 204
+        # instead of 201 with the entity as JSON, which the SDK would parse into a TableEntity.
         try:
-            return await table.create_entity(entity)
+            return await table.create_entity(entity, response_preference=NO_CONTENT)
         except ResourceNotFoundError:  # the generation's first record: its table is new
             await self._create_table(table.table_name)
-            return await table.create_entity(entity)
+            return await table.create_entity(entity, response_preference=NO_CONTENT)
 
     async def _upsert(self, table_name: str, entity: dict[str, Any]) -> None:
         table = self._table(table_name)
