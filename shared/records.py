@@ -6,14 +6,18 @@ publish is under way, ``committed`` once the message is on the queue) and when t
 
 Generations: time is cut into generations as long as the window (24 h by default), each with its
 own table, ``<prefix><generation number>``. A claim is one insert into the current generation's
-table: one round trip, whatever the answer. A committed record is also copied into the next
-generation's table (off the response path), so the current table always holds every record of
-the last window; a record older than the window is treated as absent. Tables older than the
-previous generation hold nothing that counts any more and are dropped whole
-(``drop_expired_tables``, run by the timer function in function_app.py): no scan of any table.
+table: one round trip, whatever the answer. The commit is one upsert of the ``committed`` record
+into the *next* generation's table (off the response path); the claim's own record stays
+``reserved``. So a generation's table holds its own claims and the commits of the previous
+generation's, and every committed record of the last window is in the current table or the next
+one: a claim that finds a ``reserved`` record looks for its commit in the next table (only then:
+a new event costs the insert and the commit, two writes). A record older than the window is
+treated as absent. Tables older than the previous generation hold nothing that counts any more
+and are dropped whole (``drop_expired_tables``, run by the timer function in function_app.py): no
+scan of any table.
 
-A ``reserved`` record older than ``LEASE_SECONDS`` belongs to a publish that never finished (its
-process died): it is taken over, as if absent.
+A ``reserved`` record older than ``LEASE_SECONDS`` whose commit is not in the next table belongs
+to a publish that never finished (its process died): it is taken over, as if absent.
 """
 
 from __future__ import annotations
@@ -135,14 +139,9 @@ class TableRecords:
         now = self._clock()
         entity = {**_keys(key), "fingerprint": claim.fingerprint, "state": COMMITTED, "at": now}
         try:
-            await self._table(claim.table).update_entity(
-                entity,
-                mode=UpdateMode.REPLACE,
-                etag=claim.etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
-            # ... and into the next generation's table (each one from the claim's to now's, when
-            # the publish crossed into a new generation), where the next window looks for it.
+            # into the next generation's table (each one from the claim's to now's, when the
+            # publish crossed into a new generation): where this generation's claims look for a
+            # reserved record's commit, and the next generation's inserts find it
             for generation in range(claim.generation + 1, self._generation(now) + 2):
                 await self._upsert(self._table_name(generation), entity)
         except AzureError as error:
@@ -223,7 +222,7 @@ class TableRecords:
                     existing = await table.get_entity(_partition(key), key)
                 except ResourceNotFoundError:
                     continue  # released just now
-                decision = self._decide(existing, fingerprint, now)
+                decision = await self._decide(existing, key, fingerprint, now, generation)
                 if decision is not None:
                     return decision
                 try:  # expired or abandoned: take it over, unless someone else just did
@@ -239,20 +238,33 @@ class TableRecords:
             return Reservation.NEW
         return Reservation.IN_FLIGHT
 
-    def _decide(self, existing: Any, fingerprint: str, now: float) -> Reservation | None:
-        """What a record found says; None when it no longer counts (expired or abandoned)."""
-        age = now - float(existing.get("at", 0.0))
+    async def _decide(
+        self, existing: Any, key: str, fingerprint: str, now: float, generation: int
+    ) -> Reservation | None:
+        """What a record found in the current table says; None when it no longer counts
+        (expired or abandoned). A ``reserved`` one may have been committed since: its commit is
+        in the next generation's table."""
         if existing.get("state") == COMMITTED:
-            if age >= self._window:
-                return None
-            if existing.get("fingerprint") != fingerprint:
-                return Reservation.CONFLICT
-            return Reservation.REPLAY
-        if age >= LEASE_SECONDS:
+            return self._committed(existing, fingerprint, now)
+        fresh = now - float(existing.get("at", 0.0)) < LEASE_SECONDS
+        if fresh and existing.get("fingerprint") != fingerprint:
+            return Reservation.CONFLICT  # other content: no need to know how the first ended
+        try:
+            committed = await self._table(self._table_name(generation + 1)).get_entity(
+                _partition(key), key
+            )
+        except ResourceNotFoundError:  # no such record (or no such table yet)
+            committed = None
+        if committed is not None and committed.get("state") == COMMITTED:
+            return self._committed(committed, fingerprint, now)
+        return Reservation.IN_FLIGHT if fresh else None
+
+    def _committed(self, record: Any, fingerprint: str, now: float) -> Reservation | None:
+        if now - float(record.get("at", 0.0)) >= self._window:
             return None
-        if existing.get("fingerprint") != fingerprint:
+        if record.get("fingerprint") != fingerprint:
             return Reservation.CONFLICT
-        return Reservation.IN_FLIGHT
+        return Reservation.REPLAY
 
     async def _create(self, table: TableClient, entity: dict[str, Any]) -> Any:
         # The service need not echo the entity back (the etag is a header either way): 204

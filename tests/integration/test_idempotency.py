@@ -182,6 +182,19 @@ async def test_the_window_and_abandoned_claims(records: TableRecords, clock: Wal
     assert await records.reserve(other, "f") is Reservation.NEW
 
 
+async def test_a_commit_outlives_the_lease_of_its_claim(
+    records: TableRecords, clock: WallClock
+) -> None:
+    """The claim's own record stays reserved; its commit, in the next generation's table, is
+    what a later repeat finds: a replay, never a take-over, however old the claim."""
+    key = "d" * 64
+    assert await records.reserve(key, "f") is Reservation.NEW
+    await records.commit(key)
+    clock.now += LEASE_SECONDS + 1
+    assert await records.reserve(key, "f") is Reservation.REPLAY
+    assert await records.reserve(key, "other") is Reservation.CONFLICT
+
+
 async def test_a_release_forgets_the_claim(records: TableRecords) -> None:
     key = "c" * 64
     assert await records.reserve(key, "f") is Reservation.NEW
