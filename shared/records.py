@@ -31,13 +31,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
+    HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
 )
+from azure.core.rest import HttpRequest
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
@@ -57,8 +60,6 @@ IN_FLIGHT_WAIT_SHARE = 0.8
 IN_FLIGHT_FIRST_PAUSE_SECONDS = 0.01
 IN_FLIGHT_MAX_PAUSE_SECONDS = 0.2
 RESERVED = "reserved"
-#: ``Prefer`` for an insert: answer 204 without the entity.
-NO_CONTENT = "return-no-content"
 COMMITTED = "committed"
 
 
@@ -216,7 +217,7 @@ class TableRecords:
         entity = {**_keys(key), "fingerprint": fingerprint, "state": RESERVED, "at": now}
         for _ in range(3):  # a claim taken over (or released) concurrently is tried again
             try:
-                created = await self._create(table, entity)
+                etag = await self._create(table, entity)
             except ResourceExistsError:
                 try:
                     existing = await table.get_entity(_partition(key), key)
@@ -226,7 +227,7 @@ class TableRecords:
                 if decision is not None:
                     return decision
                 try:  # expired or abandoned: take it over, unless someone else just did
-                    created = await table.update_entity(
+                    taken = await table.update_entity(
                         entity,
                         mode=UpdateMode.REPLACE,
                         etag=existing.metadata["etag"],
@@ -234,7 +235,8 @@ class TableRecords:
                     )
                 except (ResourceModifiedError, ResourceNotFoundError):
                     continue
-            self._claims[key] = _Claim(generation, table_name, created["etag"], fingerprint)
+                etag = taken["etag"]
+            self._claims[key] = _Claim(generation, table_name, etag, fingerprint)
             return Reservation.NEW
         return Reservation.IN_FLIGHT
 
@@ -266,22 +268,22 @@ class TableRecords:
             return Reservation.CONFLICT
         return Reservation.REPLAY
 
-    async def _create(self, table: TableClient, entity: dict[str, Any]) -> Any:
-        # The service need not echo the entity back (the etag is a header either way): 204
-        # instead of 201 with the entity as JSON, which the SDK would parse into a TableEntity.
+    async def _create(self, table: TableClient, entity: dict[str, Any]) -> str:
+        """Insert the record; its etag."""
         try:
-            return await table.create_entity(entity, response_preference=NO_CONTENT)
+            return await _write(table, "POST", f"/{table.table_name}", entity)
         except ResourceNotFoundError:  # the generation's first record: its table is new
             await self._create_table(table.table_name)
-            return await table.create_entity(entity, response_preference=NO_CONTENT)
+            return await _write(table, "POST", f"/{table.table_name}", entity)
 
     async def _upsert(self, table_name: str, entity: dict[str, Any]) -> None:
         table = self._table(table_name)
+        path = f"/{table_name}(PartitionKey='{entity['PartitionKey']}',RowKey='{entity['RowKey']}')"
         try:
-            await table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+            await _write(table, "PUT", path, entity)  # no If-Match: insert or replace
         except ResourceNotFoundError:
             await self._create_table(table_name)
-            await table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+            await _write(table, "PUT", path, entity)
 
     async def _create_table(self, name: str) -> None:
         log.info("creating the records table %s", name)
@@ -295,6 +297,42 @@ class _Claim:
     table: str
     etag: str
     fingerprint: str
+
+
+#: The headers of a write of one record (the credential policy adds the date and the signature).
+_WRITE_HEADERS = {
+    "Content-Type": "application/json;odata=nometadata",
+    "Accept": "application/json;odata=nometadata",
+    "DataServiceVersion": "3.0",
+    "Prefer": "return-no-content",  # for an insert: 204 without the entity echoed back
+}
+_ERRORS: dict[int, type[HttpResponseError]] = {
+    404: ResourceNotFoundError,
+    409: ResourceExistsError,
+    412: ResourceModifiedError,
+}
+
+
+async def _write(table: TableClient, method: str, path: str, entity: dict[str, Any]) -> str:
+    """Insert (POST) or insert-or-replace (PUT) one record through the table client's own
+    pipeline (its credential, retries, tracing and transport), but not through the SDK's
+    generated operation layer, whose request and response (de)serialisation cost about a third
+    of the call's CPU (about 100 of 380 us per call on the dev host). The record's new etag; the
+    SDK's errors (404, 409 and 412 as their own types).
+
+    It reaches three private attributes of azure-data-tables' ``TableClient`` (``_client``,
+    ``_primary_hostname``, and the generated client's ``_client``): the lock pins the version,
+    and every test of tests/integration/test_idempotency.py goes through here, so an upgrade
+    that moves them fails there, not in production."""
+    body = orjson.dumps({**entity, "at@odata.type": "Edm.Double"})
+    headers = {**_WRITE_HEADERS, "x-ms-version": table.api_version}
+    request = HttpRequest(
+        method, f"{table.scheme}://{table._primary_hostname}{path}", headers=headers, content=body
+    )
+    response = await table._client._client.send_request(request)
+    if response.status_code in (201, 204):
+        return str(response.headers["ETag"])
+    raise _ERRORS.get(response.status_code, HttpResponseError)(response=response)
 
 
 def _partition(key: str) -> str:
