@@ -26,7 +26,7 @@ log = logging.getLogger("events.delivery")
 
 
 class Deadline:
-    """One time budget, started by the first send that uses it (a batch shares one)."""
+    """One send's time budget, started when the send starts."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds

@@ -47,6 +47,7 @@ from shared.ports import (
     MissingToken,
     PolicyLookup,
     PublishRecords,
+    QueueUnavailable,
     RecordsUnavailable,
     RegistryUnavailable,
     TooManyLookups,
@@ -487,8 +488,11 @@ class PublishPipeline:
         trace: EventTrace,
     ) -> BatchOutcome | Problem:
         """Each element validated, authorized and enqueued on its own, exactly as if it had been
-        published alone; at most ``MAX_SENDS_IN_FLIGHT`` at a time, and every send of the batch
-        within one queue time budget."""
+        published alone (its send with its own queue time budget, from when it starts); at most
+        ``MAX_SENDS_IN_FLIGHT`` at a time. Once a send of the batch has failed (the queue refused
+        it or did not confirm it in time), the elements not yet sent are not sent at all: they
+        are answered 503 at once, so that a broken queue ends the batch within about one budget,
+        and nothing is queued for an element answered 503 unless its send had started."""
         try:
             elements = parse_batch(body)
         except InvalidEvent as invalid:
@@ -498,8 +502,8 @@ class PublishPipeline:
         span.set("events.batch.size", len(elements))
         self._telemetry.batch(len(elements))
         may_nest = may_nest_deeper_than(body, MAX_DATA_DEPTH)
-        deadline = Deadline(self._queue_timeout)
         in_flight = asyncio.Semaphore(MAX_SENDS_IN_FLIGHT)
+        queue_failed: QueueUnavailable | None = None
 
         async def publish_one(index: int, element: Any) -> Problem | Replayed | None:
             with self._telemetry.element(span, {"events.batch.index": index}) as element_span:
@@ -522,9 +526,17 @@ class PublishPipeline:
             )
             if isinstance(read, Problem):
                 return read
+            nonlocal queue_failed
             async with in_flight:
+                if queue_failed is not None:  # not sent: nothing queued, a retry is safe
+                    return problems.unavailable(QueueUnavailable(NOT_SENT))
                 try:
-                    return await self.publish_event(publisher, read, element_record, deadline)
+                    return await self.publish_event(
+                        publisher, read, element_record, Deadline(self._queue_timeout)
+                    )
+                except QueueUnavailable as error:
+                    queue_failed = error
+                    return problems.unavailable(error)
                 except Unavailable as error:
                     return problems.unavailable(error)
 
@@ -533,6 +545,9 @@ class PublishPipeline:
         )
         return BatchOutcome.of(elements, outcomes)
 
+
+#: Why an element of a batch was not sent (the log line's note).
+NOT_SENT = "not sent: an earlier send of this batch failed"
 
 #: Sends of one batch in flight at a time: enough to hide the queue's latency, few enough not to
 #: swamp it (or the worker's connection pool) with one request.

@@ -1,6 +1,7 @@
-"""How the pipeline runs a batch: at most MAX_SENDS_IN_FLIGHT sends at a time, every send within
-one time budget, one outcome per element. The orchestration alone, with the ports answered in
-memory (the real queue, registry and issuer are in tests/integration/test_content_modes.py)."""
+"""How the pipeline runs a batch: at most MAX_SENDS_IN_FLIGHT sends at a time, each within its own
+time budget, none started once one has failed, one outcome per element. The orchestration alone,
+with the ports answered in memory (the real queue, registry and issuer are in
+tests/integration/test_content_modes.py)."""
 
 from __future__ import annotations
 
@@ -109,7 +110,8 @@ async def test_at_most_max_sends_in_flight_and_every_event_sent_once() -> None:
 
 async def test_sends_still_open_when_the_budget_runs_out_are_503_and_go_on() -> None:
     """The answer stops waiting at the deadline; the sends do not stop: each one ends with a
-    definite outcome (shared/delivery.py), here stored once the queue answers."""
+    definite outcome (shared/delivery.py), here stored once the queue answers. The elements
+    whose turn came after a send had failed were never sent: 503, and nothing queued."""
     issuer = DevIssuer(ISSUER)
     release = asyncio.Event()
     sink = CountingSink(release=release)  # the queue does not answer yet
@@ -121,11 +123,30 @@ async def test_sends_still_open_when_the_budget_runs_out_are_503_and_go_on() -> 
     assert {entry["status"] for entry in body["results"]} == {503}
     assert response.headers["Retry-After"] == str(problems.RETRY_AFTER_SECONDS)
     assert sink.sent == []
-    assert publishing.delivery.pending == 40
+    assert publishing.delivery.pending == MAX_SENDS_IN_FLIGHT  # only the first turn was sent
     release.set()
     await publishing.close()
-    assert len(sink.sent) == 40
+    assert len(sink.sent) == MAX_SENDS_IN_FLIGHT
     assert publishing.delivery.pending == 0
+
+
+async def test_each_send_has_its_own_budget_from_when_it_starts() -> None:
+    """A batch whose sends each take a good share of the budget is published whole, however
+    long the batch takes: an element's budget starts with its own send, as if it were alone."""
+    issuer = DevIssuer(ISSUER)
+    release = asyncio.Event()
+    sink = CountingSink(release=release)
+    release.set()
+    slow_send = sink.send
+
+    async def send(message: bytes) -> None:
+        await asyncio.sleep(0.03)  # 60% of the budget, each
+        await slow_send(message)
+
+    sink.send = send  # type: ignore[method-assign]
+    response = await pipeline(sink, issuer, budget=0.05).handle(batch_request(issuer, 64))
+    assert response.status == 200  # four turns of 16: 0.12 s, more than twice the budget
+    assert len(sink.sent) == 64
 
 
 def test_outcome_body_and_headers() -> None:
