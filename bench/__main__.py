@@ -1,13 +1,15 @@
 """``make bench``: every benchmark, then the tables of docs/performance.md and its HTTP plot.
 
-CPU per event (bench/cpu.py; structured, and binary for the typical event), cold start
+CPU per event (bench/cpu.py; structured, and binary for the typical event), telemetry on and
+off (bench/telemetry.py), the claim check in process (bench/claimcheck.py), cold start
 (bench/coldstart.py), HTTP end to end (bench/endtoend.py; single events, the raw enqueue and
-batches), where the dev host's CPU goes (bench/serving.py) and memory (bench/memory.py), in that
-order: about eight minutes. ``--quick`` runs each briefly, for indicative figures in about two
-minutes. Every service is started on
-127.0.0.1 and stopped again. The results are saved to docs/performance.json (``make soak``,
-bench/soak.py, runs at half the peak rate in them); only the tables between the
-``<!-- bench:NAME:begin/end -->`` markers of docs/performance.md are rewritten, never its prose.
+batches), de-duplication on and off (bench/dedup.py), the claim check end to end, where the dev
+host's CPU goes (bench/serving.py) and memory (bench/memory.py), in that order: about eleven
+minutes. ``--quick`` runs each briefly, for indicative figures in about three minutes. Every
+service is started on 127.0.0.1 and stopped again. The results are saved to
+docs/performance.json (``make soak``, bench/soak.py, runs at half the peak rate in them); only
+the tables between the ``<!-- bench:NAME:begin/end -->`` markers of docs/performance.md are
+rewritten, never its prose.
 """
 
 from __future__ import annotations
@@ -19,18 +21,30 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import coldstart, cpu, endtoend, memory, report, results, serving, targets
+from bench import (
+    claimcheck,
+    coldstart,
+    cpu,
+    dedup,
+    endtoend,
+    memory,
+    report,
+    results,
+    serving,
+    targets,
+    telemetry,
+)
 from bench.services import Stack
 from shared.tokens import VERIFIED_TOKEN_CACHE_SIZE
 
-SECTIONS = ("cpu", "http", "serving", "coldstart", "memory")
+SECTIONS = ("cpu", "telemetry", "claimcheck", "http", "dedup", "serving", "coldstart", "memory")
 
 
 def _options(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
-        "--quick", action="store_true", help="fewer rounds and requests: about two minutes"
+        "--quick", action="store_true", help="fewer rounds and requests: about three minutes"
     )
     parser.add_argument(
         "--only",
@@ -39,10 +53,17 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
         help="run only this benchmark (repeatable); prints results, leaves the doc alone",
     )
     parser.add_argument("--cpu-rounds", type=int, help="CPU: rounds (default 15, quick 5)")
-    parser.add_argument("--http-rounds", type=int, help="HTTP: rounds per level (3, quick 1)")
+    parser.add_argument(
+        "--http-rounds", type=int, help="HTTP and de-duplication: rounds per level (3, quick 1)"
+    )
     parser.add_argument("--http-seconds", type=float, help="HTTP: seconds per run (5, quick 2)")
     parser.add_argument(
         "--levels", type=lambda text: tuple(int(n) for n in text.split(",")), help="1,8,32,64"
+    )
+    parser.add_argument(
+        "--claimcheck-requests",
+        type=int,
+        help="claim check end to end: requests per run (500, quick 200)",
     )
     parser.add_argument("--coldstart-runs", type=int, help="cold start: runs each (30, quick 6)")
     parser.add_argument(
@@ -65,7 +86,11 @@ def write(saved: dict[str, Any]) -> None:
     report.write_bench(
         saved["meta"],
         cpu=[cpu.CpuFigure(**figure) for figure in saved["cpu"]],
+        telemetry=telemetry.TelemetryResult(**saved["telemetry"]),
+        claimcheck_cpu=claimcheck.ClaimCheckCpu(**saved["claimcheck_cpu"]),
         levels=[endtoend.LevelResult(**level) for level in saved["http"]],
+        dedup=endtoend.LevelResult(**saved["dedup"]),
+        claimcheck_http=endtoend.LevelResult(**saved["claimcheck_http"]),
         serving=serving.ServingResult(**saved["serving"]),
         coldstart=coldstart.ColdStartResult(**saved["coldstart"]),
         memory=memory.MemoryResult(**saved["memory"]),
@@ -87,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     levels = options.levels or endtoend.LEVELS
     if targets.HTTP_LEVEL not in levels and not options.only:
         raise SystemExit(f"--levels must include {targets.HTTP_LEVEL}, the target's level")
+    claimcheck_requests = options.claimcheck_requests or (200 if quick else 500)
     coldstart_runs = options.coldstart_runs or (6 if quick else 30)
     memory_requests = options.memory_requests or (10_000 if quick else 100_000)
     started = time.monotonic()
@@ -103,9 +129,25 @@ def main(argv: list[str] | None = None) -> None:
                 f"cpu {f.size:8} {f.mode:10} ours {f.ours_us:7.1f} us  sdk {f.sdk_us:7.1f} us  "
                 f"{f.ratio:.2f}"
             )
+    if "telemetry" in sections:
+        progress(f"telemetry: {cpu_rounds} rounds of {cpu_calls} calls, off and on")
+        found["telemetry"] = t = asyncio.run(telemetry.measure(rounds=cpu_rounds, calls=cpu_calls))
+        progress(
+            f"telemetry off {t.off:.1f} us, on {t.on:.1f} us: {t.ratio:.2f}; NoTelemetry's "
+            f"{t.notelemetry_calls} calls {t.notelemetry:.2f} us ({t.off_ratio:.3f})"
+        )
+    if "claimcheck" in sections:
+        progress(f"claim check in process: {cpu_rounds} rounds")
+        found["claimcheck_cpu"] = c = asyncio.run(
+            claimcheck.measure_cpu(rounds=cpu_rounds, calls=cpu_calls)
+        )
+        progress(
+            f"claim check: typical with a blob store {c.blobs_ratio:.3f}x without; "
+            f"{claimcheck.LARGE} {c.large_ratio:.2f}x {claimcheck.SMALL}"
+        )
     if "coldstart" in sections:
         found["coldstart"] = coldstart.measure(runs=coldstart_runs, progress=progress)
-    if {"http", "serving", "memory"} & set(sections):
+    if {"http", "dedup", "claimcheck", "serving", "memory"} & set(sections):
         with Stack(log_level=options.log_level) as stack:
             if "http" in sections:
                 found["http"] = endtoend.measure(
@@ -122,6 +164,22 @@ def main(argv: list[str] | None = None) -> None:
                         f"batches/ours {level.ratio('ours-batch', 'ours'):.2f}, "
                         f"batches/raw {level.ratio('ours-batch', 'raw'):.2f}"
                     )
+            if "dedup" in sections:
+                found["dedup"] = level = dedup.measure(
+                    stack, rounds=http_rounds, seconds=http_seconds, progress=progress
+                )
+                progress(
+                    f"dedup: on/raw {level.ratio('ours'):.2f}, off/raw "
+                    f"{level.ratio('ours-no-dedup'):.2f}, replay/raw {level.ratio('replay'):.2f}"
+                )
+            if "claimcheck" in sections:
+                found["claimcheck_http"] = claimcheck.measure_http(
+                    stack,
+                    rounds=http_rounds,
+                    requests=claimcheck_requests,
+                    warmup_requests=claimcheck_requests // 10,
+                    progress=progress,
+                )
             if "serving" in sections:
                 found["serving"] = serving.measure(
                     stack,

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import gc
 import logging
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,9 +32,11 @@ from bench.services import registry
 from devtools.issuer import DevIssuer
 from devtools.stack import LocalStack
 from shared.oidc import OidcSigningKeys
+from shared.ports import BlobStore
 from shared.publish import PublishPipeline, PublishRequest
 from shared.registry import ResourceRegistryClient
 from shared.registry_cache import CachedPolicyRules
+from shared.telemetry import NoTelemetry
 from shared.tokens import TokenVerifier
 
 
@@ -78,14 +81,14 @@ class CpuFigure:
         return self.ours_fresh_token_us / self.sdk_us
 
 
-def _time_per_call(run: Callable[[], Any], calls: int) -> float:
+def time_per_call(run: Callable[[], Any], calls: int) -> float:
     started = time.perf_counter()
     for _ in range(calls):
         run()
     return (time.perf_counter() - started) / calls * 1e6
 
 
-async def _time_per_handle(
+async def time_per_handle(
     pipeline: PublishPipeline, requests: list[PublishRequest], calls: int
 ) -> float:
     started = time.perf_counter()
@@ -110,8 +113,16 @@ class _Setup:
             max_entries=1000,
         )
 
-    def pipeline(self) -> PublishPipeline:
-        """A pipeline with a new token memory (the key cache and the rules stay warm)."""
+    def pipeline(
+        self,
+        *,
+        telemetry: NoTelemetry | None = None,
+        blobs: BlobStore | None = None,
+        max_body_bytes: int = 256 * 1024,
+    ) -> PublishPipeline:
+        """A pipeline with a new token memory (the key cache and the rules stay warm), with
+        NoTelemetry unless ``telemetry`` is given, and without a blob store (events over one
+        queue message get 413) unless ``blobs`` is given."""
         verifier = TokenVerifier(
             trusted_issuers=(self.issuer.base_url,),
             keys=self.keys,
@@ -124,8 +135,25 @@ class _Setup:
             sink=EncodingSink(),
             publish_scope="altinn:events.publish",
             admin_scope="altinn:events.publish.admin",
-            max_body_bytes=256 * 1024,
+            max_body_bytes=max_body_bytes,
+            blobs=blobs,
+            telemetry=telemetry if telemetry is not None else NoTelemetry(),
         )
+
+
+@contextlib.asynccontextmanager
+async def warm_setup() -> AsyncIterator[_Setup]:
+    """The dev issuer and the dev registry on loopback (no Azurite: nothing is stored), and a
+    ``_Setup`` against them; the production log level (host.json's Warning)."""
+    logging.getLogger("events").setLevel(logging.WARNING)
+    with LocalStack(registry=registry(), azurite_services=()) as stack:
+        assert stack.issuer is not None
+        async with aiohttp.ClientSession() as session:
+            setup = _Setup(session, stack.issuer, stack.registry_url)
+            try:
+                yield setup
+            finally:
+                await setup.rules.close()
 
 
 def _request(mode: str, event: dict[str, Any]) -> tuple[dict[str, str], bytes]:
@@ -135,7 +163,7 @@ def _request(mode: str, event: dict[str, Any]) -> tuple[dict[str, str], bytes]:
     return {"content-type": "application/cloudevents+json"}, body(event)
 
 
-def _with_token(headers: dict[str, str], payload: bytes, bearer: str) -> PublishRequest:
+def with_token(headers: dict[str, str], payload: bytes, bearer: str) -> PublishRequest:
     return PublishRequest(
         "POST", "/events", {"authorization": f"Bearer {bearer}", **headers}, payload
     )
@@ -155,23 +183,23 @@ async def _measure_size(
     payloads: dict[str, bytes] = {}
     for mode in modes:
         headers, payload = _request(mode, event)
-        ours[mode] = [_with_token(headers, payload, same_token)]
-        ours_new_tokens[mode] = [_with_token(headers, payload, token) for token in new_tokens]
+        ours[mode] = [with_token(headers, payload, same_token)]
+        ours_new_tokens[mode] = [with_token(headers, payload, token) for token in new_tokens]
         sdk[mode] = functools.partial(from_http, headers, payload)
         payloads[mode] = payload
-        await _time_per_handle(warm, ours[mode], 50)  # warm: keys, rules, code paths
-        _time_per_call(sdk[mode], 50)
+        await time_per_handle(warm, ours[mode], 50)  # warm: keys, rules, code paths
+        time_per_call(sdk[mode], 50)
     times: dict[tuple[str, str], list[float]] = {
         (mode, kind): [] for mode in modes for kind in ("ours", "new", "sdk")
     }
     gc.collect()
     for _ in range(rounds):
         for mode in modes:
-            times[mode, "ours"].append(await _time_per_handle(warm, ours[mode], calls))
-            times[mode, "sdk"].append(_time_per_call(sdk[mode], calls))
+            times[mode, "ours"].append(await time_per_handle(warm, ours[mode], calls))
+            times[mode, "sdk"].append(time_per_call(sdk[mode], calls))
             # a token never seen before on every request: the signature is checked every time
             times[mode, "new"].append(
-                await _time_per_handle(setup.pipeline(), ours_new_tokens[mode], calls)
+                await time_per_handle(setup.pipeline(), ours_new_tokens[mode], calls)
             )
     return [
         CpuFigure(
@@ -187,24 +215,14 @@ async def _measure_size(
 
 
 async def measure(rounds: int = 15, calls: int = 200) -> list[CpuFigure]:
-    logging.getLogger("events").setLevel(logging.WARNING)  # as in production's host.json
-    with LocalStack(registry=registry()) as stack:  # its Azurite idles: the sink stores nothing
-        assert stack.issuer is not None
-        async with aiohttp.ClientSession() as session:
-            setup = _Setup(session, stack.issuer, stack.registry_url)
-            figures = [
-                figure
-                for size, make in SIZES.items()
-                for figure in await _measure_size(
-                    setup,
-                    size,
-                    make(),
-                    MODES if size in BINARY_SIZES else MODES[:1],
-                    rounds,
-                    calls,
-                )
-            ]
-            await setup.rules.close()
+    async with warm_setup() as setup:
+        figures = [
+            figure
+            for size, make in SIZES.items()
+            for figure in await _measure_size(
+                setup, size, make(), MODES if size in BINARY_SIZES else MODES[:1], rounds, calls
+            )
+        ]
     return sorted(figures, key=lambda figure: MODES.index(figure.mode))
 
 

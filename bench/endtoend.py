@@ -26,16 +26,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.events import typical
-from bench.services import QUEUE, RAW_QUEUE, Stack, batch_case, ours_case, queue_message
-from bench.serving import cpu_seconds
+from bench.services import (
+    QUEUE,
+    RAW_QUEUE,
+    Stack,
+    batch_case,
+    cpu_seconds,
+    ours_case,
+    queue_message,
+)
 from shared.queue import environment_configures_http
 
 LEVELS = (1, 8, 32, 64)
 TARGETS = ("ours", "raw", "raw-sdk-defaults", "ours-batch")
 #: Events in one batch request of ``ours-batch`` (the endpoint's most).
 BATCH_EVENTS = 100
-#: The targets that POST to the dev host (the others enqueue from the load generator).
-DEVHOST_TARGETS = ("ours", "ours-batch")
+
+
+def on_devhost(target: str) -> bool:
+    """Whether ``target`` POSTs to a dev host (the ``raw`` ones enqueue from the load generator)."""
+    return not target.startswith("raw")
 
 
 def rate(target: str, run: dict[str, Any]) -> float:
@@ -74,14 +84,29 @@ class LevelResult:
         return statistics.median(self.paired_ratios(target, baseline))
 
     def cpu_us_per_event(self, target: str) -> float:
-        """CPU per event of the process doing the work: the dev host for ``ours`` and
-        ``ours-batch`` (warm-up included), the load generator itself for the raw enqueue (the
-        SDK's cost, plus the generator's own small share)."""
+        """CPU per event of the process doing the work: the dev host for the targets that POST
+        to it (warm-up included), the load generator itself for the raw enqueue (the SDK's cost,
+        plus the generator's own small share)."""
         per_run = [
-            run["devhost_cpu_seconds"]
-            / ((run["requests"] + run["warmup_requests"]) * run.get("events_per_request", 1))
-            if target in DEVHOST_TARGETS
+            run["devhost_cpu_seconds"] / _events(run)
+            if on_devhost(target)
             else run["cpu_seconds"] / run["requests"]
+            for run in self.runs[target]
+        ]
+        return float(statistics.median(per_run)) * 1e6
+
+    def azurite_cpu_us_per_event(self, target: str) -> float:
+        """Azurite's CPU (its queue, table and blob services together) per event, warm-up
+        included: in Azure, the storage service's share."""
+        per_run = [run["azurite_cpu_seconds"] / _events(run) for run in self.runs[target]]
+        return float(statistics.median(per_run)) * 1e6
+
+    def total_cpu_us_per_event(self, target: str) -> float:
+        """CPU per event of every process on the machine's cores: the dev host, Azurite and
+        the load generator (the dev host idles in a raw run)."""
+        per_run = [
+            (run["devhost_cpu_seconds"] + run["azurite_cpu_seconds"]) / _events(run)
+            + run["cpu_seconds"] / (run["requests"] * run.get("events_per_request", 1))
             for run in self.runs[target]
         ]
         return float(statistics.median(per_run)) * 1e6
@@ -95,7 +120,36 @@ class LevelResult:
         )
 
 
-def _specs(stack: Stack, tokens: list[str]) -> dict[str, Callable[..., dict[str, Any]]]:
+def _events(run: dict[str, Any]) -> int:
+    """Events a run sent, warm-up included."""
+    return int((run["requests"] + run["warmup_requests"]) * run.get("events_per_request", 1))
+
+
+def measure_run(
+    stack: Stack,
+    spec: dict[str, Any],
+    *,
+    pid: int | None = None,
+    queue: str | None = QUEUE,
+    blobs: bool = False,
+) -> dict[str, Any]:
+    """One run of the load generator, with the CPU the dev host (``pid``, by default the
+    stack's) and Azurite used meanwhile; then the messages on ``queue`` (and with ``blobs``, the
+    blobs of large events' data) are counted and Azurite starts afresh (``queue=None``: the
+    caller counts, and Azurite keeps its data)."""
+    devhost = pid or stack.pid
+    before = cpu_seconds(devhost), stack.azurite_cpu_seconds()
+    run = stack.run_load(spec)
+    run["devhost_cpu_seconds"] = cpu_seconds(devhost) - before[0]
+    run["azurite_cpu_seconds"] = stack.azurite_cpu_seconds() - before[1]
+    if blobs:
+        run["blobs"] = stack.count_blobs()
+    if queue is not None:
+        run["on_queue"] = stack.count_and_reset(queue)
+    return run
+
+
+def specs(stack: Stack, tokens: list[str]) -> dict[str, Callable[..., dict[str, Any]]]:
     ours = [ours_case("valid", typical(), tokens, 200)]
     batch = [batch_case("valid-batch", typical(), tokens, BATCH_EVENTS)]
     message = queue_message(ours[0]["body"].encode())
@@ -119,24 +173,20 @@ def measure(
     progress: Callable[[str], None] = print,
 ) -> list[LevelResult]:
     tokens = stack.tokens(8)
-    specs = _specs(stack, tokens)
+    made = specs(stack, tokens)
     results = []
     for concurrency in levels:
         level = LevelResult(concurrency, {target: [] for target in TARGETS})
         for round_number in range(rounds):
             shift = round_number % len(TARGETS)
             for target in TARGETS[shift:] + TARGETS[:shift]:
-                spec = specs[target](
+                spec = made[target](
                     concurrency=concurrency,
                     duration_seconds=seconds,
                     warmup_seconds=warmup_seconds,
                 )
-                before = cpu_seconds(stack.pid)
-                run = stack.run_load(spec)
-                run["devhost_cpu_seconds"] = cpu_seconds(stack.pid) - before
+                run = measure_run(stack, spec, queue=QUEUE if on_devhost(target) else RAW_QUEUE)
                 run["events_per_request"] = BATCH_EVENTS if target == "ours-batch" else 1
-                queue = QUEUE if target in DEVHOST_TARGETS else RAW_QUEUE
-                run["on_queue"] = stack.count_and_reset(queue)
                 level.runs[target].append(run)
                 events = f" ({run['event_throughput']:5.0f} ev/s)" if target == "ours-batch" else ""
                 progress(

@@ -1,4 +1,5 @@
-"""The events the benchmarks publish: small (~300 B), typical (~2 KB) and large (~40 KB)."""
+"""The events the benchmarks publish: small (~300 B), typical (~2 KB) and large (~40 KB), and
+events of a given size (``of_size``: the claim check's 40 KiB and 200 KiB)."""
 
 from __future__ import annotations
 
@@ -41,21 +42,40 @@ def typical(event_id: str = "f276b8b9-1d5c-4c5f-9f0a-2f3a0e8e6d11") -> dict[str,
     }
 
 
+def _item(n: int) -> dict[str, Any]:
+    return {
+        "line": n,
+        "sku": f"SKU-{n:05d}",
+        "description": "Ærlig talt, en vare med en lang beskrivelse",
+        "quantity": n % 7 + 1,
+        "price": 129.5 + n,
+        "tags": ["a", "b"],
+    }
+
+
 def large(event_id: str = "f276b8b9-1d5c-4c5f-9f0a-2f3a0e8e6d11") -> dict[str, Any]:
     event = typical(event_id)
-    event["data"] = {
-        "items": [
-            {
-                "line": n,
-                "sku": f"SKU-{n:05d}",
-                "description": "Ærlig talt, en vare med en lang beskrivelse",
-                "quantity": n % 7 + 1,
-                "price": 129.5 + n,
-                "tags": ["a", "b"],
-            }
-            for n in range(290)
-        ]
-    }
+    event["data"] = {"items": [_item(n) for n in range(290)]}
+    return event
+
+
+def compact_size(value: Any) -> int:
+    """Bytes of ``value``'s compact JSON: what the endpoint's size limits measure."""
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def of_size(
+    size_bytes: int, event_id: str = "f276b8b9-1d5c-4c5f-9f0a-2f3a0e8e6d11"
+) -> dict[str, Any]:
+    """The typical event with as many of ``large``'s items as data as keep its compact JSON
+    within ``size_bytes`` (at most one item, 140 bytes, under it)."""
+    event = typical(event_id)
+    items: list[dict[str, Any]] = []
+    event["data"] = {"items": items}
+    size = compact_size(event)
+    while (grown := size + compact_size(_item(len(items))) + bool(items)) <= size_bytes:
+        items.append(_item(len(items)))
+        size = grown
     return event
 
 

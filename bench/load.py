@@ -5,7 +5,8 @@ it, and prints one JSON result on stdout. Two targets:
 
 - ``ours``: ``POST /events`` on the dev host over aiohttp, one keep-alive connection per worker,
   cycling through the spec's request ``cases`` (token pool, body template, Content-Type,
-  expected status, and how many events one request carries: 1, or a batch's size);
+  expected status, and how many events one request carries: 1, or a batch's size; or a replay
+  of an event published before, due to be answered ``Idempotent-Replayed: true``);
 - ``raw``: the baseline, ``send_message`` straight to the same queue service with
   ``azure.storage.queue.aio.QueueClient`` and ``TextBase64EncodePolicy``: what the function does
   for an accepted event, without the function.
@@ -38,6 +39,9 @@ from typing import Any
 import aiohttp
 
 ID_PLACEHOLDER = "__EVENT_ID__"
+#: The status recorded for a replay's 200 that was not answered as a replay (it was published
+#: again); -1 is no HTTP answer at all.
+NOT_REPLAYED = -2
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,10 @@ class Case:
     weight: int = 1
     content_type: str = "application/cloudevents+json"
     events: int = 1
+    #: The request repeats an event published before: due is a 200 with
+    #: ``Idempotent-Replayed: true`` (a 200 without it counts as status NOT_REPLAYED), and no
+    #: new message on the queue.
+    replay: bool = False
 
     def __post_init__(self) -> None:
         if self.events > 1 and self.body.count(ID_PLACEHOLDER) != self.events:
@@ -326,6 +334,10 @@ async def _run_ours(spec: dict[str, Any], cases: list[Case], run: Callable[..., 
                 url, data=case.render(number, run_id).encode(), headers=headers
             ) as r:
                 answer = await r.read()
+                if case.replay and r.status == 200:
+                    if r.headers.get("Idempotent-Replayed") == "true":
+                        return 200, 0
+                    return NOT_REPLAYED, 1
                 if case.events == 1:
                     return r.status, int(r.status == 200)
                 return r.status, _accepted(r.status, answer)

@@ -2,8 +2,9 @@
 
 Each table goes between a pair of markers in the document, ``<!-- bench:NAME:begin -->`` and
 ``<!-- bench:NAME:end -->``, and every other line is left as it is: ``make bench`` writes the
-sections run, summary, cpu, http, serving, coldstart and memory, and docs/performance-http.png;
-``make soak`` writes the section soak and docs/performance-soak.png.
+sections run, summary, cpu, telemetry, http, dedup, claimcheck, serving, coldstart and memory,
+and docs/performance-http.png; ``make soak`` writes the section soak and
+docs/performance-soak.png.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from bench import targets
 from bench.results import ROOT, WINDOW_SECONDS, SoakResult
 
 if TYPE_CHECKING:  # the runs' result types; the runs are not needed to write their tables
+    from bench.claimcheck import ClaimCheckCpu
     from bench.coldstart import ColdStartResult
     from bench.cpu import CpuFigure
     from bench.endtoend import LevelResult
     from bench.memory import MemoryResult
     from bench.serving import ServingResult
+    from bench.telemetry import TelemetryResult
 
 DOC = ROOT / "docs" / "performance.md"
 HTTP_PLOT = ROOT / "docs" / "performance-http.png"
@@ -80,7 +83,11 @@ def write_bench(
     meta: dict[str, Any],
     *,
     cpu: list[CpuFigure],
+    telemetry: TelemetryResult,
+    claimcheck_cpu: ClaimCheckCpu,
     levels: list[LevelResult],
+    dedup: LevelResult,
+    claimcheck_http: LevelResult,
     serving: ServingResult,
     coldstart: ColdStartResult,
     memory: MemoryResult,
@@ -89,10 +96,19 @@ def write_bench(
     """The ``make bench`` tables and the HTTP plot."""
     plot_http(levels)
     sections = {
-        "run": run_table(meta, levels, serving, coldstart, memory),
-        "summary": summary_table(cpu, levels, coldstart, memory),
+        "run": run_table(meta, levels, dedup, claimcheck_http, serving, coldstart, memory),
+        "summary": summary_table(
+            cpu,
+            levels,
+            coldstart,
+            memory,
+            feature_rows(telemetry, claimcheck_cpu, dedup, claimcheck_http),
+        ),
         "cpu": cpu_table(cpu),
+        "telemetry": telemetry_table(telemetry),
         "http": http_table(levels),
+        "dedup": dedup_table(dedup),
+        "claimcheck": claimcheck_tables(claimcheck_cpu, claimcheck_http),
         "serving": serving_table(serving),
         "coldstart": coldstart_tables(coldstart),
         "memory": memory_table(memory),
@@ -109,11 +125,14 @@ def write_soak(result: SoakResult, doc: Path = DOC) -> None:
 def run_table(
     meta: dict[str, Any],
     levels: list[LevelResult],
+    dedup: LevelResult,
+    claimcheck: LevelResult,
     serving: ServingResult,
     coldstart: ColdStartResult,
     memory: MemoryResult,
 ) -> list[str]:
     quick = meta["quick"]
+    large = next(iter(claimcheck.runs.values()))[0]
     return pairs(
         "run",
         {
@@ -131,6 +150,12 @@ def run_table(
                 _batch_events(levels[0]) if levels[0].has("ours-batch") else "-"
             ),
             "HTTP: the dev host's `LOG_LEVEL`": meta["log_level"],
+            f"de-duplication: rounds x seconds at concurrency {dedup.concurrency}, after 1 s of "
+            "warm-up": f"{len(dedup.runs['ours'])} x {meta['http_seconds']:g} s",
+            f"claim check: rounds x requests per event at concurrency {claimcheck.concurrency}, "
+            f"after {large['warmup_requests']:,} of warm-up": (
+                f"{len(next(iter(claimcheck.runs.values())))} x {large['requests']:,}"
+            ),
             "serving: rounds x requests per configuration, after 300 of warm-up": (
                 f"{len(next(iter(serving.cpu_us.values())))} x {serving.requests:,}"
             ),
@@ -148,7 +173,9 @@ def summary_table(
     levels: list[LevelResult],
     coldstart: ColdStartResult,
     memory: MemoryResult,
+    features: list[str],
 ) -> list[str]:
+    """Every target's row; ``features``: de-duplication's, telemetry's and the claim check's."""
     typical = _cpu_figure(cpu, "typical", "structured")
     binary = _cpu_figure(cpu, "typical", "binary")
     assert typical is not None
@@ -167,10 +194,8 @@ def summary_table(
             + _judged(targets.CPU_BINARY, binary.ratio)
         )
     rows += [
-        f"HTTP throughput, concurrency {c} | {ours:.0f} req/s | {raw:.0f} req/s (raw enqueue) | "
-        + _judged(targets.HTTP, level.ratio()),
-        f"the same, no regression from {targets.HTTP_BEFORE:.2f}x | {ours:.0f} req/s | "
-        f"{raw:.0f} req/s (raw enqueue) | " + _judged(targets.HTTP_NO_REGRESSION, level.ratio()),
+        f"HTTP throughput, concurrency {c} (`make serve`: de-duplication on) | {ours:.0f} req/s | "
+        f"{raw:.0f} req/s (raw enqueue) | " + _judged(targets.HTTP, level.ratio()),
         f"the same, against the SDK-defaults client | {ours:.0f} req/s | "
         f"{level.median('raw-sdk-defaults', 'throughput'):.0f} req/s | "
         f"{level.ratio('ours', 'raw-sdk-defaults'):.2f}x | context | ",
@@ -191,6 +216,7 @@ def summary_table(
             f"{level.ratio('ours-batch', 'raw'):.2f}x | context | ",
         ]
     rows += [
+        *features,
         f"Cold start (import) | {coldstart.ours * 1000:.0f} ms | {coldstart.deps * 1000:.0f} ms "
         f"(third-party imports) | {_judged(targets.COLDSTART, coldstart.ratio)}",
         f"Memory after {memory.requests:,} requests | {_mib(memory.rss_after_kib)} | "
@@ -198,6 +224,61 @@ def summary_table(
         + _judged(targets.MEMORY, 1 + memory.growth),
     ]
     return table("figure | ours | baseline | ratio | target | ", rows, "lrrrrl")
+
+
+def feature_rows(
+    telemetry: TelemetryResult,
+    claimcheck: ClaimCheckCpu,
+    dedup: LevelResult,
+    large: LevelResult,
+) -> list[str]:
+    """The summary's rows of de-duplication, telemetry and the claim check."""
+    c, small_size, large_size = dedup.concurrency, *large.runs
+    on, off, raw = (dedup.median(t, "throughput") for t in ("ours", "ours-no-dedup", "raw"))
+    on_cpu, off_cpu, replay_cpu = (
+        dedup.cpu_us_per_event(t) for t in ("ours", "ours-no-dedup", "replay")
+    )
+    replays = dedup.total("replay", "requests") + dedup.total("replay", "warmup_requests")
+    added = sum(run["on_queue"] for run in dedup.runs["replay"])
+    small_us, large_us = (statistics.median(claimcheck.large_us[n]) for n in claimcheck.large_us)
+    small_cpu, large_cpu = (large.cpu_us_per_event(n) for n in (small_size, large_size))
+    small_p99, large_p99 = (large.median(n, "p99_ms") for n in (small_size, large_size))
+    typical, with_blobs = (
+        statistics.median(t) for t in (claimcheck.typical_us, claimcheck.typical_blobs_us)
+    )
+    return [
+        f"HTTP throughput, concurrency {c}, de-duplication on | {on:.0f} req/s | {raw:.0f} req/s "
+        "(raw enqueue, same rounds) | "
+        + _judged(targets.DEDUP, dedup.ratio("ours"), dedup.total("ours", "errors")),
+        f"the same, de-duplication off: no regression from {targets.HTTP_BEFORE:.2f}x | "
+        f"{off:.0f} req/s | {raw:.0f} req/s (raw enqueue, same rounds) | "
+        + _judged(
+            targets.HTTP_NO_REGRESSION,
+            dedup.ratio("ours-no-dedup"),
+            dedup.total("ours-no-dedup", "errors"),
+        ),
+        f"dev host CPU per request, de-duplication on | {on_cpu:.0f} µs | {off_cpu:.0f} µs (off) "
+        f"| {on_cpu / off_cpu:.2f}x | reported | ",
+        f"a replay (answered `Idempotent-Replayed`), dev host CPU | {replay_cpu:.0f} µs | "
+        f"{on_cpu:.0f} µs (a new event) | {replay_cpu / on_cpu:.2f}x | reported | ",
+        f"messages queued by {replays:,} replays | {added:,} | 0 | - | none | "
+        + ("met" if added == 0 and not dedup.total("replay", "errors") else "**NOT met**"),
+        f"CPU per typical event, telemetry on (OpenTelemetry SDK) | {telemetry.on:.1f} µs | "
+        f"{telemetry.off:.1f} µs (off: NoTelemetry) | "
+        + _judged(targets.TELEMETRY, telemetry.ratio),
+        f"telemetry off: NoTelemetry's own calls per typical event | {telemetry.notelemetry:.1f} "
+        f"µs | {telemetry.off:.1f} µs (the pipeline) | "
+        + _judged(targets.TELEMETRY_OFF, telemetry.off_ratio),
+        f"CPU per typical event, blob store configured | {with_blobs:.1f} µs | {typical:.1f} µs "
+        "(none) | " + _judged(targets.CLAIM_CHECK_SMALL, claimcheck.blobs_ratio),
+        f"CPU per {large_size} event (claim check) in process | {large_us:.0f} µs | "
+        f"{small_us:.0f} µs ({small_size}: one message) | {claimcheck.large_ratio:.2f}x | "
+        "reported | ",
+        f"the same, dev host CPU, concurrency {large.concurrency} | {large_cpu:.0f} µs | "
+        f"{small_cpu:.0f} µs | {large_cpu / small_cpu:.2f}x | reported | ",
+        f"the same, p99 | {large_p99:.1f} ms | {small_p99:.1f} ms | {large_p99 / small_p99:.2f}x | "
+        "reported | ",
+    ]
 
 
 def _cpu_figure(figures: list[CpuFigure], size: str, mode: str) -> CpuFigure | None:
@@ -264,6 +345,91 @@ def http_table(levels: list[LevelResult]) -> list[str]:
         "| CPU per event, ours / batches / raw (µs) | errors | on queue"
     )
     return table(header, map(cells, levels), "r" * 14)
+
+
+def telemetry_table(result: TelemetryResult) -> list[str]:
+    per_round = [on / off for on, off in zip(result.on_us, result.off_us, strict=True)]
+    rows = [
+        f"off: `NoTelemetry` (no SDK configured, the default) | {result.off:.1f} | 1.00x",
+        f"on: OpenTelemetry SDK, {result.spans} spans and 3 metrics, export discarded | "
+        f"{result.on:.1f} | **{result.ratio:.2f}x** ({min(per_round):.2f}-{max(per_round):.2f})",
+        f"`NoTelemetry`'s own {result.notelemetry_calls} calls alone | {result.notelemetry:.1f} | "
+        f"{result.notelemetry / result.off:.1%} of off: **{result.off_ratio:.3f}x**",
+        f"of which a publish's W3C ids | {result.ids:.1f} | {result.ids / result.off:.1%} of off",
+    ]
+    return table("CPU per typical event, no I/O | µs | ratio", rows, "lrr")
+
+
+def dedup_table(level: LevelResult) -> list[str]:
+    names = {
+        "raw": "raw `send_message` (as our sink)",
+        "ours": "de-duplication on (`make serve`)",
+        "ours-no-dedup": "de-duplication off (`EVENTS_IDEMPOTENCY_WINDOW_HOURS=0`)",
+        "replay": "replays of the events of *on*",
+    }
+
+    def row(target: str) -> str:
+        paired = level.paired_ratios(target)
+        runs = level.runs[target]
+        expected = sum(run["enqueued_expected"] for run in runs)
+        on_queue = sum(run["on_queue"] for run in runs)
+        queue = f"{on_queue:,} of {expected:,}" if target != "replay" else f"{on_queue:,} added"
+        if level.queue_mismatches() and on_queue != expected:
+            queue = f"**MISMATCH** {queue}"
+        ratio = (
+            "1.00x"
+            if target == "raw"
+            else f"**{level.ratio(target):.2f}x** ({min(paired):.2f}-{max(paired):.2f})"
+        )
+        return (
+            f"{names[target]} | {level.median(target, 'throughput'):.0f} | {ratio} | "
+            f"{level.median(target, 'p50_ms'):.1f} / {level.median(target, 'p99_ms'):.1f} | "
+            f"{level.cpu_us_per_event(target):.0f} | {level.azurite_cpu_us_per_event(target):.0f} "
+            f"| {level.total_cpu_us_per_event(target):.0f} | {level.total(target, 'errors')} | "
+            f"{queue}"
+        )
+
+    header = (
+        f"concurrency {level.concurrency} | req/s | ratio to raw (rounds) | p50 / p99 (ms) | "
+        "CPU per request (µs): dev host (raw: load generator) | Azurite | all processes | "
+        "errors | on the queue"
+    )
+    return table(header, map(row, names), "lrrrrrrrr")
+
+
+def claimcheck_tables(cpu: ClaimCheckCpu, level: LevelResult) -> list[str]:
+    small, large = cpu.large_us
+    typical, with_blobs = (statistics.median(t) for t in (cpu.typical_us, cpu.typical_blobs_us))
+    small_us, large_us = (statistics.median(cpu.large_us[n]) for n in (small, large))
+    in_process = [
+        f"typical, no blob store | {typical:.1f} | 1.00x",
+        f"typical, blob store configured | {with_blobs:.1f} | **{cpu.blobs_ratio:.3f}x**",
+        f"{small} ({cpu.sizes[small]:,} B: one message) | {small_us:.0f} | 1.00x",
+        f"{large} ({cpu.sizes[large]:,} B: data to a blob) | {large_us:.0f} | "
+        f"**{cpu.large_ratio:.2f}x**",
+    ]
+
+    def row(name: str) -> str:
+        runs = level.runs[name]
+        expected = sum(run["enqueued_expected"] for run in runs)
+        on_queue, blobs = (sum(run[key] for run in runs) for key in ("on_queue", "blobs"))
+        cpu_us, azurite_us = level.cpu_us_per_event(name), level.azurite_cpu_us_per_event(name)
+        return (
+            f"{name} | {level.median(name, 'throughput'):.0f} | "
+            f"{level.median(name, 'p50_ms'):.1f} / {level.median(name, 'p99_ms'):.1f} | "
+            f"{cpu_us:.0f} ({cpu_us / level.cpu_us_per_event(small):.2f}x) | {azurite_us:.0f} | "
+            f"{level.total(name, 'errors')} | {on_queue:,} of {expected:,} | {blobs:,}"
+        )
+
+    header = (
+        f"concurrency {level.concurrency} | req/s | p50 / p99 (ms) | dev host CPU per request (µs, "
+        "ratio) | Azurite CPU per request (µs) | errors | on the queue | blobs"
+    )
+    return [
+        *table("event, in process (no I/O) | CPU per event (µs) | ratio", in_process, "lrr"),
+        "",
+        *table(header, map(row, level.runs), "lrrrrrrr"),
+    ]
 
 
 def serving_table(result: ServingResult) -> list[str]:

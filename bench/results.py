@@ -25,8 +25,9 @@ SOAK_RESULTS = ROOT / ".local" / "bench" / "soak.json"
 WINDOW_SECONDS = 30.0
 #: The libraries whose versions a run records.
 LIBRARIES = (
-    "aiohttp", "uvicorn", "httptools", "uvloop", "azure-storage-queue", "azure-core",
-    "azure-functions", "PyJWT", "cryptography", "orjson", "pydantic", "cloudevents",
+    "aiohttp", "uvicorn", "httptools", "uvloop", "azure-storage-queue", "azure-data-tables",
+    "azure-storage-blob", "azure-core", "azure-functions", "PyJWT", "cryptography", "orjson",
+    "jiter", "pydantic", "opentelemetry-sdk", "cloudevents",
 )  # fmt: skip
 
 

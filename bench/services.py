@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import ContainerClient
 from azure.storage.queue import QueueClient
 
 from bench.events import RESOURCE
@@ -36,6 +39,14 @@ OTHER_ORG = "skd"
 RESOURCE_IDENTIFIER = RESOURCE.rsplit(":", 1)[1]
 QUEUE = "bench-events"
 RAW_QUEUE = "bench-raw"
+#: Where the dev host puts large events' data (EVENTS_BLOB_CONTAINER's default).
+BLOB_CONTAINER = "events-data"
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used, all its threads (``utime + stime`` of /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def registry() -> DevRegistry:
@@ -116,6 +127,20 @@ class Stack:
             )
         )
 
+    @contextlib.contextmanager
+    def another_devhost(self, environment: dict[str, str]) -> Iterator[FunctionProcess]:
+        """A second dev host beside the first, on the same queue, with ``environment`` added to
+        ``make serve``'s, until the block ends (to compare two configurations side by side)."""
+        with (
+            (self.workdir / "devhost-other.log").open("ab") as log,
+            self.local.serve(
+                queue_name=QUEUE,
+                variables={"LOG_LEVEL": self.log_level, **environment},
+                output=log,
+            ) as other,
+        ):
+            yield other
+
     @property
     def pid(self) -> int:
         """The dev host's process id."""
@@ -135,6 +160,22 @@ class Stack:
         """How many messages the queue holds (Azurite's count is exact)."""
         properties = self.queue(name).get_queue_properties()
         return int(properties.approximate_message_count or 0)
+
+    def count_blobs(self) -> int:
+        """How many blobs of large events' data Azurite holds."""
+        container = ContainerClient.from_connection_string(
+            self.azurite.connection_string, BLOB_CONTAINER
+        )
+        with container:
+            try:
+                return sum(1 for _ in container.list_blobs())
+            except ResourceNotFoundError:  # no large event yet: no container
+                return 0
+
+    def azurite_cpu_seconds(self) -> float:
+        """CPU time Azurite's service processes (queue, table, blob) have used since they started
+        (``count_and_reset`` starts them afresh)."""
+        return sum(cpu_seconds(process.pid) for process in self.azurite.processes.values())
 
     def count_and_reset(self, name: str) -> int:
         """Count the queue's messages, then start Azurite afresh (on the same port).

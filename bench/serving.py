@@ -16,15 +16,13 @@ process, alternating round by round:
 
 from __future__ import annotations
 
-import os
 import statistics
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from bench.events import typical
-from bench.services import QUEUE, Stack, ours_case
+from bench.services import QUEUE, Stack, cpu_seconds, ours_case
 
 _RUNNER = """
 import logging, os, uvicorn
@@ -39,11 +37,6 @@ CONFIGURATIONS: dict[str, tuple[list[str] | None, dict[str, str]]] = {
     "httptools + uvloop, env lookups": (None, {"NO_PROXY": "*"}),
     "httptools + uvloop (make serve)": (None, {}),
 }
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass

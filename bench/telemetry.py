@@ -1,0 +1,231 @@
+"""Telemetry on and off: CPU per typical event through the whole pipeline in one process, no I/O
+(bench/cpu.py's set-up: warm token and rules caches, a sink that only Base64-encodes).
+
+- **off**: ``NoTelemetry``, what the pipeline uses when no OpenTelemetry SDK is configured (the
+  default): W3C ids for every publish, nothing recorded;
+- **on**: ``OpenTelemetry`` with an SDK ``TracerProvider`` (a ``BatchSpanProcessor``, as Azure
+  Monitor's distro configures, exporting to an exporter that discards) and a ``MeterProvider``
+  (an in-memory reader, never collected while timing): what shared/telemetry.py records when a
+  provider is configured, without an exporter's network.
+
+Both run interleaved, round after round (which goes first alternates), on the same structured
+typical event; the ratio is the median of the per-round ratios.
+
+Telemetry off should cost nothing measurable. Its work per request is measured directly: the
+calls one typical publish makes of ``NoTelemetry`` are noted from a real request (a subclass that
+writes them down), then made again, in a loop, on a plain ``NoTelemetry``, in the same rounds.
+Dict arguments are copied on every call, standing for the pipeline building them; the loop's
+own dispatch is included, so the figure is an upper bound. Making a publish's W3C ids, which the
+trace context needs whatever the telemetry, is timed alone too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gc
+import statistics
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import Span, SpanKind
+
+from bench.cpu import time_per_call, time_per_handle, warm_setup, with_token
+from bench.events import body, typical
+from shared.publish import PublishPipeline
+from shared.telemetry import NoTelemetry, OpenTelemetry, Parent, PublishSpan, TraceIds, new_ids
+
+#: One noted call: the method's name and its arguments.
+Call = tuple[str, tuple[Any, ...]]
+#: The methods that return a context manager (a span, or nothing without an SDK).
+_SPANS = ("publish", "element", "step")
+
+
+@dataclass
+class TelemetryResult:
+    calls: int
+    #: CPU per typical event (µs), per round: NoTelemetry, OpenTelemetry.
+    off_us: list[float]
+    on_us: list[float]
+    #: NoTelemetry's own calls per typical event (µs), per round, and how many calls they are.
+    notelemetry_us: list[float]
+    notelemetry_calls: int
+    #: Of those, making one publish's W3C ids (µs), per round: the trace context needs them
+    #: (a problem's traceId, a queued event's traceparent) whatever the telemetry.
+    ids_us: list[float]
+    #: Spans one typical publish records with an SDK (the publish and its steps).
+    spans: int
+
+    @property
+    def off(self) -> float:
+        return statistics.median(self.off_us)
+
+    @property
+    def on(self) -> float:
+        return statistics.median(self.on_us)
+
+    @property
+    def notelemetry(self) -> float:
+        return statistics.median(self.notelemetry_us)
+
+    @property
+    def ids(self) -> float:
+        return statistics.median(self.ids_us)
+
+    @property
+    def ratio(self) -> float:
+        """On over off, the median of the rounds' ratios."""
+        return statistics.median(on / off for on, off in zip(self.on_us, self.off_us, strict=True))
+
+    @property
+    def off_ratio(self) -> float:
+        """The pipeline with NoTelemetry over the same without NoTelemetry's calls: what the
+        pipeline would cost if it made none (the median of the rounds' ratios)."""
+        return statistics.median(
+            off / (off - calls) for off, calls in zip(self.off_us, self.notelemetry_us, strict=True)
+        )
+
+
+class _Discard(SpanExporter):
+    """An exporter that sends nothing anywhere."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+class _NotedSpan(PublishSpan):
+    def __init__(self, ids: TraceIds, calls: list[Call]) -> None:
+        super().__init__(ids)
+        self._calls = calls
+
+    def set(self, name: str, value: Any) -> None:
+        self._calls.append(("set", (name, value)))
+
+    def fail(self, error_type: str) -> None:
+        self._calls.append(("fail", (error_type,)))
+
+
+class _Noting(NoTelemetry):
+    """NoTelemetry that writes down every call the pipeline makes of it."""
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+
+    @contextmanager
+    def publish(
+        self, name: str, parent: Parent | None, attributes: Mapping[str, Any] | None = None
+    ) -> Iterator[PublishSpan]:
+        self.calls.append(("publish", (name, parent, attributes)))
+        yield _NotedSpan(new_ids(parent), self.calls)
+
+    @contextmanager
+    def element(
+        self, within: PublishSpan, attributes: Mapping[str, Any] | None = None
+    ) -> Iterator[PublishSpan]:
+        self.calls.append(("element", (within, attributes)))
+        yield _NotedSpan(new_ids(None), self.calls)
+
+    def step(
+        self,
+        name: str,
+        attributes: Mapping[str, Any] | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+    ) -> AbstractContextManager[Span | None]:
+        self.calls.append(("step", (name, attributes, kind)))
+        return super().step(name, attributes, kind)
+
+    def published(self, status: int, problem: str, mode: str, replayed: bool) -> None:
+        self.calls.append(("published", (status, problem, mode, replayed)))
+
+    def looked_up(self, outcome: str) -> None:
+        self.calls.append(("looked_up", (outcome,)))
+
+    def enqueued(self, seconds: float, outcome: str) -> None:
+        self.calls.append(("enqueued", (seconds, outcome)))
+
+    def batch(self, size: int) -> None:
+        self.calls.append(("batch", (size,)))
+
+
+def _span(method: Callable[..., AbstractContextManager[Any]], args: tuple[Any, ...]) -> None:
+    with method(*args):
+        pass
+
+
+def replay(telemetry: NoTelemetry, calls: list[Call]) -> Callable[[], None]:
+    """The noted calls, made again on ``telemetry``: a span's context manager is entered and
+    left (after a copy of each of its dict arguments, standing for the pipeline building them),
+    a span's attributes go to a span without an SDK, as NoTelemetry's do."""
+    span = PublishSpan(new_ids(None))
+    made: list[Callable[[], object]] = []
+    for name, args in calls:
+        if name in _SPANS:
+            made += [functools.partial(dict, arg) for arg in args if isinstance(arg, dict)]
+            made.append(functools.partial(_span, getattr(telemetry, name), args))
+        elif name in ("set", "fail"):
+            made.append(functools.partial(getattr(span, name), *args))
+        else:
+            made.append(functools.partial(getattr(telemetry, name), *args))
+
+    def again() -> None:
+        for call in made:
+            call()
+
+    return again
+
+
+async def measure(rounds: int = 15, calls: int = 200) -> TelemetryResult:
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(_Discard()))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    try:
+        async with warm_setup() as setup:
+            request = with_token(
+                {"content-type": "application/cloudevents+json"},
+                body(typical()),
+                setup.issuer.mint(lifetime_seconds=7200),
+            )
+            noting = _Noting()
+            await setup.pipeline(telemetry=noting).handle(request)
+            pipelines: dict[str, PublishPipeline] = {
+                "off": setup.pipeline(telemetry=NoTelemetry()),
+                "on": setup.pipeline(telemetry=OpenTelemetry(tracer_provider, meter_provider)),
+            }
+            calls_alone = replay(NoTelemetry(), noting.calls)
+            times: dict[str, list[float]] = {"off": [], "on": [], "calls": [], "ids": []}
+            for pipeline in pipelines.values():
+                await time_per_handle(pipeline, [request], 50)  # warm
+            gc.collect()
+            for round_number in range(rounds):
+                order = list(pipelines) if round_number % 2 == 0 else list(pipelines)[::-1]
+                for name in order:
+                    times[name].append(await time_per_handle(pipelines[name], [request], calls))
+                times["calls"].append(time_per_call(calls_alone, calls * 10))
+                times["ids"].append(time_per_call(functools.partial(new_ids, None), calls * 10))
+    finally:
+        tracer_provider.shutdown()
+        meter_provider.shutdown()
+    return TelemetryResult(
+        calls=calls,
+        off_us=times["off"],
+        on_us=times["on"],
+        notelemetry_us=times["calls"],
+        notelemetry_calls=len(noting.calls),
+        ids_us=times["ids"],
+        spans=sum(1 for name, _ in noting.calls if name in _SPANS),
+    )
+
+
+if __name__ == "__main__":
+    result = asyncio.run(measure())
+    print(
+        f"off {result.off:.1f} us, on {result.on:.1f} us ({result.spans} spans): "
+        f"{result.ratio:.2f}x; NoTelemetry's {result.notelemetry_calls} calls "
+        f"{result.notelemetry:.2f} us ({result.off_ratio:.3f}x), of which ids {result.ids:.2f} us"
+    )
