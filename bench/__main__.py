@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,7 @@ def write(saved: dict[str, Any]) -> None:
         saved["meta"],
         cpu=[cpu.CpuFigure(**figure) for figure in saved["cpu"]],
         telemetry=telemetry.TelemetryResult(**saved["telemetry"]),
+        telemetry_http=endtoend.LevelResult(**saved["telemetry_http"]),
         claimcheck_cpu=claimcheck.ClaimCheckCpu(**saved["claimcheck_cpu"]),
         levels=[endtoend.LevelResult(**level) for level in saved["http"]],
         dedup=endtoend.LevelResult(**saved["dedup"]),
@@ -147,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     if "coldstart" in sections:
         found["coldstart"] = coldstart.measure(runs=coldstart_runs, progress=progress)
-    if {"http", "dedup", "claimcheck", "serving", "memory"} & set(sections):
+    if {"http", "telemetry", "dedup", "claimcheck", "serving", "memory"} & set(sections):
         with Stack(log_level=options.log_level) as stack:
             if "http" in sections:
                 found["http"] = endtoend.measure(
@@ -164,6 +166,15 @@ def main(argv: list[str] | None = None) -> None:
                         f"batches/ours {level.ratio('ours-batch', 'ours'):.2f}, "
                         f"batches/raw {level.ratio('ours-batch', 'raw'):.2f}"
                     )
+            if "telemetry" in sections:
+                found["telemetry_http"] = level = telemetry.measure_http(
+                    stack, rounds=http_rounds, seconds=http_seconds, progress=progress
+                )
+                ratios = telemetry.cpu_ratios(level)
+                progress(
+                    f"telemetry end to end: dev host CPU per request on/off "
+                    f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})"
+                )
             if "dedup" in sections:
                 found["dedup"] = level = dedup.measure(
                     stack, rounds=http_rounds, seconds=http_seconds, progress=progress

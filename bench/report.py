@@ -84,6 +84,7 @@ def write_bench(
     *,
     cpu: list[CpuFigure],
     telemetry: TelemetryResult,
+    telemetry_http: LevelResult,
     claimcheck_cpu: ClaimCheckCpu,
     levels: list[LevelResult],
     dedup: LevelResult,
@@ -96,16 +97,18 @@ def write_bench(
     """The ``make bench`` tables and the HTTP plot."""
     plot_http(levels)
     sections = {
-        "run": run_table(meta, levels, dedup, claimcheck_http, serving, coldstart, memory),
+        "run": run_table(
+            meta, levels, telemetry_http, dedup, claimcheck_http, serving, coldstart, memory
+        ),
         "summary": summary_table(
             cpu,
             levels,
             coldstart,
             memory,
-            feature_rows(telemetry, claimcheck_cpu, dedup, claimcheck_http),
+            feature_rows(telemetry, telemetry_http, claimcheck_cpu, dedup, claimcheck_http),
         ),
         "cpu": cpu_table(cpu),
-        "telemetry": telemetry_table(telemetry),
+        "telemetry": telemetry_table(telemetry, telemetry_http),
         "http": http_table(levels),
         "dedup": dedup_table(dedup),
         "claimcheck": claimcheck_tables(claimcheck_cpu, claimcheck_http),
@@ -125,6 +128,7 @@ def write_soak(result: SoakResult, doc: Path = DOC) -> None:
 def run_table(
     meta: dict[str, Any],
     levels: list[LevelResult],
+    telemetry: LevelResult,
     dedup: LevelResult,
     claimcheck: LevelResult,
     serving: ServingResult,
@@ -150,6 +154,8 @@ def run_table(
                 _batch_events(levels[0]) if levels[0].has("ours-batch") else "-"
             ),
             "HTTP: the dev host's `LOG_LEVEL`": meta["log_level"],
+            f"telemetry end to end: rounds x seconds at concurrency {telemetry.concurrency}, "
+            "after 1 s of warm-up": f"{len(telemetry.runs['ours'])} x {meta['http_seconds']:g} s",
             f"de-duplication: rounds x seconds at concurrency {dedup.concurrency}, after 1 s of "
             "warm-up": f"{len(dedup.runs['ours'])} x {meta['http_seconds']:g} s",
             f"claim check: rounds x requests per event at concurrency {claimcheck.concurrency}, "
@@ -226,8 +232,24 @@ def summary_table(
     return table("figure | ours | baseline | ratio | target | ", rows, "lrrrrl")
 
 
+def _devhost_cpu_us(run: dict[str, Any]) -> float:
+    return float(run["devhost_cpu_seconds"]) / int(run["requests"] + run["warmup_requests"]) * 1e6
+
+
+def telemetry_cpu(level: LevelResult) -> tuple[float, float, list[float]]:
+    """The dev host's CPU per request (µs, medians) with telemetry off and on, and per round the
+    ratio on over off (bench/telemetry.py ``measure_http``)."""
+    off, on = ([_devhost_cpu_us(run) for run in level.runs[t]] for t in ("ours", "ours-telemetry"))
+    return (
+        statistics.median(off),
+        statistics.median(on),
+        [b / a for a, b in zip(off, on, strict=True)],
+    )
+
+
 def feature_rows(
     telemetry: TelemetryResult,
+    telemetry_http: LevelResult,
     claimcheck: ClaimCheckCpu,
     dedup: LevelResult,
     large: LevelResult,
@@ -246,6 +268,7 @@ def feature_rows(
     typical, with_blobs = (
         statistics.median(t) for t in (claimcheck.typical_us, claimcheck.typical_blobs_us)
     )
+    http_off, http_on, http_ratios = telemetry_cpu(telemetry_http)
     return [
         f"HTTP throughput, concurrency {c}, de-duplication on | {on:.0f} req/s | {raw:.0f} req/s "
         "(raw enqueue, same rounds) | "
@@ -263,9 +286,15 @@ def feature_rows(
         f"{on_cpu:.0f} µs (a new event) | {replay_cpu / on_cpu:.2f}x | reported | ",
         f"messages queued by {replays:,} replays | {added:,} | 0 | - | none | "
         + ("met" if added == 0 and not dedup.total("replay", "errors") else "**NOT met**"),
-        f"CPU per typical event, telemetry on (OpenTelemetry SDK) | {telemetry.on:.1f} µs | "
-        f"{telemetry.off:.1f} µs (off: NoTelemetry) | "
-        + _judged(targets.TELEMETRY, telemetry.ratio),
+        f"CPU per typical request, telemetry on (OpenTelemetry SDK, export discarded): dev host, "
+        f"concurrency {telemetry_http.concurrency} | {http_on:.0f} µs | {http_off:.0f} µs (off) | "
+        + _judged(
+            targets.TELEMETRY,
+            statistics.median(http_ratios),
+            sum(telemetry_http.total(t, "errors") for t in telemetry_http.runs),
+        ),
+        f"the same, the pipeline alone in process (no HTTP, no I/O) | {telemetry.on:.1f} µs | "
+        f"{telemetry.off:.1f} µs (off: NoTelemetry) | {telemetry.ratio:.2f}x | reported | ",
         f"telemetry off: NoTelemetry's own calls per typical event | {telemetry.notelemetry:.1f} "
         f"µs | {telemetry.off:.1f} µs (the pipeline) | "
         + _judged(targets.TELEMETRY_OFF, telemetry.off_ratio),
@@ -347,8 +376,18 @@ def http_table(levels: list[LevelResult]) -> list[str]:
     return table(header, map(cells, levels), "r" * 14)
 
 
-def telemetry_table(result: TelemetryResult) -> list[str]:
+def telemetry_table(result: TelemetryResult, http: LevelResult) -> list[str]:
     per_round = [on / off for on, off in zip(result.on_us, result.off_us, strict=True)]
+    off, on, ratios = telemetry_cpu(http)
+    errors = sum(http.total(target, "errors") for target in http.runs)
+    end_to_end = [
+        f"off: `make serve` (no SDK) | {off:.0f} | 1.00x | "
+        f"{http.median('ours', 'throughput'):.0f} | {http.median('ours', 'p99_ms'):.1f}",
+        f"on: `OTEL_TRACES_EXPORTER=none OTEL_METRICS_EXPORTER=none` (the SDK records, exports "
+        f"nothing) | {on:.0f} | **{statistics.median(ratios):.3f}x** ({min(ratios):.3f}-"
+        f"{max(ratios):.3f}) | {http.median('ours-telemetry', 'throughput'):.0f} | "
+        f"{http.median('ours-telemetry', 'p99_ms'):.1f}",
+    ]
     rows = [
         f"off: `NoTelemetry` (no SDK configured, the default) | {result.off:.1f} | 1.00x",
         f"on: OpenTelemetry SDK, {result.spans} spans and 3 metrics, export discarded | "
@@ -357,7 +396,16 @@ def telemetry_table(result: TelemetryResult) -> list[str]:
         f"{result.notelemetry / result.off:.1%} of off: **{result.off_ratio:.3f}x**",
         f"of which a publish's W3C ids | {result.ids:.1f} | {result.ids / result.off:.1%} of off",
     ]
-    return table("CPU per typical event, no I/O | µs | ratio", rows, "lrr")
+    return [
+        *table("CPU per typical event, no I/O | µs | ratio", rows, "lrr"),
+        "",
+        *table(
+            f"end to end, concurrency {http.concurrency}, de-duplication on ({errors} errors) | "
+            "dev host CPU per request (µs) | ratio (rounds) | req/s | p99 (ms)",
+            end_to_end,
+            "lrrrr",
+        ),
+    ]
 
 
 def dedup_table(level: LevelResult) -> list[str]:

@@ -17,6 +17,14 @@ writes them down), then made again, in a loop, on a plain ``NoTelemetry``, in th
 Dict arguments are copied on every call, standing for the pipeline building them; the loop's
 own dispatch is included, so the figure is an upper bound. Making a publish's W3C ids, which the
 trace context needs whatever the telemetry, is timed alone too.
+
+End to end (``measure_http``): two dev hosts side by side on the same Azurite, ``make serve``'s
+(no SDK) and one with ``OTEL_TRACES_EXPORTER=none`` and ``OTEL_METRICS_EXPORTER=none`` (the SDK
+records every span and metric, through a batch span processor, and exports nothing), both with
+de-duplication at its default; in each round, in alternating order, the same load at concurrency
+``HTTP_LEVEL`` against each, and the CPU each dev host spent per request: what telemetry adds to
+a whole request's CPU (HTTP serving, the pipeline, the Storage SDK's calls), the figure the
+operator pays for.
 """
 
 from __future__ import annotations
@@ -36,8 +44,11 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import Span, SpanKind
 
+from bench import targets
 from bench.cpu import time_per_call, time_per_handle, warm_setup, with_token
+from bench.endtoend import LevelResult, measure_run, specs
 from bench.events import body, typical
+from bench.services import Stack
 from shared.publish import PublishPipeline
 from shared.telemetry import NoTelemetry, OpenTelemetry, Parent, PublishSpan, TraceIds, new_ids
 
@@ -220,6 +231,61 @@ async def measure(rounds: int = 15, calls: int = 200) -> TelemetryResult:
         ids_us=times["ids"],
         spans=sum(1 for name, _ in noting.calls if name in _SPANS),
     )
+
+
+#: The dev host with an OpenTelemetry SDK that records everything and exports nothing.
+SDK_NO_EXPORT = {"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
+#: The end-to-end targets: telemetry off (make serve's dev host) and on (SDK_NO_EXPORT's).
+HTTP_TARGETS = ("ours", "ours-telemetry")
+
+
+def measure_http(
+    stack: Stack,
+    *,
+    rounds: int = 3,
+    seconds: float = 5.0,
+    warmup_seconds: float = 1.0,
+    progress: Callable[[str], None] = print,
+) -> LevelResult:
+    """Telemetry off and on end to end, side by side (see the module's docstring)."""
+    made = specs(stack, stack.tokens(8))
+    level = LevelResult(targets.HTTP_LEVEL, {target: [] for target in HTTP_TARGETS})
+    stack.restart_azurite()
+    stack.start_devhost()  # fresh, as the other one
+    with stack.another_devhost(SDK_NO_EXPORT) as other:
+        for round_number in range(rounds):
+            order = HTTP_TARGETS if round_number % 2 == 0 else HTTP_TARGETS[::-1]
+            for target in order:
+                options = {
+                    "concurrency": targets.HTTP_LEVEL,
+                    "duration_seconds": seconds,
+                    "warmup_seconds": warmup_seconds,
+                }
+                if target == "ours":
+                    run = measure_run(stack, made["ours"](**options))
+                else:
+                    spec = made["ours"](url=f"{other.url}/events", **options)
+                    run = measure_run(stack, spec, pid=other.process.pid)
+                level.runs[target].append(run)
+                progress(
+                    f"telemetry round {round_number + 1}/{rounds} {target:14} "
+                    f"{run['throughput']:7.0f} req/s  dev host {_cpu_us(run):6.0f} us/request  "
+                    f"errors {run['errors']}  queue {run['on_queue']}/{run['enqueued_expected']}"
+                )
+    return level
+
+
+def _cpu_us(run: dict[str, Any]) -> float:
+    """The dev host's CPU per request of a run, warm-up included (µs)."""
+    return float(run["devhost_cpu_seconds"]) / int(run["requests"] + run["warmup_requests"]) * 1e6
+
+
+def cpu_ratios(level: LevelResult) -> list[float]:
+    """Per round: the dev host's CPU per request with telemetry on over off."""
+    return [
+        _cpu_us(on) / _cpu_us(off)
+        for on, off in zip(level.runs["ours-telemetry"], level.runs["ours"], strict=True)
+    ]
 
 
 if __name__ == "__main__":

@@ -209,34 +209,53 @@ def build(*, broken_settings_allowed: bool = False) -> FunctionsDevHost:
 def configure_console_telemetry() -> None:
     """``OTEL_TRACES_EXPORTER=console`` (and ``OTEL_METRICS_EXPORTER=console``): the function's
     spans (and metrics, every 10 s) printed to stdout by OpenTelemetry's SDK, as Azure's exporter
-    would send them. Off by default: then the function records nothing (shared/telemetry.py)."""
-    traces = os.environ.get("OTEL_TRACES_EXPORTER", "").lower() == "console"
-    metrics = os.environ.get("OTEL_METRICS_EXPORTER", "").lower() == "console"
-    if not (traces or metrics):
+    would send them. ``none``: the SDK records them as in Azure (spans through a batch processor)
+    and nothing is exported (what ``make bench`` uses to measure telemetry's CPU without an
+    exporter's network). Unset: no SDK, and the function records nothing (shared/telemetry.py)."""
+    traces = os.environ.get("OTEL_TRACES_EXPORTER", "").lower()
+    metrics = os.environ.get("OTEL_METRICS_EXPORTER", "").lower()
+    if traces not in ("console", "none") and metrics not in ("console", "none"):
         return
+    from collections.abc import Sequence
+
     from opentelemetry import metrics as metrics_api
     from opentelemetry import trace as trace_api
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import (
         ConsoleMetricExporter,
+        InMemoryMetricReader,
+        MetricReader,
         PeriodicExportingMetricReader,
     )
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        ConsoleSpanExporter,
+        SimpleSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+
+    class Discard(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
 
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "events")})
     provider = TracerProvider(resource=resource)
-    if traces:
+    if traces == "console":
         provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+    elif traces == "none":
+        provider.add_span_processor(BatchSpanProcessor(Discard()))
     trace_api.set_tracer_provider(provider)
-    readers = (
-        [PeriodicExportingMetricReader(ConsoleMetricExporter(), export_interval_millis=10_000)]
-        if metrics
-        else []
-    )
+    readers: list[MetricReader] = []
+    if metrics == "console":
+        exporter = ConsoleMetricExporter()
+        readers.append(PeriodicExportingMetricReader(exporter, export_interval_millis=10_000))
+    elif metrics == "none":
+        readers.append(InMemoryMetricReader())  # recorded, never collected
     metrics_api.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
-    log.info("OpenTelemetry: spans%s to the console", " and metrics" if metrics else "")
+    log.info("OpenTelemetry: traces to %s, metrics to %s", traces or "none", metrics or "none")
 
 
 def main(argv: list[str] | None = None) -> None:

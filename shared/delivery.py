@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
 
 from shared.model import ClaimCheck
 from shared.ports import BlobStore, BlobsUnavailable, EventSink, PublishRecords, QueueUnavailable
@@ -32,13 +31,32 @@ class Deadline:
         self.seconds = seconds
         self._at: float | None = None
 
-    async def wait(self, work: Awaitable[None]) -> None:
-        """Wait for ``work`` until the deadline; TimeoutError after it (``work`` goes on)."""
+    async def wait(self, work: asyncio.Future[None]) -> None:
+        """Wait for ``work`` until the deadline; TimeoutError after it. ``work`` is never
+        cancelled, not even when the waiting is (as ``asyncio.shield``): it goes on either way.
+
+        One future and one timer, rather than ``asyncio.timeout_at`` over ``asyncio.shield``
+        (two futures, a timeout context and its rescheduling): this runs once per event."""
         loop = asyncio.get_running_loop()
         if self._at is None:
             self._at = loop.time() + self.seconds
-        async with asyncio.timeout_at(self._at):
-            await asyncio.shield(work)
+        if not work.done():
+            woken = loop.create_future()
+
+            def wake(_: object = None) -> None:
+                if not woken.done():
+                    woken.set_result(None)
+
+            timer = loop.call_at(self._at, wake)
+            work.add_done_callback(wake)
+            try:
+                await woken
+            finally:
+                timer.cancel()
+                work.remove_done_callback(wake)
+            if not work.done():
+                raise TimeoutError
+        work.result()  # the send's own error, if it failed
 
 
 class Delivery:

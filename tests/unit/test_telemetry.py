@@ -4,8 +4,13 @@ handler in tests/integration/test_trace_context.py)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
+import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -105,3 +110,52 @@ def test_with_an_sdk_the_ids_are_the_recorded_spans() -> None:
     assert event.parent.span_id == publish.context.span_id
     assert event.attributes is not None
     assert event.attributes["error.type"] == "queue-unavailable"
+
+
+_DEV_HOST_TELEMETRY = """
+import io, sys
+from contextlib import redirect_stdout
+from devtools.devhost import configure_console_telemetry
+from shared.telemetry import telemetry_for
+from opentelemetry import trace
+printed = io.StringIO()
+with redirect_stdout(printed):
+    configure_console_telemetry()
+    telemetry = telemetry_for()
+    with telemetry.publish("publish", None) as span:
+        pass
+    getattr(trace.get_tracer_provider(), "force_flush", lambda: None)()
+text = printed.getvalue()
+print(type(telemetry).__name__, len(span.ids.trace_id), len(text), "0x" + span.ids.trace_id in text)
+"""
+
+
+@pytest.mark.parametrize(
+    ("exporter", "recorded", "prints"),
+    [
+        ("console", "OpenTelemetry", True),
+        ("none", "OpenTelemetry", False),
+        ("", "NoTelemetry", False),
+    ],
+)
+def test_the_dev_hosts_otel_traces_exporter_switch(
+    exporter: str, recorded: str, prints: bool
+) -> None:
+    """console prints every span; none records them through the SDK and exports nothing (the
+    benchmark's telemetry on); unset configures no SDK at all."""
+    environment = {
+        name: value for name, value in os.environ.items() if not name.startswith("OTEL_")
+    }
+    result = subprocess.run(  # noqa: S603 - our own interpreter, our own script
+        [sys.executable, "-c", _DEV_HOST_TELEMETRY],
+        env={**environment, "OTEL_TRACES_EXPORTER": exporter},
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    kind, id_length, printed, names_the_span = result.stdout.split()
+    assert kind == recorded
+    assert id_length == "32"
+    assert (int(printed) > 0) is prints
+    assert names_the_span == str(prints)
