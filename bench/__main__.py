@@ -3,9 +3,9 @@
 CPU per event (bench/cpu.py; structured, and binary for the typical event), telemetry on and
 off (bench/telemetry.py), the claim check in process (bench/claimcheck.py), cold start
 (bench/coldstart.py), HTTP end to end (bench/endtoend.py; single events, the raw enqueue and
-batches), de-duplication on and off (bench/dedup.py), the claim check end to end, where the dev
-host's CPU goes (bench/serving.py) and memory (bench/memory.py), in that order: about eleven
-minutes. ``--quick`` runs each briefly, for indicative figures in about three minutes. Every
+batches), telemetry and de-duplication on and off (bench/dedup.py), the claim check end to end, where the dev
+host's CPU goes (bench/serving.py) and memory (bench/memory.py), in that order: about fourteen
+minutes. ``--quick`` runs each briefly, for indicative figures in about five minutes. Every
 service is started on 127.0.0.1 and stopped again. The results are saved to
 docs/performance.json (``make soak``, bench/soak.py, runs at half the peak rate in them); only
 the tables between the ``<!-- bench:NAME:begin/end -->`` markers of docs/performance.md are
@@ -45,7 +45,7 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
-        "--quick", action="store_true", help="fewer rounds and requests: about three minutes"
+        "--quick", action="store_true", help="fewer rounds and requests: about five minutes"
     )
     parser.add_argument(
         "--only",
