@@ -3,13 +3,13 @@
 CPU per event (bench/cpu.py; structured, and binary for the typical event), telemetry on and
 off (bench/telemetry.py), the claim check in process (bench/claimcheck.py), cold start
 (bench/coldstart.py), HTTP end to end (bench/endtoend.py; single events, the raw enqueue and
-batches), telemetry and de-duplication on and off (bench/dedup.py), the claim check end to end, where the dev
-host's CPU goes (bench/serving.py) and memory (bench/memory.py), in that order: about fourteen
-minutes. ``--quick`` runs each briefly, for indicative figures in about five minutes. Every
-service is started on 127.0.0.1 and stopped again. The results are saved to
-docs/performance.json (``make soak``, bench/soak.py, runs at half the peak rate in them); only
-the tables between the ``<!-- bench:NAME:begin/end -->`` markers of docs/performance.md are
-rewritten, never its prose.
+batches), telemetry on and off end to end, de-duplication on and off (bench/dedup.py), the claim
+check end to end, where the dev host's CPU goes (bench/serving.py) and memory (bench/memory.py),
+in that order: about fourteen minutes. ``--quick`` runs each briefly, for indicative figures in
+about five minutes. Every service is started on 127.0.0.1 and stopped again. The results are
+saved to docs/performance.json (``make soak``, bench/soak.py, runs at half the peak rate in
+them); only the tables between the ``<!-- bench:NAME:begin/end -->`` markers of
+docs/performance.md are rewritten, never its prose.
 """
 
 from __future__ import annotations
