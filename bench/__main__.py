@@ -6,7 +6,7 @@ off (bench/telemetry.py), the claim check in process (bench/claimcheck.py), cold
 batches), telemetry on and off end to end, de-duplication on and off (bench/dedup.py), the claim
 check end to end, where the dev host's CPU goes (bench/serving.py) and memory (bench/memory.py),
 in that order: about fourteen minutes. ``--quick`` runs each briefly, for indicative figures in
-about five minutes. Every service is started on 127.0.0.1 and stopped again. The results are
+about three minutes. Every service is started on 127.0.0.1 and stopped again. The results are
 saved to docs/performance.json (``make soak``, bench/soak.py, runs at half the peak rate in
 them); only the tables between the ``<!-- bench:NAME:begin/end -->`` markers of
 docs/performance.md are rewritten, never its prose.
@@ -45,7 +45,7 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
-        "--quick", action="store_true", help="fewer rounds and requests: about five minutes"
+        "--quick", action="store_true", help="fewer rounds and requests: about three minutes"
     )
     parser.add_argument(
         "--only",
