@@ -62,6 +62,11 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
         "--levels", type=lambda text: tuple(int(n) for n in text.split(",")), help="1,8,32,64"
     )
     parser.add_argument(
+        "--telemetry-rounds",
+        type=int,
+        help="telemetry end to end: rounds of the three dev hosts (6, quick 1)",
+    )
+    parser.add_argument(
         "--claimcheck-requests",
         type=int,
         help="claim check end to end: requests per run (500, quick 200)",
@@ -115,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     if targets.HTTP_LEVEL not in levels and not options.only:
         raise SystemExit(f"--levels must include {targets.HTTP_LEVEL}, the target's level")
     claimcheck_requests = options.claimcheck_requests or (200 if quick else 500)
+    telemetry_rounds = options.telemetry_rounds or (1 if quick else 6)
     coldstart_runs = options.coldstart_runs or (6 if quick else 30)
     memory_requests = options.memory_requests or (10_000 if quick else 100_000)
     started = time.monotonic()
@@ -168,12 +174,15 @@ def main(argv: list[str] | None = None) -> None:
                     )
             if "telemetry" in sections:
                 found["telemetry_http"] = level = telemetry.measure_http(
-                    stack, rounds=http_rounds, seconds=http_seconds, progress=progress
+                    stack, rounds=telemetry_rounds, seconds=http_seconds, progress=progress
                 )
-                ratios = telemetry.cpu_ratios(level)
+                ratios, sampled = (
+                    telemetry.cpu_ratios(level, t) for t in ("ours-telemetry", "ours-sampled")
+                )
                 progress(
                     f"telemetry end to end: dev host CPU per request on/off "
-                    f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})"
+                    f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f}), "
+                    f"sampled 1%/off {statistics.median(sampled):.3f}"
                 )
             if "dedup" in sections:
                 found["dedup"] = level = dedup.measure(

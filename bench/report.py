@@ -236,10 +236,12 @@ def _devhost_cpu_us(run: dict[str, Any]) -> float:
     return float(run["devhost_cpu_seconds"]) / int(run["requests"] + run["warmup_requests"]) * 1e6
 
 
-def telemetry_cpu(level: LevelResult) -> tuple[float, float, list[float]]:
-    """The dev host's CPU per request (µs, medians) with telemetry off and on, and per round the
-    ratio on over off (bench/telemetry.py ``measure_http``)."""
-    off, on = ([_devhost_cpu_us(run) for run in level.runs[t]] for t in ("ours", "ours-telemetry"))
+def telemetry_cpu(
+    level: LevelResult, target: str = "ours-telemetry"
+) -> tuple[float, float, list[float]]:
+    """The dev host's CPU per request (µs, medians) with telemetry off and on (``target``), and
+    per round the ratio on over off (bench/telemetry.py ``measure_http``)."""
+    off, on = ([_devhost_cpu_us(run) for run in level.runs[t]] for t in ("ours", target))
     return (
         statistics.median(off),
         statistics.median(on),
@@ -269,6 +271,13 @@ def feature_rows(
         statistics.median(t) for t in (claimcheck.typical_us, claimcheck.typical_blobs_us)
     )
     http_off, http_on, http_ratios = telemetry_cpu(telemetry_http)
+    sampled = []
+    if telemetry_http.has("ours-sampled"):
+        _, sampled_on, sampled_ratios = telemetry_cpu(telemetry_http, "ours-sampled")
+        sampled.append(
+            f"the same, traces sampled as Azure's default does (1% here) | {sampled_on:.0f} µs | "
+            f"{http_off:.0f} µs (off) | {statistics.median(sampled_ratios):.2f}x | reported | "
+        )
     return [
         f"HTTP throughput, concurrency {c}, de-duplication on | {on:.0f} req/s | {raw:.0f} req/s "
         "(raw enqueue, same rounds) | "
@@ -293,10 +302,11 @@ def feature_rows(
             statistics.median(http_ratios),
             sum(telemetry_http.total(t, "errors") for t in telemetry_http.runs),
         ),
+        *sampled,
         f"the same, the pipeline alone in process (no HTTP, no I/O) | {telemetry.on:.1f} µs | "
         f"{telemetry.off:.1f} µs (off: NoTelemetry) | {telemetry.ratio:.2f}x | reported | ",
-        f"telemetry off: NoTelemetry's own calls per typical event | {telemetry.notelemetry:.1f} "
-        f"µs | {telemetry.off:.1f} µs (the pipeline) | "
+        f"telemetry off: NoTelemetry's own calls per typical event, less the trace context's ids | "
+        f"{telemetry.notelemetry - telemetry.ids:.1f} µs | {telemetry.off:.1f} µs (the pipeline) | "
         + _judged(targets.TELEMETRY_OFF, telemetry.off_ratio),
         f"CPU per typical event, blob store configured | {with_blobs:.1f} µs | {typical:.1f} µs "
         "(none) | " + _judged(targets.CLAIM_CHECK_SMALL, claimcheck.blobs_ratio),
@@ -378,23 +388,38 @@ def http_table(levels: list[LevelResult]) -> list[str]:
 
 def telemetry_table(result: TelemetryResult, http: LevelResult) -> list[str]:
     per_round = [on / off for on, off in zip(result.on_us, result.off_us, strict=True)]
-    off, on, ratios = telemetry_cpu(http)
     errors = sum(http.total(target, "errors") for target in http.runs)
-    end_to_end = [
-        f"off: `make serve` (no SDK) | {off:.0f} | 1.00x | "
-        f"{http.median('ours', 'throughput'):.0f} | {http.median('ours', 'p99_ms'):.1f}",
-        f"on: `OTEL_TRACES_EXPORTER=none OTEL_METRICS_EXPORTER=none` (the SDK records, exports "
-        f"nothing) | {on:.0f} | **{statistics.median(ratios):.3f}x** ({min(ratios):.3f}-"
-        f"{max(ratios):.3f}) | {http.median('ours-telemetry', 'throughput'):.0f} | "
-        f"{http.median('ours-telemetry', 'p99_ms'):.1f}",
-    ]
+    labels = {
+        "ours": "off: `make serve` (no SDK)",
+        "ours-telemetry": "on: `OTEL_TRACES_EXPORTER=none OTEL_METRICS_EXPORTER=none` (the SDK "
+        "records every span, exports nothing)",
+        "ours-sampled": "on, and `OTEL_TRACES_SAMPLER=parentbased_traceidratio "
+        "OTEL_TRACES_SAMPLER_ARG=0.01` (Azure's default of 5 traces/s, at these rates)",
+    }
+
+    def end_to_end_row(target: str) -> str:
+        _, on, ratios = telemetry_cpu(http, target)
+        ratio = (
+            "1.00x"
+            if target == "ours"
+            else f"**{statistics.median(ratios):.3f}x** ({min(ratios):.3f}-{max(ratios):.3f})"
+        )
+        return (
+            f"{labels[target]} | {on:.0f} | {ratio} | {http.median(target, 'throughput'):.0f} | "
+            f"{http.median(target, 'p99_ms'):.1f}"
+        )
+
+    end_to_end = [end_to_end_row(target) for target in labels if http.has(target)]
     rows = [
         f"off: `NoTelemetry` (no SDK configured, the default) | {result.off:.1f} | 1.00x",
         f"on: OpenTelemetry SDK, {result.spans} spans and 3 metrics, export discarded | "
         f"{result.on:.1f} | **{result.ratio:.2f}x** ({min(per_round):.2f}-{max(per_round):.2f})",
         f"`NoTelemetry`'s own {result.notelemetry_calls} calls alone | {result.notelemetry:.1f} | "
-        f"{result.notelemetry / result.off:.1%} of off: **{result.off_ratio:.3f}x**",
-        f"of which a publish's W3C ids | {result.ids:.1f} | {result.ids / result.off:.1%} of off",
+        f"{result.notelemetry / result.off:.1%} of off",
+        f"of which a publish's W3C ids (the trace context's, telemetry or not) | {result.ids:.1f} "
+        f"| {result.ids / result.off:.1%} of off",
+        f"the rest: what telemetry off costs | {result.notelemetry - result.ids:.1f} | "
+        f"**{result.off_ratio:.3f}x**",
     ]
     return [
         *table("CPU per typical event, no I/O | µs | ratio", rows, "lrr"),

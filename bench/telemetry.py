@@ -18,13 +18,14 @@ Dict arguments are copied on every call, standing for the pipeline building them
 own dispatch is included, so the figure is an upper bound. Making a publish's W3C ids, which the
 trace context needs whatever the telemetry, is timed alone too.
 
-End to end (``measure_http``): two dev hosts side by side on the same Azurite, ``make serve``'s
-(no SDK) and one with ``OTEL_TRACES_EXPORTER=none`` and ``OTEL_METRICS_EXPORTER=none`` (the SDK
-records every span and metric, through a batch span processor, and exports nothing), both with
-de-duplication at its default; in each round, in alternating order, the same load at concurrency
-``HTTP_LEVEL`` against each, and the CPU each dev host spent per request: what telemetry adds to
-a whole request's CPU (HTTP serving, the pipeline, the Storage SDK's calls), the figure the
-operator pays for.
+End to end (``measure_http``): three dev hosts side by side on the same Azurite, ``make
+serve``'s (no SDK), one with ``OTEL_TRACES_EXPORTER=none`` and ``OTEL_METRICS_EXPORTER=none``
+(the SDK records every span and metric, through a batch span processor, and exports nothing),
+and one with that SDK sampling 1% of the traces (``SDK_SAMPLED``: Azure's default sampling at
+these rates), all with de-duplication at its default; in each round, in a rotating order, the
+same load at concurrency ``HTTP_LEVEL`` against each, and the CPU each dev host spent per
+request: what telemetry adds to a whole request's CPU (HTTP serving, the pipeline, the Storage
+SDK's calls), the figure the operator pays for.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import functools
 import gc
 import statistics
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,10 +97,14 @@ class TelemetryResult:
 
     @property
     def off_ratio(self) -> float:
-        """The pipeline with NoTelemetry over the same without NoTelemetry's calls: what the
-        pipeline would cost if it made none (the median of the rounds' ratios)."""
+        """The pipeline with NoTelemetry over the same without NoTelemetry's calls, less the
+        W3C ids those calls make: what telemetry off costs (the median of the rounds' ratios).
+        The ids are the trace context's, not telemetry's: a problem's ``traceId`` and a queued
+        event's ``traceparent`` need them, and the pipeline made a trace id per request before
+        it had telemetry."""
         return statistics.median(
-            off / (off - calls) for off, calls in zip(self.off_us, self.notelemetry_us, strict=True)
+            off / (off - calls + ids)
+            for off, calls, ids in zip(self.off_us, self.notelemetry_us, self.ids_us, strict=True)
         )
 
 
@@ -217,6 +222,8 @@ async def measure(rounds: int = 15, calls: int = 200) -> TelemetryResult:
                 order = list(pipelines) if round_number % 2 == 0 else list(pipelines)[::-1]
                 for name in order:
                     times[name].append(await time_per_handle(pipelines[name], [request], calls))
+                    # the batch processor's thread exports now, not while the next is timed
+                    tracer_provider.force_flush()
                 times["calls"].append(time_per_call(calls_alone, calls * 10))
                 times["ids"].append(time_per_call(functools.partial(new_ids, None), calls * 10))
     finally:
@@ -235,8 +242,17 @@ async def measure(rounds: int = 15, calls: int = 200) -> TelemetryResult:
 
 #: The dev host with an OpenTelemetry SDK that records everything and exports nothing.
 SDK_NO_EXPORT = {"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
-#: The end-to-end targets: telemetry off (make serve's dev host) and on (SDK_NO_EXPORT's).
-HTTP_TARGETS = ("ours", "ours-telemetry")
+#: The same SDK sampling traces as Azure Monitor's distro does by default: at most 5 traces per
+#: second (docs/deploy.md, Sampling), about 1% of the requests at this benchmark's rates; the
+#: others' spans are made non-recording. Metrics are never sampled.
+SDK_SAMPLED = {
+    **SDK_NO_EXPORT,
+    "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+    "OTEL_TRACES_SAMPLER_ARG": "0.01",
+}
+#: The end-to-end targets and the dev hosts' environments: telemetry off (make serve's dev
+#: host), on (every span recorded) and on with Azure's default sampling.
+HTTP_TARGETS = {"ours": None, "ours-telemetry": SDK_NO_EXPORT, "ours-sampled": SDK_SAMPLED}
 
 
 def measure_http(
@@ -249,23 +265,30 @@ def measure_http(
 ) -> LevelResult:
     """Telemetry off and on end to end, side by side (see the module's docstring)."""
     made = specs(stack, stack.tokens(8))
-    level = LevelResult(targets.HTTP_LEVEL, {target: [] for target in HTTP_TARGETS})
+    names = list(HTTP_TARGETS)
+    level = LevelResult(targets.HTTP_LEVEL, {target: [] for target in names})
     stack.restart_azurite()
-    stack.start_devhost()  # fresh, as the other one
-    with stack.another_devhost(SDK_NO_EXPORT) as other:
+    stack.start_devhost()  # fresh, as the others
+    with ExitStack() as hosts:
+        others = {
+            target: hosts.enter_context(stack.another_devhost(environment))
+            for target, environment in HTTP_TARGETS.items()
+            if environment is not None
+        }
         for round_number in range(rounds):
-            order = HTTP_TARGETS if round_number % 2 == 0 else HTTP_TARGETS[::-1]
-            for target in order:
+            shift = round_number % len(names)
+            for target in names[shift:] + names[:shift]:
                 options = {
                     "concurrency": targets.HTTP_LEVEL,
                     "duration_seconds": seconds,
                     "warmup_seconds": warmup_seconds,
                 }
-                if target == "ours":
-                    run = measure_run(stack, made["ours"](**options))
-                else:
+                if target in others:
+                    other = others[target]
                     spec = made["ours"](url=f"{other.url}/events", **options)
                     run = measure_run(stack, spec, pid=other.process.pid)
+                else:
+                    run = measure_run(stack, made["ours"](**options))
                 level.runs[target].append(run)
                 progress(
                     f"telemetry round {round_number + 1}/{rounds} {target:14} "
@@ -280,11 +303,11 @@ def _cpu_us(run: dict[str, Any]) -> float:
     return float(run["devhost_cpu_seconds"]) / int(run["requests"] + run["warmup_requests"]) * 1e6
 
 
-def cpu_ratios(level: LevelResult) -> list[float]:
-    """Per round: the dev host's CPU per request with telemetry on over off."""
+def cpu_ratios(level: LevelResult, target: str = "ours-telemetry") -> list[float]:
+    """Per round: the dev host's CPU per request with telemetry on (``target``) over off."""
     return [
         _cpu_us(on) / _cpu_us(off)
-        for on, off in zip(level.runs["ours-telemetry"], level.runs["ours"], strict=True)
+        for on, off in zip(level.runs[target], level.runs["ours"], strict=True)
     ]
 
 

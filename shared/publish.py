@@ -215,7 +215,11 @@ class PublishPipeline:
     async def handle(self, request: PublishRequest) -> PublishResponse:
         started = time.perf_counter()
         parent = parent_of(request)
-        attributes = {"http.request.method": request.method, "url.path": request.path}
+        attributes = (
+            {"http.request.method": request.method, "url.path": request.path}
+            if self._telemetry.enabled
+            else None
+        )
         with self._telemetry.publish("publish", parent, attributes) as span:
             record = RequestRecord(trace_id=problem_trace_id(span.ids))
             trace = EventTrace(span.ids, parent.tracestate if parent is not None else None)
@@ -383,7 +387,8 @@ class PublishPipeline:
         identifier = registry_identifier(read.resource)
         record.decision = "error"  # until the rules are known
         with self._telemetry.step(
-            "look up resource rules", {"events.resource": identifier}
+            "look up resource rules",
+            {"events.resource": identifier} if self._telemetry.enabled else None,
         ) as step:
             try:
                 found = await self._rules.lookup(identifier, requester=publisher.label)
@@ -442,15 +447,7 @@ class PublishPipeline:
         try:
             with self._telemetry.step(
                 "enqueue",
-                {
-                    "messaging.system": "azure_storage_queue",
-                    "messaging.operation.type": "send",
-                    "messaging.operation.name": "send_message",
-                    "messaging.destination.name": self._sink.destination,
-                    "messaging.message.body.size": len(read.message),
-                    "cloudevents.event_id": read.event.id,
-                    "events.claim_check": read.claim_check is not None,
-                },
+                self._enqueue_attributes(read) if self._telemetry.enabled else None,
                 SpanKind.PRODUCER,
             ):
                 await self.delivery.send(
@@ -459,6 +456,18 @@ class PublishPipeline:
             outcome = "stored"
         finally:
             self._telemetry.enqueued(time.perf_counter() - started, outcome)
+
+    def _enqueue_attributes(self, read: ReadEvent) -> dict[str, Any]:
+        """The enqueue span's attributes (OpenTelemetry's messaging semantic conventions)."""
+        return {
+            "messaging.system": "azure_storage_queue",
+            "messaging.operation.type": "send",
+            "messaging.operation.name": "send_message",
+            "messaging.destination.name": self._sink.destination,
+            "messaging.message.body.size": len(read.message),
+            "cloudevents.event_id": read.event.id,
+            "events.claim_check": read.claim_check is not None,
+        }
 
     async def publish_event(
         self, publisher: Publisher, read: ReadEvent, record: RequestRecord, deadline: Deadline
@@ -577,6 +586,8 @@ FOREIGN_DATAREF = (
 
 def _describe(span: PublishSpan, event: CloudEvent) -> None:
     """The CloudEvents semantic conventions' attributes (never data or alternativesubject)."""
+    if not span.recording:
+        return
     span.set("cloudevents.event_id", event.id)
     span.set("cloudevents.event_source", event.source)
     span.set("cloudevents.event_type", event.type)

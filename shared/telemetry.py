@@ -95,6 +95,11 @@ class PublishSpan:
         self.ids = ids
         self._span = span
 
+    @property
+    def recording(self) -> bool:
+        """Whether attributes set here go anywhere (an SDK's span), or nowhere."""
+        return self._span is not None
+
     def set(self, name: str, value: Any) -> None:
         if self._span is not None:
             self._span.set_attribute(name, value)
@@ -105,24 +110,40 @@ class PublishSpan:
             self._span.set_status(Status(StatusCode.ERROR))
 
 
+class _Given:
+    """A context manager that gives ``span`` and does nothing else (cheaper than a generator
+    one: NoTelemetry makes one per publish)."""
+
+    __slots__ = ("span",)
+
+    def __init__(self, span: PublishSpan) -> None:
+        self.span = span
+
+    def __enter__(self) -> PublishSpan:
+        return self.span
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+
 class NoTelemetry:
-    """No OpenTelemetry SDK configured: ids only, nothing recorded."""
+    """No OpenTelemetry SDK configured: ids only, nothing recorded.
+
+    ``enabled`` is False: callers may skip building attributes that nothing would record."""
 
     enabled = False
 
-    @contextmanager
     def publish(
         self, name: str, parent: Parent | None, attributes: Mapping[str, Any] | None = None
-    ) -> Iterator[PublishSpan]:
-        yield PublishSpan(new_ids(parent))
+    ) -> AbstractContextManager[PublishSpan]:
+        return _Given(PublishSpan(new_ids(parent)))
 
-    @contextmanager
     def element(
         self, within: PublishSpan, attributes: Mapping[str, Any] | None = None
-    ) -> Iterator[PublishSpan]:
+    ) -> AbstractContextManager[PublishSpan]:
         """The span of one element of a batch, a child of the batch's ``publish`` span."""
         ids = within.ids
-        yield PublishSpan(new_ids(Parent(ids.trace_id, ids.span_id, ids.sampled)))
+        return _Given(PublishSpan(new_ids(Parent(ids.trace_id, ids.span_id, ids.sampled))))
 
     def step(
         self,
