@@ -10,8 +10,9 @@ table: one round trip, whatever the answer. The commit is one upsert of the ``co
 into the *next* generation's table (off the response path); the claim's own record stays
 ``reserved``. So a generation's table holds its own claims and the commits of the previous
 generation's, and every committed record of the last window is in the current table or the next
-one: a claim that finds a ``reserved`` record looks for its commit in the next table (only then:
-a new event costs the insert and the commit, two writes). A record older than the window is
+one: a claim whose insert finds a record looks for its commit in the next table first (a replay
+costs the refused insert and that read), and only then at the current table's record (a new
+event costs the insert and the commit, two writes). A record older than the window is
 treated as absent. Tables older than the previous generation hold nothing that counts any more
 and are dropped whole (``drop_expired_tables``, run by the timer function in function_app.py): no
 scan of any table.
@@ -219,11 +220,18 @@ class TableRecords:
             try:
                 etag = await self._create(table, entity)
             except ResourceExistsError:
+                # a repeat of an event published in this generation: its commit is in the next
+                # generation's table, looked at first, so that a replay costs two calls
+                commit = await self._commit_of(key, generation)
+                if commit is not None:
+                    decision = self._committed(commit, fingerprint, now)
+                    if decision is not None:
+                        return decision
                 try:
                     existing = await table.get_entity(_partition(key), key)
                 except ResourceNotFoundError:
                     continue  # released just now
-                decision = await self._decide(existing, key, fingerprint, now, generation)
+                decision = self._decide(existing, fingerprint, now)
                 if decision is not None:
                     return decision
                 try:  # expired or abandoned: take it over, unless someone else just did
@@ -240,25 +248,24 @@ class TableRecords:
             return Reservation.NEW
         return Reservation.IN_FLIGHT
 
-    async def _decide(
-        self, existing: Any, key: str, fingerprint: str, now: float, generation: int
-    ) -> Reservation | None:
-        """What a record found in the current table says; None when it no longer counts
-        (expired or abandoned). A ``reserved`` one may have been committed since: its commit is
-        in the next generation's table."""
+    async def _commit_of(self, key: str, generation: int) -> Any | None:
+        """The ``committed`` record of ``key`` in the table after ``generation``'s, if any."""
+        try:
+            record = await self._table(self._table_name(generation + 1)).get_entity(
+                _partition(key), key
+            )
+        except ResourceNotFoundError:  # no such record (or no such table yet)
+            return None
+        return record if record.get("state") == COMMITTED else None
+
+    def _decide(self, existing: Any, fingerprint: str, now: float) -> Reservation | None:
+        """What a record found in the current table says when the next table holds no commit of
+        it that counts; None when it no longer counts (expired or abandoned)."""
         if existing.get("state") == COMMITTED:
             return self._committed(existing, fingerprint, now)
         fresh = now - float(existing.get("at", 0.0)) < LEASE_SECONDS
         if fresh and existing.get("fingerprint") != fingerprint:
             return Reservation.CONFLICT  # other content: no need to know how the first ended
-        try:
-            committed = await self._table(self._table_name(generation + 1)).get_entity(
-                _partition(key), key
-            )
-        except ResourceNotFoundError:  # no such record (or no such table yet)
-            committed = None
-        if committed is not None and committed.get("state") == COMMITTED:
-            return self._committed(committed, fingerprint, now)
         return Reservation.IN_FLIGHT if fresh else None
 
     def _committed(self, record: Any, fingerprint: str, now: float) -> Reservation | None:

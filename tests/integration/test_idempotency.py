@@ -195,6 +195,38 @@ async def test_a_commit_outlives_the_lease_of_its_claim(
     assert await records.reserve(key, "other") is Reservation.CONFLICT
 
 
+async def test_a_replay_costs_two_table_calls_and_a_new_event_one(
+    function_env: dict[str, str], clock: WallClock
+) -> None:
+    """On the response path: a new event's claim is one insert; a replay's is the refused
+    insert and one read, of the commit in the next generation's table."""
+    calls: list[str] = []
+    store = TableRecords.from_settings(
+        Settings(),  # type: ignore[call-arg]
+        ManagedIdentity(),
+        raw_request_hook=lambda request: calls.append(request.http_request.method),
+    )
+    assert store is not None
+    store._clock = clock
+    try:
+        key = "e" * 64
+        assert await store.reserve(key, "f") is Reservation.NEW
+        assert len(calls) in (1, 3)  # the insert (and, on a first run, the table made for it)
+        await store.commit(key)
+        calls.clear()
+        assert await store.reserve(key, "f") is Reservation.REPLAY
+        assert calls == ["POST", "GET"]
+        calls.clear()
+        assert await store.reserve(key, "other") is Reservation.CONFLICT
+        assert calls == ["POST", "GET"]
+        calls.clear()
+        clock.now += WINDOW - 1  # the next generation: the commit is in the current table now
+        assert await store.reserve(key, "f") is Reservation.REPLAY
+        assert len(calls) == 3  # the refused insert, no commit in the next table, the record
+    finally:
+        await store.close()
+
+
 async def test_a_release_forgets_the_claim(records: TableRecords) -> None:
     key = "c" * 64
     assert await records.reserve(key, "f") is Reservation.NEW
