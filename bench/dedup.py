@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import targets
-from bench.endtoend import LevelResult, measure_run, specs
+from bench.endtoend import LevelResult, measure_run, rotated, specs
 from bench.events import typical
 from bench.services import QUEUE, RAW_QUEUE, Stack, ours_case
 
@@ -49,8 +49,7 @@ def measure(
     stack.start_devhost()  # fresh, as the other one
     with stack.another_devhost(NO_DEDUP) as other:
         for round_number in range(rounds):
-            shift = round_number % len(TARGETS)
-            for target in TARGETS[shift:] + TARGETS[:shift]:
+            for target in rotated(TARGETS, round_number):
                 options = {
                     "concurrency": concurrency,
                     "duration_seconds": seconds,

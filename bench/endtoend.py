@@ -21,7 +21,7 @@ and of a batch's 207 the ones it accepted) must be a message on the queue.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,6 +125,13 @@ def _events(run: dict[str, Any]) -> int:
     return int((run["requests"] + run["warmup_requests"]) * run.get("events_per_request", 1))
 
 
+def rotated(names: Sequence[str], round_number: int) -> list[str]:
+    """``names`` in the order of round ``round_number``: each round starts one further along,
+    so that no target always runs first (or after the same one)."""
+    shift = round_number % len(names)
+    return [*names[shift:], *names[:shift]]
+
+
 def measure_run(
     stack: Stack,
     spec: dict[str, Any],
@@ -178,8 +185,7 @@ def measure(
     for concurrency in levels:
         level = LevelResult(concurrency, {target: [] for target in TARGETS})
         for round_number in range(rounds):
-            shift = round_number % len(TARGETS)
-            for target in TARGETS[shift:] + TARGETS[:shift]:
+            for target in rotated(TARGETS, round_number):
                 spec = made[target](
                     concurrency=concurrency,
                     duration_seconds=seconds,

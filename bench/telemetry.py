@@ -47,7 +47,7 @@ from opentelemetry.trace import Span, SpanKind
 
 from bench import targets
 from bench.cpu import time_per_call, time_per_handle, warm_setup, with_token
-from bench.endtoend import LevelResult, measure_run, specs
+from bench.endtoend import LevelResult, measure_run, rotated, specs
 from bench.events import body, typical
 from bench.services import Stack
 from shared.publish import PublishPipeline
@@ -276,8 +276,7 @@ def measure_http(
             if environment is not None
         }
         for round_number in range(rounds):
-            shift = round_number % len(names)
-            for target in names[shift:] + names[:shift]:
+            for target in rotated(names, round_number):
                 options = {
                     "concurrency": targets.HTTP_LEVEL,
                     "duration_seconds": seconds,
