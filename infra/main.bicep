@@ -225,6 +225,9 @@ param eventsIdempotencyWindowHours string = '24'
 @description('EVENTS_IDEMPOTENCY_REQUIRED: true answers 503 while the records tables cannot be reached; false (the default) publishes without de-duplication then, with a warning in the log.')
 param eventsIdempotencyRequired bool = false
 
+@description('EVENTS_COMMIT_BEFORE_ANSWER: true makes each 200 wait for its record\'s commit (one more table round trip), so that no commit is left running when an instance stops (docs/deploy.md, "When an instance stops").')
+param eventsCommitBeforeAnswer bool = false
+
 @minLength(3)
 @maxLength(40)
 @description('EVENTS_IDEMPOTENCY_TABLE: prefix of the records tables\' names, <prefix><generation number> (3-40 letters and digits, starting with a letter). The app creates and drops these tables itself.')
@@ -312,6 +315,7 @@ var eventsAppSettings = {
   EVENTS_BLOB_CONTAINER: eventsBlobContainer
   EVENTS_IDEMPOTENCY_WINDOW_HOURS: eventsIdempotencyWindowHours
   EVENTS_IDEMPOTENCY_REQUIRED: string(eventsIdempotencyRequired)
+  EVENTS_COMMIT_BEFORE_ANSWER: string(eventsCommitBeforeAnswer)
   EVENTS_IDEMPOTENCY_TABLE: eventsIdempotencyTable
   EVENTS_TABLE_ACCOUNT_URL: tableAccountUrl
 }

@@ -1,13 +1,18 @@
-"""Getting a message onto the queue within a time budget, and settling its record afterwards.
+"""Getting a message onto the queue within a time budget, and settling its claim afterwards.
 
 The answer waits for the send at most until the budget's deadline; then it is a 503. The send
-itself is not cancelled: a queue that is slow (or frozen for a moment) may still store the
-message after the answer went out. So the send goes on in the background, and when it ends,
-the record of the event's identity follows its real outcome: committed when the message was
-stored, released when it was not. A publisher that retries after the 503 meanwhile finds the
-publish in flight (409 ``publish-in-progress``), and afterwards either a replay (200) or nothing
-(so its retry publishes). Only a process that dies between the send and the commit can leave a
-duplicate behind.
+itself is not cancelled then: a queue that is slow (or frozen for a moment) may still store the
+message after the answer went out. So the send goes on in the background, and when it ends, the
+claim of the event's identity follows its real outcome: committed when the message was stored,
+released when it was not. A publisher that retries meanwhile finds the publish in flight (409
+``publish-in-progress``), and afterwards a replay (200) or nothing (so its retry publishes).
+
+A send goes on at most until its claim's cutoff (shared/idempotency.py, ``Budgets``): still
+unanswered then, it is given up, its outcome unknown, and the claim released. So no reservation
+outlives its lease. The outcome of a send whose connection broke after the message went out is
+unknown at once: the claim is released too, and the 503 says that a retry may queue the event a
+second time. Those, and a process that dies between its send and its record, are the only ways
+one identity can be queued twice (docs/idempotency.md).
 
 The commit runs off the response path: a new event costs two storage round trips before its 200
 (the claim and the send).
@@ -17,58 +22,37 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
+from shared.idempotency import Claim, IdempotentRecords
 from shared.model import ClaimCheck
-from shared.ports import BlobStore, BlobsUnavailable, EventSink, PublishRecords, QueueUnavailable
+from shared.ports import BlobStore, BlobsUnavailable, Clock, EventSink, QueueUnavailable
+from shared.timing import SYSTEM_CLOCK, Deadline
 
 log = logging.getLogger("events.delivery")
 
 
-class Deadline:
-    """One send's time budget, started when the send starts."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._at: float | None = None
-
-    async def wait(self, work: asyncio.Future[None]) -> None:
-        """Wait for ``work`` until the deadline; TimeoutError after it. ``work`` is never
-        cancelled, not even when the waiting is (as ``asyncio.shield``): it goes on either way.
-
-        One future and one timer, rather than ``asyncio.timeout_at`` over ``asyncio.shield``
-        (two futures, a timeout context and its rescheduling): this runs once per event."""
-        loop = asyncio.get_running_loop()
-        if self._at is None:
-            self._at = loop.time() + self.seconds
-        if not work.done():
-            woken = loop.create_future()
-
-            def wake(_: object = None) -> None:
-                if not woken.done():
-                    woken.set_result(None)
-
-            timer = loop.call_at(self._at, wake)
-            work.add_done_callback(wake)
-            try:
-                await woken
-            finally:
-                timer.cancel()
-                work.remove_done_callback(wake)
-            if not work.done():
-                raise TimeoutError
-        work.result()  # the send's own error, if it failed
-
-
 class Delivery:
-    """Sends messages through the sink and settles each claimed record by the send's outcome."""
+    """Sends messages through the sink and settles each claim by the send's outcome."""
 
     def __init__(
-        self, sink: EventSink, records: PublishRecords | None, blobs: BlobStore | None = None
+        self,
+        sink: EventSink,
+        records: IdempotentRecords | None,
+        blobs: BlobStore | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        *,
+        commit_before_answer: bool = False,
     ) -> None:
         self._sink = sink
+        self._commit_before_answer = commit_before_answer
         self._records = records
         self._blobs = blobs
+        self._clock = clock
         self._background: set[asyncio.Future[None]] = set()
+        #: Sends given up at their claim's cutoff, their outcome unknown (for tests and logs).
+        self.given_up = 0
 
     @property
     def pending(self) -> int:
@@ -80,15 +64,16 @@ class Delivery:
         message: bytes,
         deadline: Deadline,
         *,
-        claim: str | None,
+        claim: Claim | None,
         claim_check: ClaimCheck | None = None,
     ) -> None:
         """Store ``message``; QueueUnavailable when the sink refuses it or the deadline passes.
 
-        ``claim`` is the key of the event's reserved record. It is committed off the response
-        path once the message is stored; released before the answer when the sink refused the
-        message (so that an immediate retry publishes); and, when the deadline passed first,
-        settled in the background by the send's real outcome.
+        ``claim`` (of the event's identity) is committed once the message is stored: off the
+        response path, or before the answer with ``commit_before_answer``; released before the
+        answer when the sink refused the message, or when its outcome is unknown (so that a
+        retry publishes at once); and, when the deadline passed first, settled in the
+        background by the send's real outcome.
 
         With a ``claim_check``, its data is stored first, within the same deadline, and the
         message is sent only once the data is: BlobsUnavailable (and the claim released) when it
@@ -102,21 +87,33 @@ class Delivery:
         try:
             await deadline.wait(sending)
         except TimeoutError:
-            self._track(asyncio.ensure_future(self._settle_later(sending, claim)))
+            self.track(self._settle_later(sending, claim))
             raise QueueUnavailable(
-                f"no confirmation within {deadline.seconds:g} s (the send goes on)"
+                f"no confirmation within {deadline.seconds:g} s (the send goes on)",
+                pending=True,
+                recorded=claim is not None and claim.certain,
             ) from None
         except QueueUnavailable as refused:
             if claim_check is not None and not refused.maybe_stored:
                 self._forget_data(claim_check)
-            if claim is not None and self._records is not None:
-                await self._records.release(claim)
+            await self.release(claim)
             raise
         if claim is not None and self._records is not None:
-            self._track(asyncio.ensure_future(self._records.commit(claim)))
+            if self._commit_before_answer:
+                await self._records.commit(claim)
+            else:
+                self.track(self._records.commit(claim))
+
+    async def release(self, claim: Claim | None) -> None:
+        if claim is not None and self._records is not None:
+            await self._records.release(claim)
+
+    def abandon(self, claim: Claim) -> None:
+        """Take back, in the background, a claim whose publish was not made (its answer lost)."""
+        self.track(self.release(claim))
 
     async def _store_data(
-        self, claim_check: ClaimCheck, deadline: Deadline, claim: str | None
+        self, claim_check: ClaimCheck, deadline: Deadline, claim: Claim | None
     ) -> None:
         assert self._blobs is not None, "a claim check needs a blob store"
         storing = asyncio.ensure_future(self._blobs.put(claim_check.name, claim_check.data))
@@ -124,9 +121,8 @@ class Delivery:
             await deadline.wait(storing)
         except (TimeoutError, BlobsUnavailable) as error:
             if isinstance(error, TimeoutError):  # it may still finish: then delete it again
-                self._track(asyncio.ensure_future(self._forget_when_stored(storing, claim_check)))
-            if claim is not None and self._records is not None:
-                await self._records.release(claim)
+                self.track(self._forget_when_stored(storing, claim_check))
+            await self.release(claim)
             if isinstance(error, BlobsUnavailable):
                 raise
             raise BlobsUnavailable(
@@ -146,23 +142,41 @@ class Delivery:
 
     def _forget_data(self, claim_check: ClaimCheck) -> None:
         assert self._blobs is not None
-        self._track(asyncio.ensure_future(self._blobs.delete(claim_check.name)))
+        self.track(self._blobs.delete(claim_check.name))
 
-    async def _settle_later(self, sending: asyncio.Future[None], claim: str | None) -> None:
+    async def _settle_later(self, sending: asyncio.Future[None], claim: Claim | None) -> None:
+        """The send the answer stopped waiting for: its claim follows how it ends, and it is
+        given up at the claim's cutoff."""
+        if claim is None or self._records is None:
+            try:
+                await sending
+            except QueueUnavailable as error:
+                log.warning("a send the answer stopped waiting for failed: %s", error)
+            return
         try:
-            await sending
+            async with self._clock.timeout(max(0.0, self._records.send_cutoff(claim))):
+                await asyncio.shield(sending)
+        except TimeoutError:
+            sending.cancel()
+            self.given_up += 1
+            log.warning(
+                "a send was given up at its claim's cutoff with its outcome unknown: the claim "
+                "is released, so a retry may queue the event a second time"
+            )
+            await self._records.release(claim)
+            return
         except QueueUnavailable as error:
             log.warning("a send the answer stopped waiting for failed: %s", error)
-            if claim is not None and self._records is not None:
-                await self._records.release(claim)
+            await self._records.release(claim)
             return
         log.info("a send the answer stopped waiting for was stored after all")
-        if claim is not None and self._records is not None:
-            await self._records.commit(claim)
+        await self._records.commit(claim)
 
-    def _track(self, work: asyncio.Future[None]) -> None:
-        self._background.add(work)
-        work.add_done_callback(self._finished)
+    def track(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in the background, and wait for it on ``drain``."""
+        future: asyncio.Future[None] = asyncio.ensure_future(work)
+        self._background.add(future)
+        future.add_done_callback(self._finished)
 
     def _finished(self, work: asyncio.Future[None]) -> None:
         self._background.discard(work)

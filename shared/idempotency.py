@@ -1,31 +1,82 @@
-"""Idempotent publish: an event's identity and its content, as the record store keys them.
+"""Idempotent publish, decided: an event's identity and content, what a record of it means, and
+how a publish claims, commits and releases it. Pure decisions over a small storage port
+(``RecordTables``, shared/ports.py: insert, read, replace, delete), so that every rule here is
+tested in milliseconds against an in-memory store and the Azure Table adapter (shared/records.py)
+only carries out storage operations. docs/idempotency.md states the contract in full.
 
-An event's identity is (publisher, ``source``, ``id``), where the publisher is the stable
-identity of the token (its org code, else its organisation number, else its subject), so that no
-publisher can block another's ids. Both are hashed: ids and sources are arbitrary strings, and
-table keys forbid ``/ \\ # ?`` and control characters and are limited to 1 KiB.
+**Identity.** (publisher, ``source``, ``id``), the publisher being the token's org code in lower
+case (authorization compares it so), else its organisation number, else its issuer and subject.
+Hashed into a key: ids and sources are arbitrary strings, table keys are not.
 
-"The same content" is the event as the endpoint parsed it, every attribute and the data,
-whatever the content mode: its canonical queue message (shared/cloudevents/jsonformat.py writes
-one member order for every mode) before the endpoint adds anything of its own.
+**Content.** The event under the CloudEvents type system (shared/cloudevents/canonical.py),
+without what the endpoint adds (trace context, the claim check's ``dataref``). Its fingerprint
+carries a mark (``ce1:``); a record written before the mark existed holds the SHA-256 of the
+event's canonical queue message instead, and is compared with that.
+
+**Records and generations.** Time is cut into generations as long as the window, each with its
+own table, so that old records are dropped a whole table at a time (no table is scanned). A claim
+made in generation *g* inserts a ``reserved`` record into *g*'s table; a commit writes the
+``committed`` record into the next generation's table, where a later claim of *g* looks first
+(a replay costs the refused insert and that read), and which the next generation's claims insert
+into (so they find it). A reservation carries its lease (``until``): the moment its publish is
+over whatever happened to it, derived from the time budgets (``Budgets``); a publish's own record
+work is finished before then. A claim made within one lease (and a margin for clock skew) of
+its generation's end reserves in the next generation's table too, so that a claim made on the
+other side of the boundary sees the publish in flight: one identity never has two publishes
+under way.
+
+**Claims.** Each claim has an owner id written into its records, so that a publish recognises
+its own record again (after an answer it lost) and never settles another's. A claim whose
+answer was lost or late (``UncertainClaim``) is settled by looking: what is its own is committed
+or removed, what is not is left alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Final
 
-from shared.model import CloudEvent, Publisher
+from shared.cloudevents.canonical import content_digest
+from shared.model import CloudEvent, Publisher, Record, RecordState, Reservation, Stored
+from shared.ports import Clock, RecordChanged, RecordExists, RecordsUnavailable, RecordTables
+
+log = logging.getLogger("events.records")
 
 _SEPARATOR = "\x1f"  # a control character: never part of a valid source or id
+#: The mark of a fingerprint of the canonical content (docs/idempotency.md, "Content").
+FINGERPRINT_MARK: Final = "ce1:"
+#: The attributes the endpoint adds to an event: never part of its content.
+ADDED_BY_ENDPOINT: Final = frozenset({"traceparent", "tracestate"})
+#: The lease of a reservation written before leases were recorded.
+LEGACY_LEASE_SECONDS: Final = 120.0
+#: How far apart two instances' clocks may be for the generation boundary to stay invisible.
+CLOCK_SKEW_SECONDS: Final = 5.0
+#: A claim that finds the same content in flight polls it, for at most this share of the
+#: claim's budget, pausing first this long, doubling up to the maximum.
+IN_FLIGHT_WAIT_SHARE: Final = 0.8
+IN_FLIGHT_FIRST_PAUSE_SECONDS: Final = 0.01
+IN_FLIGHT_MAX_PAUSE_SECONDS: Final = 0.2
+#: Polls of identities in flight one request may make in all (a batch shares them).
+POLLS_PER_REQUEST: Final = 16
+
+
+# -- identity and content ----------------------------------------------------------------------
 
 
 def publisher_identity(publisher: Publisher) -> str:
-    """The token's stable identity, with its issuer: the same org at two issuers is one."""
+    """The token's stable identity: the org code in lower case (``TTD`` and ``ttd`` are one
+    publisher, as authorization says), else the organisation number, else issuer and subject."""
+    if publisher.org:
+        return publisher.org.lower()
     return (
-        publisher.org
-        or publisher.org_number
+        publisher.org_number
         or publisher.consumer_org_number
-        or (f"{publisher.issuer}{_SEPARATOR}{publisher.subject or ''}")
+        or f"{publisher.issuer}{_SEPARATOR}{publisher.subject or ''}"
     )
 
 
@@ -35,6 +86,390 @@ def record_key(publisher: Publisher, event: CloudEvent) -> str:
     return hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def fingerprint(message: bytes) -> str:
-    """The content's digest: the canonical queue message, before trace context and dataref."""
-    return hashlib.sha256(message).hexdigest()
+@dataclass(frozen=True, slots=True)
+class Content:
+    """An event's content as records compare it: its fingerprint, and how to make the older
+    form (``legacy``, only called when a record in that form is found)."""
+
+    fingerprint: str
+    legacy: Callable[[], str] | None = None
+
+    def matches(self, recorded: str) -> bool:
+        if recorded.startswith(FINGERPRINT_MARK):
+            return recorded == self.fingerprint
+        return self.legacy is not None and recorded == self.legacy()
+
+
+def content_of(event: CloudEvent, legacy_message: Callable[[], bytes] | None = None) -> Content:
+    """The content of a valid event; ``legacy_message``: its canonical queue message without
+    what the endpoint adds, the form records written before the mark hold."""
+    fingerprint = FINGERPRINT_MARK + content_digest(event.members, ignore=ADDED_BY_ENDPOINT)
+    if legacy_message is None:
+        return Content(fingerprint)
+    make = legacy_message
+    return Content(fingerprint, lambda: hashlib.sha256(make()).hexdigest())
+
+
+# -- what a record says --------------------------------------------------------------------------
+
+
+def counts(record: Record, now: float, window: float) -> bool:
+    """Whether a record still says anything: a commit within the window, a lease not lapsed."""
+    if record.state is RecordState.COMMITTED:
+        return now - record.at < window
+    until = record.until if record.until is not None else record.at + LEGACY_LEASE_SECONDS
+    return now < until
+
+
+def verdict(record: Record, content: Content, now: float, window: float) -> Reservation | None:
+    """What a record another publish wrote says to a claim of ``content``; None when it no
+    longer counts (the identity is free)."""
+    if not counts(record, now, window):
+        return None
+    if not content.matches(record.fingerprint):
+        return Reservation.CONFLICT  # other content: no need to know how that publish ends
+    if record.state is RecordState.COMMITTED:
+        return Reservation.REPLAY
+    return Reservation.IN_FLIGHT
+
+
+@dataclass(frozen=True, slots=True)
+class Budgets:
+    """The time budgets of one publish's record work, all from the queue's budget ``seconds``
+    (EVENTS_QUEUE_TIMEOUT_SECONDS, 3 s by default): a claim takes at most one budget, the send
+    is answered within one more, a send still unanswered then goes on in the background until
+    ``send_cutoff`` after the claim, and the commit has the last budget. The lease is five
+    budgets (15 s by default): a reservation never outlives its publish, and a 409
+    publish-in-progress is never answered later than 15 s after that publish's answer."""
+
+    seconds: float
+
+    @property
+    def claim(self) -> float:
+        return self.seconds
+
+    @property
+    def lease(self) -> float:
+        return 5 * self.seconds
+
+    @property
+    def send_cutoff(self) -> float:
+        """After the claim, when a send still unanswered is given up (its outcome unknown)."""
+        return 4 * self.seconds - 0.1 * self.seconds
+
+
+def minimum_window_seconds(budget_seconds: float) -> float:
+    """The shortest window: four times what a generation overlaps the next by (a lease and the
+    clock margin), so that most claims are far from a boundary."""
+    return 4 * (Budgets(budget_seconds).lease + CLOCK_SKEW_SECONDS)
+
+
+@dataclass(frozen=True, slots=True)
+class Generations:
+    """The window's generations: which table a moment belongs to."""
+
+    window: float
+    prefix: str
+    #: How close to its generation's end a claim reserves in the next table too.
+    overlap: float
+
+    def of(self, now: float) -> int:
+        return int(now // self.window)
+
+    def table(self, generation: int) -> str:
+        return f"{self.prefix}{generation}"
+
+    def near_end(self, now: float) -> bool:
+        return (self.of(now) + 1) * self.window - now <= self.overlap
+
+    def expired(self, names: list[str], now: float) -> list[str]:
+        """The tables older than the previous generation: nothing in them counts any more."""
+        keep_from = self.of(now) - 1
+        found = []
+        for name in names:
+            number = name[len(self.prefix) :]
+            if name.startswith(self.prefix) and number.isdigit() and int(number) < keep_from:
+                found.append(name)
+        return found
+
+
+# -- claims -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A publish's claim of an identity. ``held``: the etag of each generation's record it
+    holds; empty for an uncertain claim (its answer was lost: its records may or may not be
+    there, and are found again by ``owner``)."""
+
+    key: str
+    generation: int
+    owner: str
+    fingerprint: str
+    at: float
+    until: float
+    near_end: bool
+    held: Mapping[int, str] = field(default_factory=dict)
+
+    @property
+    def certain(self) -> bool:
+        return bool(self.held)
+
+
+class UncertainClaim(RecordsUnavailable):
+    """The records gave no answer (in time) to a claim: ``claim`` is what it may have written."""
+
+    def __init__(self, reason: str, claim: Claim) -> None:
+        super().__init__(reason)
+        self.claim = claim
+
+
+class Polls:
+    """How many more times a request may poll an identity in flight (a batch shares them)."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, limit: int = POLLS_PER_REQUEST) -> None:
+        self.left = limit
+
+    def take(self) -> bool:
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        return True
+
+
+class IdempotentRecords:
+    """The records of published identities, over a ``RecordTables`` store (see the module
+    docstring for what it writes where)."""
+
+    def __init__(
+        self,
+        tables: RecordTables,
+        *,
+        prefix: str,
+        window_seconds: float,
+        budget_seconds: float,
+        clock: Clock,
+    ) -> None:
+        self.tables = tables
+        self.budgets = Budgets(budget_seconds)
+        self.window = window_seconds
+        self.generations = Generations(
+            window_seconds, prefix, overlap=self.budgets.lease + CLOCK_SKEW_SECONDS
+        )
+        self.clock = clock
+
+    # -- a claim ---------------------------------------------------------------------------------
+
+    async def claim(self, key: str, content: Content, polls: Polls) -> Claim | Reservation:
+        """Claim ``key`` for ``content``: a ``Claim`` (publish it), or what is recorded
+        (replay, conflict, in flight). A publish of the same content in flight is polled (up to
+        most of the budget, and ``polls``) and answered as it ended. UncertainClaim when the
+        records give no answer in time."""
+        owner = secrets.token_hex(16)
+        attempt: list[Claim] = []
+        try:
+            async with self.clock.timeout(self.budgets.claim):
+                return await self._claim(key, content, owner, polls, attempt)
+        except TimeoutError:
+            reason = f"no answer within {self.budgets.claim:g} s"
+        except RecordsUnavailable as error:
+            reason = str(error)
+        raise UncertainClaim(reason, attempt[-1]) from None
+
+    async def _claim(
+        self, key: str, content: Content, owner: str, polls: Polls, attempt: list[Claim]
+    ) -> Claim | Reservation:
+        give_up_at = self.clock.time() + self.budgets.claim * IN_FLIGHT_WAIT_SHARE
+        pause = IN_FLIGHT_FIRST_PAUSE_SECONDS
+        while True:
+            answer = await self._attempt(key, content, owner, attempt)
+            if answer is not Reservation.IN_FLIGHT:
+                return answer
+            if self.clock.time() + pause > give_up_at or not polls.take():
+                return answer
+            await self.clock.sleep(pause)
+            pause = min(pause * 2, IN_FLIGHT_MAX_PAUSE_SECONDS)
+
+    async def _attempt(
+        self, key: str, content: Content, owner: str, attempt: list[Claim]
+    ) -> Claim | Reservation:
+        now = self.clock.time()
+        generation = self.generations.of(now)
+        table = self.generations.table(generation)
+        until = now + self.budgets.lease
+        near_end = self.generations.near_end(now)
+        mine = Record(content.fingerprint, RecordState.RESERVED, now, until, owner)
+        attempt.append(Claim(key, generation, owner, content.fingerprint, now, until, near_end))
+        for _ in range(3):  # a record taken over (or released) concurrently: try again
+            try:
+                etag = await self.tables.insert(table, key, mine)
+            except RecordExists:
+                found, current = await self._recorded(key, generation, content, owner, now)
+                if found is not None:
+                    return found
+                if current is None:
+                    continue  # gone meanwhile
+                if current.record.owner == owner:
+                    etag = current.etag  # an earlier try of this claim landed after all
+                else:
+                    try:  # no longer counts: take it over, unless someone else just did
+                        etag = await self.tables.replace(table, key, mine, current.etag)
+                    except RecordChanged:
+                        continue
+            held = {generation: etag}
+            if near_end:
+                next_etag, found = await self._hold(generation + 1, key, mine, content, now)
+                if next_etag is None:
+                    await self._let_go(table, key, etag)
+                    if found is not None:
+                        return found
+                    continue
+                held[generation + 1] = next_etag
+            return Claim(key, generation, owner, content.fingerprint, now, until, near_end, held)
+        return Reservation.IN_FLIGHT
+
+    async def _recorded(
+        self, key: str, generation: int, content: Content, owner: str, now: float
+    ) -> tuple[Reservation | None, Stored | None]:
+        """What is recorded of ``key`` for a claim in ``generation``: a commit in the next
+        generation's table first (a repeat of an event published in this generation), then this
+        generation's record. The verdict (None when nothing counts), and this generation's
+        record (for a take-over)."""
+        later = await self.tables.read(self.generations.table(generation + 1), key)
+        if later is not None and later.record.owner != owner:
+            found = verdict(later.record, content, now, self.window)
+            if found is not None:
+                return found, None
+        current = await self.tables.read(self.generations.table(generation), key)
+        if current is None or current.record.owner == owner:
+            return None, current
+        return verdict(current.record, content, now, self.window), current
+
+    async def _hold(
+        self, generation: int, key: str, mine: Record, content: Content, now: float
+    ) -> tuple[str | None, Reservation | None]:
+        """Reserve in the next generation's table as well (a claim near its generation's end):
+        the etag, or None and what is recorded there instead."""
+        table = self.generations.table(generation)
+        try:
+            return await self.tables.insert(table, key, mine), None
+        except RecordExists:
+            pass
+        stored = await self.tables.read(table, key)
+        if stored is None:
+            return None, None
+        if stored.record.owner == mine.owner:
+            return stored.etag, None
+        found = verdict(stored.record, content, now, self.window)
+        if found is not None:
+            return None, found
+        try:
+            return await self.tables.replace(table, key, mine, stored.etag), None
+        except RecordChanged:
+            return None, None
+
+    async def _let_go(self, table: str, key: str, etag: str) -> None:
+        with contextlib.suppress(RecordChanged):  # taken over, or gone: not ours to delete
+            await self.tables.delete(table, key, etag)
+
+    # -- settling a claim ------------------------------------------------------------------------
+
+    async def commit(self, claim: Claim) -> None:
+        """The claimed event is on the queue: record it, in the next generation's table (and,
+        for a publish that crossed into a new generation, the one after it too). An uncertain
+        claim also writes its own generation's table, where its reservation may be missing."""
+        try:
+            async with self.clock.timeout(self.budgets.claim):
+                await self._commit(claim)
+        except (TimeoutError, RecordsUnavailable) as error:
+            log.warning(
+                "the record of a published event was not committed (%s): its reservation lapses "
+                "at its lease, and a repeat after that is published again",
+                _reason(error),
+            )
+
+    async def _commit(self, claim: Claim) -> None:
+        now = self.clock.time()
+        committed = Record(claim.fingerprint, RecordState.COMMITTED, now, None, claim.owner)
+        first = claim.generation + 1 if claim.certain else claim.generation
+        for generation in range(first, self.generations.of(now) + 2):
+            table = self.generations.table(generation)
+            etag = claim.held.get(generation)
+            if not await self._write_commit(table, claim.key, committed, etag, now):
+                # another publish holds the identity (this one went on without a known
+                # claim): its records are its own to settle
+                return
+
+    async def _write_commit(
+        self, table: str, key: str, committed: Record, etag: str | None, now: float
+    ) -> bool:
+        """Write the commit: over this claim's own record, into an empty place, or over a
+        record that no longer counts; never over another publish's record that does (False)."""
+        if etag is not None:
+            try:
+                await self.tables.replace(table, key, committed, etag)
+                return True
+            except RecordChanged:
+                pass
+        for _ in range(3):
+            try:
+                await self.tables.insert(table, key, committed)
+                return True
+            except RecordExists:
+                pass
+            stored = await self.tables.read(table, key)
+            if stored is None:
+                continue
+            if stored.record.owner != committed.owner and counts(stored.record, now, self.window):
+                log.warning("a commit found another publish's record of its identity: left as is")
+                return False
+            try:
+                await self.tables.replace(table, key, committed, stored.etag)
+                return True
+            except RecordChanged:
+                continue
+        return False
+
+    async def release(self, claim: Claim) -> None:
+        """The claimed event was not published (or may not have been): take the claim back, so
+        that a retry publishes at once. Only this claim's own records are removed."""
+        try:
+            async with self.clock.timeout(self.budgets.claim):
+                if claim.certain:
+                    for generation, etag in claim.held.items():
+                        await self._let_go(self.generations.table(generation), claim.key, etag)
+                    return
+                generations = [claim.generation] + ([claim.generation + 1] * claim.near_end)
+                for generation in generations:
+                    table = self.generations.table(generation)
+                    stored = await self.tables.read(table, claim.key)
+                    if stored is not None and stored.record.owner == claim.owner:
+                        await self._let_go(table, claim.key, stored.etag)
+        except (TimeoutError, RecordsUnavailable) as error:
+            log.warning(
+                "the claim of an unpublished event was not taken back (%s): it lapses at its lease",
+                _reason(error),
+            )
+
+    def send_cutoff(self, claim: Claim) -> float:
+        """Seconds from now until a send of this claim still unanswered is given up."""
+        return claim.at + self.budgets.send_cutoff - self.clock.time()
+
+    # -- maintenance -----------------------------------------------------------------------------
+
+    async def drop_expired_tables(self) -> list[str]:
+        """Drop every generation's table older than the previous generation; their names."""
+        names = await self.tables.tables(self.generations.prefix)
+        expired = self.generations.expired(names, self.clock.time())
+        for name in expired:
+            await self.tables.drop(name)
+        return expired
+
+    async def close(self) -> None:
+        await self.tables.close()
+
+
+def _reason(error: BaseException) -> str:
+    return str(error) if isinstance(error, RecordsUnavailable) else "no answer in time"

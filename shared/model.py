@@ -89,10 +89,40 @@ REPLAYED = Replayed()
 class Reservation(Enum):
     """What the record of an event's identity says when a publish claims it."""
 
-    NEW = "new"  # nothing recorded (or only expired or abandoned records): publish it
+    NEW = "new"  # nothing that counts is recorded: publish it
     REPLAY = "replay"  # the same content was published: answer 200, publish nothing
-    CONFLICT = "conflict"  # other content was published under this identity: 409
-    IN_FLIGHT = "in-flight"  # the same identity is being published right now: 409, retry
+    CONFLICT = "conflict"  # other content was published (or is being) under this identity: 409
+    IN_FLIGHT = "in-flight"  # the same content is being published right now: 409, retry
+
+
+class RecordState(Enum):
+    RESERVED = "reserved"  # a publish of the identity is under way (until the lease lapses)
+    COMMITTED = "committed"  # the identity's event is on the queue
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """What is recorded of one event identity (shared/idempotency.py decides what it means)."""
+
+    #: The content's fingerprint (shared/idempotency.py: a marked digest, or an older form).
+    fingerprint: str
+    state: RecordState
+    #: When the claim was made (reserved) or the event was found stored (committed), in seconds
+    #: since the epoch.
+    at: float
+    #: A reservation's lease: when its publish is over whatever happened to it. None in
+    #: records written before leases were recorded.
+    until: float | None = None
+    #: The claim that wrote it (a random id), so a publish knows its own record again.
+    owner: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A record as a store holds it: with the etag a conditional write needs."""
+
+    record: Record
+    etag: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,10 +9,11 @@ Every "cannot reach a dependency" error is an ``Unavailable``: the pipeline maps
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import ClassVar, Protocol
 
-from shared.model import Lookup, PolicyRule, Publisher, Reservation, StoredData
+from shared.model import Lookup, PolicyRule, Publisher, Record, Stored, StoredData
 
 
 class Unavailable(Exception):
@@ -35,14 +36,29 @@ class RegistryUnavailable(Unavailable):
 
 
 class QueueUnavailable(Unavailable):
-    """The message was not confirmed stored. ``maybe_stored``: the connection broke after the
-    message went out, so the queue may have stored it (nobody can tell)."""
+    """The message was not confirmed stored.
+
+    - ``maybe_stored``: the queue may have stored it all the same: the connection broke after
+      the message went out, or (``pending``) the answer stopped waiting for the queue, whose
+      send goes on in the background;
+    - ``recorded``: the send goes on under a claim of the event's identity, whose record follows
+      its outcome (a retry after it is answered as a replay if the message was stored).
+    """
 
     dependency = "queue"
 
-    def __init__(self, reason: str, *, maybe_stored: bool = False) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        maybe_stored: bool = False,
+        pending: bool = False,
+        recorded: bool = False,
+    ) -> None:
         super().__init__(reason)
-        self.maybe_stored = maybe_stored
+        self.maybe_stored = maybe_stored or pending
+        self.pending = pending
+        self.recorded = recorded
 
 
 class MissingToken(Exception):
@@ -109,7 +125,8 @@ class RegistryCredentials(Protocol):
 
 
 class RecordsUnavailable(Unavailable):
-    """The store of published events' identities (for de-duplication) could not be reached."""
+    """The store of published events' identities (for de-duplication) gave no answer we can
+    trust in time. A write may or may not have been carried out."""
 
     dependency = "records"
 
@@ -120,23 +137,70 @@ class BlobsUnavailable(Unavailable):
     dependency = "blobs"
 
 
-class PublishRecords(Protocol):
-    """What was published under an event's identity lately (idempotent publish). Keys and
-    fingerprints are opaque strings (hex digests) the core makes (shared/idempotency.py)."""
+class RecordExists(Exception):
+    """An insert found a record under the key already."""
 
-    async def reserve(self, key: str, fingerprint: str) -> Reservation:
-        """Claim ``key`` for the content ``fingerprint``; raises RecordsUnavailable."""
+
+class RecordChanged(Exception):
+    """A conditional write found the record changed (or gone) since the etag it was given."""
+
+
+class RecordTables(Protocol):
+    """The storage under idempotent publish: tables of records, each record under a key, with
+    an etag for conditional writes. What the records mean, and which table holds which, is
+    decided in shared/idempotency.py; a store only carries out these operations. Every one of
+    them raises RecordsUnavailable when the store gives no answer."""
+
+    async def insert(self, table: str, key: str, record: Record) -> str:
+        """Add the record (making the table when it is missing); its etag. RecordExists when
+        the key has a record already."""
         ...
 
-    async def commit(self, key: str) -> None:
-        """The event claimed under ``key`` is on the queue."""
+    async def read(self, table: str, key: str) -> Stored | None:
+        """The key's record and its etag; None when there is none (or no such table)."""
         ...
 
-    async def release(self, key: str) -> None:
-        """The event claimed under ``key`` was not published: forget the claim."""
+    async def replace(self, table: str, key: str, record: Record, etag: str) -> str:
+        """Replace the record if it still has ``etag``; the new etag. RecordChanged otherwise."""
+        ...
+
+    async def delete(self, table: str, key: str, etag: str) -> None:
+        """Delete the record if it still has ``etag``. RecordChanged otherwise (gone included)."""
+        ...
+
+    async def tables(self, prefix: str) -> list[str]:
+        """The names of the tables whose names start with ``prefix``."""
+        ...
+
+    async def drop(self, table: str) -> None:
+        """Delete a whole table (gone already is fine)."""
         ...
 
     async def close(self) -> None: ...
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Clock(Protocol):
+    """Time, for everything whose outcome depends on it (records' timestamps and leases, the
+    time budgets of a publish): the system's in production (shared/timing.py), one a test moves
+    by hand (tests/support/timing.py), so that clocks and timeouts can be tested exactly."""
+
+    def time(self) -> float:
+        """Seconds since the epoch (records written by several instances compare these)."""
+        ...
+
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> Cancellable:
+        """Call ``callback`` once ``seconds`` have passed."""
+        ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+    def timeout(self, seconds: float) -> AbstractAsyncContextManager[object]:
+        """A block that ends in TimeoutError once ``seconds`` have passed (asyncio.timeout)."""
+        ...
 
 
 class BlobStore(Protocol):

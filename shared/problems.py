@@ -319,19 +319,39 @@ def issuer_unavailable() -> Problem:
     )
 
 
-def queue_unavailable(*, maybe_stored: bool = False) -> Problem:
-    lost = (
-        " The connection to the queue broke after the event was sent, so it may have been "
-        "stored all the same."
-        if maybe_stored
-        else ""
-    )
-    return _unavailable(
-        ProblemType.QUEUE_UNAVAILABLE,
-        f"The queue did not confirm that it stored the event.{lost} Send it again after the "
-        "indicated delay, exactly as before (the same id and source): a repeat of a published "
-        "event is answered 200 and queued only once.",
-    )
+def queue_unavailable(
+    *, maybe_stored: bool = False, pending: bool = False, recorded: bool = False
+) -> Problem:
+    """What a 503 of the queue may promise (docs/idempotency.md, "When one identity can be
+    queued twice"): nothing was stored; or it may have been, and a retry may queue it again;
+    or the send goes on and the record follows it, so a retry after a while is a replay."""
+    maybe_stored = maybe_stored or pending
+    if pending and recorded:
+        detail = (
+            "The queue did not confirm in time that it stored the event; it may have been stored "
+            "all the same, and the send goes on. Send it again after the indicated delay, exactly "
+            "as before (the same id and source): if it was stored by then, the repeat is "
+            "answered 200 as a replay and not queued again; if the queue has still not "
+            "answered, sending it again may queue it a second time."
+        )
+    elif maybe_stored:
+        cause = (
+            "did not confirm in time that it stored the event"
+            if pending
+            else "connection broke after the event was sent"
+        )
+        detail = (
+            f"The queue {cause}, so it may have been stored all the same; nobody can tell. "
+            "Sending it again may queue it a second time: send it again after the indicated "
+            "delay, exactly as before (the same id and source), if a duplicate is better than a "
+            "lost event (subscribers can tell the two apart by source and id)."
+        )
+    else:
+        detail = (
+            "The queue refused the event or could not be reached: nothing was published. Send "
+            "it again after the indicated delay, exactly as before (the same id and source)."
+        )
+    return _unavailable(ProblemType.QUEUE_UNAVAILABLE, detail)
 
 
 def records_unavailable() -> Problem:
@@ -362,7 +382,9 @@ _UNAVAILABLE: dict[str, Callable[[], Problem]] = {
 def unavailable(error: Unavailable) -> Problem:
     """The 503 for a dependency that gave no answer we can trust: one rule for all of them."""
     if isinstance(error, QueueUnavailable):
-        return queue_unavailable(maybe_stored=error.maybe_stored)
+        return queue_unavailable(
+            maybe_stored=error.maybe_stored, pending=error.pending, recorded=error.recorded
+        )
     return _UNAVAILABLE[error.dependency]()
 
 

@@ -36,19 +36,26 @@ from shared.cloudevents import (
     serialize,
 )
 from shared.cloudevents.jsonformat import MAX_DATA_DEPTH, encode_compact, may_nest_deeper_than
-from shared.delivery import Deadline, Delivery
-from shared.idempotency import fingerprint, record_key
+from shared.delivery import Delivery
+from shared.idempotency import (
+    Claim,
+    Content,
+    IdempotentRecords,
+    Polls,
+    UncertainClaim,
+    content_of,
+    record_key,
+)
 from shared.model import REPLAYED, ClaimCheck, CloudEvent, Publisher, Replayed, Reservation
 from shared.ports import (
     Authenticator,
     BlobStore,
+    Clock,
     EventSink,
     InvalidToken,
     MissingToken,
     PolicyLookup,
-    PublishRecords,
     QueueUnavailable,
-    RecordsUnavailable,
     RegistryUnavailable,
     TooManyLookups,
     Unavailable,
@@ -63,6 +70,7 @@ from shared.telemetry import (
     parse_traceparent,
     telemetry_for,
 )
+from shared.timing import SYSTEM_CLOCK, Deadline
 
 log = logging.getLogger("events.publish")
 
@@ -161,13 +169,14 @@ def _declared_length(headers: Mapping[str, str]) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class ReadEvent:
-    """An event that passed validation, its content (the canonical message as the publisher
-    sent it) and its queue message (the content with the trace context the endpoint adds, and
-    for an event too large for one message, ``dataref`` instead of its data: ``claim_check``)."""
+    """An event that passed validation, its content as idempotent publish compares it (None
+    without de-duplication), and its queue message (the event with the trace context the
+    endpoint adds, and for an event too large for one message, ``dataref`` instead of its
+    data: ``claim_check``)."""
 
     event: CloudEvent
     resource: str
-    content: bytes
+    content: Content | None
     message: bytes
     claim_check: ClaimCheck | None = None
 
@@ -189,11 +198,13 @@ class PublishPipeline:
         max_batch_events: int = 100,
         queue_timeout_seconds: float = 3.0,
         lookups_per_minute: int = 0,
-        records: PublishRecords | None = None,
+        records: IdempotentRecords | None = None,
         records_required: bool = False,
         blobs: BlobStore | None = None,
         max_event_bytes: int = 1024 * 1024,
         telemetry: NoTelemetry | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        commit_before_answer: bool = False,
     ) -> None:
         self._verifier = verifier
         self._rules = rules
@@ -209,7 +220,10 @@ class PublishPipeline:
         self._blobs = blobs
         self._blob_prefix = blobs.url("") if blobs is not None else None
         self._max_event_bytes = max_event_bytes
-        self.delivery = Delivery(sink, records, blobs)
+        self._clock = clock
+        self.delivery = Delivery(
+            sink, records, blobs, clock, commit_before_answer=commit_before_answer
+        )
         self._telemetry = telemetry if telemetry is not None else telemetry_for()
 
     async def handle(self, request: PublishRequest) -> PublishResponse:
@@ -279,7 +293,9 @@ class PublishPipeline:
             if isinstance(read, Problem):
                 return read
             _describe(span, read.event)
-            return await self.publish_event(publisher, read, record, Deadline(self._queue_timeout))
+            return await self.publish_event(
+                publisher, read, record, Deadline(self._queue_timeout, self._clock), Polls()
+            )
         except Unavailable as error:  # every dependency: 503 with Retry-After, naming it
             record.note = str(error)
             return problems.unavailable(error)
@@ -338,9 +354,13 @@ class PublishPipeline:
         own = "traceparent" in event.members
         try:
             message = serialize(event, extra=None if own else trace.members())
-            content = serialize(event) if self._records is not None and not own else message
         except InvalidEvent as invalid:
             return problems.invalid_event(reference_errors(invalid))
+        content = None
+        if self._records is not None:
+            # records written before the canonical content hold the digest of this message
+            # without the trace context (the event's own, if any, kept)
+            content = content_of(event, lambda: message if own else serialize(event))
         resource = str(event.attribute("resource"))
         record.event_id, record.resource = event.id[:128], resource  # ids are unbounded
         dataref = event.members.get(DATAREF) if self._blob_prefix is not None else None
@@ -348,17 +368,23 @@ class PublishPipeline:
             return problems.invalid_event({DATAREF: (FOREIGN_DATAREF,)})
         if len(message) > self._sink.max_message_bytes:
             # the event as sent, without the trace context: what the size limit measures
-            unadorned = content if content is not message or own else serialize(event)
-            return self._claim_check(event, resource, unadorned, trace, own)
+            unadorned = message if own else serialize(event)
+            return self._claim_check(event, resource, unadorned, content, trace, own)
         return ReadEvent(event, resource, content, message)
 
     def _claim_check(
-        self, event: CloudEvent, resource: str, content: bytes, trace: EventTrace, own: bool
+        self,
+        event: CloudEvent,
+        resource: str,
+        unadorned: bytes,
+        content: Content | None,
+        trace: EventTrace,
+        own: bool,
     ) -> ReadEvent | Problem:
         """The event's data to a blob and ``dataref`` in its message, or the 413 that says why
         that cannot be (shared/claimcheck.py). Only events over one message get here;
-        ``content`` is the event as sent (its compact JSON, without the trace context)."""
-        size, limit = len(content), self._sink.max_message_bytes
+        ``unadorned`` is the event as sent (its compact JSON, without the trace context)."""
+        size, limit = len(unadorned), self._sink.max_message_bytes
         if size > self._max_event_bytes:
             return problems.event_too_large(self._max_event_bytes, size)
         members = event.members
@@ -412,35 +438,39 @@ class PublishPipeline:
         return None if permitted else problems.not_authorized_for_resource(read.resource)
 
     async def claim(
-        self, publisher: Publisher, read: ReadEvent, record: RequestRecord
-    ) -> tuple[str | None, Problem | Replayed | None]:
-        """Step 4: claim the event's identity (idempotent publish). The key to settle once the
-        send ends (None: nothing claimed), or the answer when the identity is taken.
-        Raises RecordsUnavailable only when de-duplication is required."""
-        if self._records is None:
+        self, publisher: Publisher, read: ReadEvent, record: RequestRecord, polls: Polls
+    ) -> tuple[Claim | None, Problem | Replayed | None]:
+        """Step 4: claim the event's identity (idempotent publish). The claim to settle once the
+        send ends (None: nothing claimed), or the answer when the identity is taken. A claim
+        the records did not answer (in time) is published all the same, unless de-duplication
+        is required: UncertainClaim (503) then, and what it may have written is taken back."""
+        if self._records is None or read.content is None:
             return None, None
         key = record_key(publisher, read.event)
         try:
             with self._telemetry.step("claim event id") as step:
-                reservation = await self._records.reserve(key, fingerprint(read.content))
+                outcome = await self._records.claim(key, read.content, polls)
                 if step is not None:
+                    reservation = outcome if isinstance(outcome, Reservation) else Reservation.NEW
                     step.set_attribute("events.dedup", reservation.value)
-        except RecordsUnavailable as error:
+        except UncertainClaim as error:
             if self._records_required:
+                self.delivery.abandon(error.claim)
                 raise
             record.dedup = "unavailable"
             log.warning("publishing without de-duplication: the records answered %s", error)
-            return None, None
-        record.dedup = reservation.value
-        if reservation is Reservation.NEW:
-            return key, None
-        if reservation is Reservation.REPLAY:
+            return error.claim, None  # settled by what happens: committed if stored
+        if isinstance(outcome, Claim):
+            record.dedup = Reservation.NEW.value
+            return outcome, None
+        record.dedup = outcome.value
+        if outcome is Reservation.REPLAY:
             return None, REPLAYED
-        if reservation is Reservation.CONFLICT:
+        if outcome is Reservation.CONFLICT:
             return None, problems.duplicate_event_id(read.event.source, read.event.id)
         return None, problems.publish_in_progress()
 
-    async def enqueue(self, read: ReadEvent, deadline: Deadline, claim: str | None) -> None:
+    async def enqueue(self, read: ReadEvent, deadline: Deadline, claim: Claim | None) -> None:
         """Step 5: the event on the queue within the deadline. Raises QueueUnavailable."""
         started = time.perf_counter()
         outcome = "failed"
@@ -470,13 +500,18 @@ class PublishPipeline:
         }
 
     async def publish_event(
-        self, publisher: Publisher, read: ReadEvent, record: RequestRecord, deadline: Deadline
+        self,
+        publisher: Publisher,
+        read: ReadEvent,
+        record: RequestRecord,
+        deadline: Deadline,
+        polls: Polls,
     ) -> Problem | Replayed | None:
         """The per-event steps after reading: authorize, claim, enqueue."""
         problem = await self.authorize(publisher, read, record)
         if problem is not None:
             return problem
-        claim, answer = await self.claim(publisher, read, record)
+        claim, answer = await self.claim(publisher, read, record, polls)
         if answer is not None:
             return answer
         await self.enqueue(read, deadline, claim)
@@ -513,6 +548,10 @@ class PublishPipeline:
         may_nest = may_nest_deeper_than(body, MAX_DATA_DEPTH)
         in_flight = asyncio.Semaphore(MAX_SENDS_IN_FLIGHT)
         queue_failed: QueueUnavailable | None = None
+        polls = Polls()  # the batch's elements share one request's polling
+        #: per identity, the outcome of its latest element so far: the fingerprint published
+        #: (or replayed) under it in this batch, None if none was
+        latest: dict[str, asyncio.Future[str | None]] = {}
 
         async def publish_one(index: int, element: Any) -> Problem | Replayed | None:
             with self._telemetry.element(span, {"events.batch.index": index}) as element_span:
@@ -535,13 +574,50 @@ class PublishPipeline:
             )
             if isinstance(read, Problem):
                 return read
+            if read.content is None:
+                return await publish_read(read, element_record)
+            # Elements of one identity are published one after another, in input order (this
+            # runs before the element's first await, so in input order): an identity is claimed
+            # once, and a later element is answered from how the earlier one ended.
+            key = record_key(publisher, read.event)
+            earlier = latest.get(key)
+            mine: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+            latest[key] = mine
+            known: str | None = None
+            try:
+                if earlier is not None:
+                    known = await earlier
+                outcome = await publish_read(read, element_record, known)
+                if outcome is None or isinstance(outcome, Replayed):
+                    known = read.content.fingerprint if known is None else known
+                return outcome
+            finally:
+                mine.set_result(known)
+
+        async def publish_read(
+            read: ReadEvent, element_record: RequestRecord, known: str | None = None
+        ) -> Problem | Replayed | None:
             nonlocal queue_failed
             async with in_flight:
+                if known is not None:  # published by an earlier element of this batch
+                    problem = await self.authorize(publisher, read, element_record)
+                    if problem is not None:
+                        return problem
+                    assert read.content is not None
+                    if read.content.fingerprint == known:
+                        element_record.dedup = Reservation.REPLAY.value
+                        return REPLAYED
+                    element_record.dedup = Reservation.CONFLICT.value
+                    return problems.duplicate_event_id(read.event.source, read.event.id)
                 if queue_failed is not None:  # not sent: nothing queued, a retry is safe
                     return problems.unavailable(QueueUnavailable(NOT_SENT))
                 try:
                     return await self.publish_event(
-                        publisher, read, element_record, Deadline(self._queue_timeout)
+                        publisher,
+                        read,
+                        element_record,
+                        Deadline(self._queue_timeout, self._clock),
+                        polls,
                     )
                 except QueueUnavailable as error:
                     queue_failed = error

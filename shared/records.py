@@ -1,353 +1,305 @@
-"""The record store of idempotent publish: Azure Table Storage, one table per time generation.
+"""Azure Table Storage as the store under idempotent publish: a ``RecordTables`` (shared/ports.py)
+that carries out storage operations and decides nothing (shared/idempotency.py does).
 
-Each event identity the endpoint publishes is one entity (PartitionKey: the key's first two hex
-digits, RowKey: the key), holding the content's fingerprint, its state (``reserved`` while the
-publish is under way, ``committed`` once the message is on the queue) and when that state began.
+Each record is one entity: PartitionKey the key's first two hex digits (256 partitions), RowKey
+the key, and the record's fields (``fingerprint``, ``state``, ``at``, ``until``, ``owner``).
+A missing table is made on its first insert.
 
-Generations: time is cut into generations as long as the window (24 h by default), each with its
-own table, ``<prefix><generation number>``. A claim is one insert into the current generation's
-table: one round trip, whatever the answer. The commit is one upsert of the ``committed`` record
-into the *next* generation's table (off the response path); the claim's own record stays
-``reserved``. So a generation's table holds its own claims and the commits of the previous
-generation's, and every committed record of the last window is in the current table or the next
-one: a claim whose insert finds a record looks for its commit in the next table first (a replay
-costs the refused insert and that read), and only then at the current table's record (a new
-event costs the insert and the commit, two writes). A record older than the window is
-treated as absent. Tables older than the previous generation hold nothing that counts any more
-and are dropped whole (``drop_expired_tables``, run by the timer function in function_app.py): no
-scan of any table.
-
-A ``reserved`` record older than ``LEASE_SECONDS`` whose commit is not in the next table belongs
-to a publish that never finished (its process died): it is taken over, as if absent.
+The calls are the Table service's REST operations (Insert Entity, Get Entity, Update Entity with
+``If-Match``, Delete Entity, Query Tables, Create and Delete Table), sent through an azure-core
+pipeline built here from public parts: the credential (Shared Key from a connection string, or
+the managed identity's bearer token), azure-core's retry and tracing policies and its aiohttp
+transport. The Tables SDK's generated layer is not used: its (de)serialisation cost about a
+third of each call's CPU, and a record needs none of it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import base64
+import hashlib
+import hmac
 import logging
-import re
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from email.utils import formatdate
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
-from azure.core import MatchConditions
-from azure.core.exceptions import (
-    AzureError,
-    HttpResponseError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
+from azure.core.exceptions import AzureError
+from azure.core.pipeline import AsyncPipeline, PipelineRequest
+from azure.core.pipeline.policies import (
+    AsyncBearerTokenCredentialPolicy,
+    AsyncRetryPolicy,
+    DistributedTracingPolicy,
+    HeadersPolicy,
+    SansIOHTTPPolicy,
 )
+from azure.core.pipeline.transport import AioHttpTransport
 from azure.core.rest import HttpRequest
-from azure.data.tables import UpdateMode
-from azure.data.tables.aio import TableClient, TableServiceClient
 
 from shared.identity import ManagedIdentity
-from shared.model import Reservation
-from shared.ports import RecordsUnavailable
+from shared.model import Record, RecordState, Stored
+from shared.ports import RecordChanged, RecordExists, RecordsUnavailable
 from shared.queue import environment_configures_http
 from shared.settings import Settings, has_table_endpoint
 
 log = logging.getLogger("events.records")
 
-#: A reservation older than this is abandoned (its publish would have ended long before).
-LEASE_SECONDS = 120.0
-#: A claim that finds the same content in flight waits for it, polling, for at most this share
-#: of the time budget, pausing first this long, doubling up to the maximum.
-IN_FLIGHT_WAIT_SHARE = 0.8
-IN_FLIGHT_FIRST_PAUSE_SECONDS = 0.01
-IN_FLIGHT_MAX_PAUSE_SECONDS = 0.2
-RESERVED = "reserved"
-COMMITTED = "committed"
+#: The Table service's REST API version these calls are written for.
+API_VERSION = "2019-02-02"
+STORAGE_SCOPE = "https://storage.azure.com/.default"
+_JSON = "application/json;odata=nometadata"
+_DOUBLE = "Edm.Double"
 
 
-class TableRecords:
-    """``PublishRecords`` (shared/ports.py) on Azure Table Storage; see the module docstring."""
+class SharedKeyPolicy(SansIOHTTPPolicy[HttpRequest, Any]):
+    """Signs a request with the account key: the Table service's Shared Key scheme
+    (learn.microsoft.com/rest/api/storageservices/authorize-with-shared-key, "Table service"):
+    HMAC-SHA256 over the verb, Content-MD5, Content-Type, date and canonical resource."""
 
-    def __init__(
-        self,
-        service: TableServiceClient,
-        *,
-        prefix: str,
-        window_seconds: float,
-        timeout_seconds: float,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._service = service
-        self._prefix = prefix
-        self._window = window_seconds
-        self._timeout = timeout_seconds
-        self._clock = clock
-        self._tables: dict[str, TableClient] = {}
-        #: The records this process reserved and has not committed or released yet.
-        self._claims: dict[str, _Claim] = {}
+    def __init__(self, account: str, key: str) -> None:
+        self._account = account
+        self._key = base64.b64decode(key)
+
+    def on_request(self, request: PipelineRequest[HttpRequest]) -> None:
+        http = request.http_request
+        date = formatdate(usegmt=True)
+        http.headers["x-ms-date"] = date
+        parts = urlsplit(http.url)
+        resource = f"/{self._account}{parts.path}"
+        if "comp=" in parts.query:
+            comp = next(p for p in parts.query.split("&") if p.startswith("comp="))
+            resource += "?" + comp
+        to_sign = "\n".join(
+            (
+                http.method,
+                http.headers.get("Content-MD5", ""),
+                http.headers.get("Content-Type", ""),
+                date,
+                resource,
+            )
+        )
+        signature = hmac.new(self._key, to_sign.encode("utf-8"), hashlib.sha256).digest()
+        http.headers["Authorization"] = (
+            f"SharedKey {self._account}:{base64.b64encode(signature).decode('ascii')}"
+        )
+
+
+class _DatePolicy(SansIOHTTPPolicy[HttpRequest, Any]):
+    def on_request(self, request: PipelineRequest[HttpRequest]) -> None:
+        request.http_request.headers["x-ms-date"] = formatdate(usegmt=True)
+
+
+def _connection_parts(connection_string: str) -> dict[str, str]:
+    parts = {}
+    for part in connection_string.split(";"):
+        name, equals, value = part.partition("=")
+        if equals:
+            parts[name.strip().lower()] = value.strip()
+    return parts
+
+
+#: Azurite's well-known development account (what ``UseDevelopmentStorage=true`` means).
+_DEVELOPMENT_ACCOUNT = (
+    "devstoreaccount1",
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==",
+    "http://127.0.0.1:10002/devstoreaccount1",
+)
+
+
+def table_endpoint(connection_string: str) -> tuple[str, str, str]:
+    """The account name, key and table endpoint a connection string names."""
+    parts = _connection_parts(connection_string)
+    if parts.get("usedevelopmentstorage", "").lower() == "true":
+        return _DEVELOPMENT_ACCOUNT
+    account, key = parts["accountname"], parts["accountkey"]
+    endpoint = parts.get("tableendpoint")
+    if endpoint is None:
+        protocol = parts.get("defaultendpointsprotocol", "https")
+        suffix = parts.get("endpointsuffix", "core.windows.net")
+        endpoint = f"{protocol}://{account}.table.{suffix}"
+    return account, key, endpoint.rstrip("/")
+
+
+class TableStorage:
+    """``RecordTables`` on Azure Table Storage; see the module docstring."""
+
+    def __init__(self, pipeline: AsyncPipeline[HttpRequest, Any], endpoint: str) -> None:
+        self._pipeline = pipeline
+        self._endpoint = endpoint.rstrip("/")
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, identity: ManagedIdentity, **client_options: Any
-    ) -> TableRecords | None:
-        """The store the settings name; None when de-duplication is off (a window of 0 hours).
-
-        The table service is the ``TableEndpoint`` of ``EVENTS_QUEUE_CONNECTION``, else
-        ``EVENTS_TABLE_ACCOUNT_URL`` with the managed identity. Call it inside the event loop
-        that will use the store.
-        """
-        if settings.idempotency_window_hours == 0:
-            return None
+        cls, settings: Settings, identity: ManagedIdentity, **transport_options: Any
+    ) -> TableStorage:
+        """The table service of ``EVENTS_QUEUE_CONNECTION`` (its ``TableEndpoint``), else
+        ``EVENTS_TABLE_ACCOUNT_URL`` with the managed identity. ``transport_options`` go to the
+        aiohttp transport (tests pass ``connection_verify``). Call it inside the event loop that
+        will use the store."""
         options: dict[str, Any] = {
             "connection_timeout": 2.0,
             "read_timeout": 10.0,
             # as the queue's client (shared/queue.py): without proxy variables or a netrc file,
-            # aiohttp's per-request lookup of both (two thread hand-offs per table call) finds
-            # nothing, so it is switched off
+            # aiohttp's per-request lookup of both finds nothing, so it is switched off
             "use_env_settings": environment_configures_http(),
-            **client_options,
+            **transport_options,
         }
         connection = settings.queue_connection
+        credential: Any
         if connection is not None and has_table_endpoint(connection.get_secret_value()):
-            service = TableServiceClient.from_connection_string(
-                connection.get_secret_value(), **options
-            )
+            account, key, endpoint = table_endpoint(connection.get_secret_value())
+            credential = SharedKeyPolicy(account, key)
+            dated: list[Any] = []
         else:
             assert settings.table_account_url is not None  # Settings makes sure
-            service = TableServiceClient(
-                endpoint=settings.table_account_url, credential=identity.credential(), **options
-            )
-        return cls(
-            service,
-            prefix=settings.idempotency_table,
-            window_seconds=settings.idempotency_window_hours * 3600,
-            timeout_seconds=settings.queue_timeout_seconds,
+            endpoint = settings.table_account_url
+            credential = AsyncBearerTokenCredentialPolicy(identity.credential(), STORAGE_SCOPE)
+            dated = [_DatePolicy()]
+        policies: list[Any] = [
+            HeadersPolicy(
+                {"x-ms-version": API_VERSION, "DataServiceVersion": "3.0", "Accept": _JSON}
+            ),
+            # connections that could not be opened, and the service's busy answers: a
+            # repeated write is recognised by its owner (shared/idempotency.py)
+            AsyncRetryPolicy(retry_total=2, retry_backoff_factor=0.1, retry_read=0),
+            *dated,
+            credential,
+            DistributedTracingPolicy(),
+        ]
+        return cls(AsyncPipeline(AioHttpTransport(**options), policies), endpoint)
+
+    # -- the port ---------------------------------------------------------------------------------
+
+    async def insert(self, table: str, key: str, record: Record) -> str:
+        body = _entity(key, record)
+        response = await self._send("POST", f"/{table}", body, prefer=True)
+        if response.status_code == 404:  # the generation's first record: its table is new
+            await self._create_table(table)
+            response = await self._send("POST", f"/{table}", body, prefer=True)
+        if response.status_code in (201, 204):
+            return str(response.headers["ETag"])
+        if response.status_code == 409:
+            raise RecordExists(key)
+        raise _unavailable(response)
+
+    async def read(self, table: str, key: str) -> Stored | None:
+        response = await self._send("GET", _entity_path(table, key))
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise _unavailable(response)
+        entity = orjson.loads(response.content)
+        return Stored(_record(entity), str(response.headers["ETag"]))
+
+    async def replace(self, table: str, key: str, record: Record, etag: str) -> str:
+        response = await self._send(
+            "PUT", _entity_path(table, key), _entity(key, record), if_match=etag
         )
+        if response.status_code == 204:
+            return str(response.headers["ETag"])
+        if response.status_code in (404, 412):
+            raise RecordChanged(key)
+        raise _unavailable(response)
 
-    # -- the port ------------------------------------------------------------------------------
-
-    async def reserve(self, key: str, fingerprint: str) -> Reservation:
-        try:
-            async with asyncio.timeout(self._timeout):
-                return await self._reserve(key, fingerprint)
-        except TimeoutError:
-            raise RecordsUnavailable(f"no answer within {self._timeout:g} s") from None
-        except AzureError as error:
-            raise RecordsUnavailable(_first_line(error)) from None
-
-    async def commit(self, key: str) -> None:
-        claim = self._claims.pop(key, None)
-        if claim is None:
+    async def delete(self, table: str, key: str, etag: str) -> None:
+        response = await self._send("DELETE", _entity_path(table, key), if_match=etag)
+        if response.status_code == 204:
             return
-        now = self._clock()
-        entity = {**_keys(key), "fingerprint": claim.fingerprint, "state": COMMITTED, "at": now}
-        try:
-            # into the next generation's table (each one from the claim's to now's, when the
-            # publish crossed into a new generation): where this generation's claims look for a
-            # reserved record's commit, and the next generation's inserts find it
-            for generation in range(claim.generation + 1, self._generation(now) + 2):
-                await self._upsert(self._table_name(generation), entity)
-        except AzureError as error:
-            log.warning("the record of a published event was not committed: %s", _first_line(error))
+        if response.status_code in (404, 412):
+            raise RecordChanged(key)
+        raise _unavailable(response)
 
-    async def release(self, key: str) -> None:
-        claim = self._claims.pop(key, None)
-        if claim is None:
-            return
-        try:
-            await self._table(claim.table).delete_entity(
-                _partition(key), key, etag=claim.etag, match_condition=MatchConditions.IfNotModified
+    async def tables(self, prefix: str) -> list[str]:
+        names: list[str] = []
+        query = f"$filter=TableName ge '{prefix}' and TableName lt '{prefix}~'"
+        while True:
+            response = await self._send("GET", f"/Tables?{query}")
+            if response.status_code != 200:
+                raise _unavailable(response)
+            names += [item["TableName"] for item in orjson.loads(response.content)["value"]]
+            following = response.headers.get("x-ms-continuation-NextTableName")
+            if not following:
+                return names
+            query = (
+                f"$filter=TableName ge '{prefix}' and TableName lt '{prefix}~'"
+                f"&NextTableName={following}"
             )
-        except AzureError as error:
-            log.warning(
-                "the claim of an unpublished event was not released: %s", _first_line(error)
-            )
+
+    async def drop(self, table: str) -> None:
+        response = await self._send("DELETE", f"/Tables('{table}')")
+        if response.status_code not in (204, 404):
+            raise _unavailable(response)
 
     async def close(self) -> None:
-        for table in self._tables.values():
-            await table.close()
-        await self._service.close()
+        await self._pipeline.__aexit__()
 
-    # -- maintenance ---------------------------------------------------------------------------
+    # -- inside -----------------------------------------------------------------------------------
 
-    async def drop_expired_tables(self) -> list[str]:
-        """Drop every generation's table older than the previous generation; their names."""
-        keep_from = self._generation(self._clock()) - 1
-        pattern = re.compile(re.escape(self._prefix) + r"([0-9]+)")
-        dropped = []
-        async for table in self._service.list_tables():
-            match = pattern.fullmatch(table.name)
-            if match and int(match.group(1)) < keep_from:
-                await self._service.delete_table(table.name)
-                self._tables.pop(table.name, None)
-                dropped.append(table.name)
-        return dropped
+    async def _create_table(self, table: str) -> None:
+        log.info("creating the records table %s", table)
+        response = await self._send("POST", "/Tables", orjson.dumps({"TableName": table}))
+        if response.status_code not in (201, 204, 409):  # 409: made concurrently, fine
+            raise _unavailable(response)
 
-    # -- inside --------------------------------------------------------------------------------
-
-    def _generation(self, now: float) -> int:
-        return int(now // self._window)
-
-    def _table_name(self, generation: int) -> str:
-        return f"{self._prefix}{generation}"
-
-    def _table(self, name: str) -> TableClient:
-        table = self._tables.get(name)
-        if table is None:
-            table = self._tables[name] = self._service.get_table_client(name)
-        return table
-
-    async def _reserve(self, key: str, fingerprint: str) -> Reservation:
-        """Claim the key; when a publish of the same content is under way, wait (polling the
-        record, a few times) until it ends or the time is nearly up, and answer as it ended:
-        a replay once it committed, a claim of its own once it released."""
-        loop = asyncio.get_running_loop()
-        give_up_at = loop.time() + self._timeout * IN_FLIGHT_WAIT_SHARE
-        pause = IN_FLIGHT_FIRST_PAUSE_SECONDS
-        while True:
-            answer = await self._claim(key, fingerprint)
-            if answer is not Reservation.IN_FLIGHT or loop.time() + pause > give_up_at:
-                return answer
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, IN_FLIGHT_MAX_PAUSE_SECONDS)
-
-    async def _claim(self, key: str, fingerprint: str) -> Reservation:
-        now = self._clock()
-        generation = self._generation(now)
-        table_name = self._table_name(generation)
-        table = self._table(table_name)
-        entity = {**_keys(key), "fingerprint": fingerprint, "state": RESERVED, "at": now}
-        for _ in range(3):  # a claim taken over (or released) concurrently is tried again
-            try:
-                etag = await self._create(table, entity)
-            except ResourceExistsError:
-                # a repeat of an event published in this generation: its commit is in the next
-                # generation's table, looked at first, so that a replay costs two calls
-                commit = await self._commit_of(key, generation)
-                if commit is not None:
-                    decision = self._committed(commit, fingerprint, now)
-                    if decision is not None:
-                        return decision
-                try:
-                    existing = await table.get_entity(_partition(key), key)
-                except ResourceNotFoundError:
-                    continue  # released just now
-                decision = self._decide(existing, fingerprint, now)
-                if decision is not None:
-                    return decision
-                try:  # expired or abandoned: take it over, unless someone else just did
-                    taken = await table.update_entity(
-                        entity,
-                        mode=UpdateMode.REPLACE,
-                        etag=existing.metadata["etag"],
-                        match_condition=MatchConditions.IfNotModified,
-                    )
-                except (ResourceModifiedError, ResourceNotFoundError):
-                    continue
-                etag = taken["etag"]
-            self._claims[key] = _Claim(generation, table_name, etag, fingerprint)
-            return Reservation.NEW
-        return Reservation.IN_FLIGHT
-
-    async def _commit_of(self, key: str, generation: int) -> Any | None:
-        """The ``committed`` record of ``key`` in the table after ``generation``'s, if any."""
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        *,
+        prefer: bool = False,
+        if_match: str | None = None,
+    ) -> Any:
+        headers = {}
+        if body is not None:
+            headers["Content-Type"] = _JSON
+        if prefer:
+            headers["Prefer"] = "return-no-content"  # an insert: 204, the entity not echoed
+        if if_match is not None:
+            headers["If-Match"] = if_match
+        request = HttpRequest(method, self._endpoint + path, headers=headers, content=body)
         try:
-            record = await self._table(self._table_name(generation + 1)).get_entity(
-                _partition(key), key
-            )
-        except ResourceNotFoundError:  # no such record (or no such table yet)
-            return None
-        return record if record.get("state") == COMMITTED else None
-
-    def _decide(self, existing: Any, fingerprint: str, now: float) -> Reservation | None:
-        """What a record found in the current table says when the next table holds no commit of
-        it that counts; None when it no longer counts (expired or abandoned)."""
-        if existing.get("state") == COMMITTED:
-            return self._committed(existing, fingerprint, now)
-        fresh = now - float(existing.get("at", 0.0)) < LEASE_SECONDS
-        if fresh and existing.get("fingerprint") != fingerprint:
-            return Reservation.CONFLICT  # other content: no need to know how the first ended
-        return Reservation.IN_FLIGHT if fresh else None
-
-    def _committed(self, record: Any, fingerprint: str, now: float) -> Reservation | None:
-        if now - float(record.get("at", 0.0)) >= self._window:
-            return None
-        if record.get("fingerprint") != fingerprint:
-            return Reservation.CONFLICT
-        return Reservation.REPLAY
-
-    async def _create(self, table: TableClient, entity: dict[str, Any]) -> str:
-        """Insert the record; its etag."""
-        try:
-            return await _write(table, "POST", f"/{table.table_name}", entity)
-        except ResourceNotFoundError:  # the generation's first record: its table is new
-            await self._create_table(table.table_name)
-            return await _write(table, "POST", f"/{table.table_name}", entity)
-
-    async def _upsert(self, table_name: str, entity: dict[str, Any]) -> None:
-        table = self._table(table_name)
-        path = f"/{table_name}(PartitionKey='{entity['PartitionKey']}',RowKey='{entity['RowKey']}')"
-        try:
-            await _write(table, "PUT", path, entity)  # no If-Match: insert or replace
-        except ResourceNotFoundError:
-            await self._create_table(table_name)
-            await _write(table, "PUT", path, entity)
-
-    async def _create_table(self, name: str) -> None:
-        log.info("creating the records table %s", name)
-        with contextlib.suppress(ResourceExistsError):  # created concurrently: fine
-            await self._service.create_table(name)
+            answer = await self._pipeline.run(request)  # the body read in full (stream=False)
+            return answer.http_response
+        except (AzureError, OSError) as error:
+            raise RecordsUnavailable(_first_line(error)) from None
 
 
-@dataclass(frozen=True, slots=True)
-class _Claim:
-    generation: int
-    table: str
-    etag: str
-    fingerprint: str
+def _entity_path(table: str, key: str) -> str:
+    return f"/{table}(PartitionKey='{key[:2]}',RowKey='{key}')"
 
 
-#: The headers of a write of one record (the credential policy adds the date and the signature).
-_WRITE_HEADERS = {
-    "Content-Type": "application/json;odata=nometadata",
-    "Accept": "application/json;odata=nometadata",
-    "DataServiceVersion": "3.0",
-    "Prefer": "return-no-content",  # for an insert: 204 without the entity echoed back
-}
-_ERRORS: dict[int, type[HttpResponseError]] = {
-    404: ResourceNotFoundError,
-    409: ResourceExistsError,
-    412: ResourceModifiedError,
-}
+def _entity(key: str, record: Record) -> bytes:
+    entity: dict[str, Any] = {
+        "PartitionKey": key[:2],
+        "RowKey": key,
+        "fingerprint": record.fingerprint,
+        "state": record.state.value,
+        "at": record.at,
+        "at@odata.type": _DOUBLE,
+    }
+    if record.until is not None:
+        entity["until"] = record.until
+        entity["until@odata.type"] = _DOUBLE
+    if record.owner is not None:
+        entity["owner"] = record.owner
+    return orjson.dumps(entity)
 
 
-async def _write(table: TableClient, method: str, path: str, entity: dict[str, Any]) -> str:
-    """Insert (POST) or insert-or-replace (PUT) one record through the table client's own
-    pipeline (its credential, retries, tracing and transport), but not through the SDK's
-    generated operation layer, whose request and response (de)serialisation cost about a third
-    of the call's CPU (about 100 of 380 us per call on the dev host). The record's new etag; the
-    SDK's errors (404, 409 and 412 as their own types).
-
-    It reaches three private attributes of azure-data-tables' ``TableClient`` (``_client``,
-    ``_primary_hostname``, and the generated client's ``_client``): the lock pins the version,
-    and every test of tests/integration/test_idempotency.py goes through here, so an upgrade
-    that moves them fails there, not in production."""
-    body = orjson.dumps({**entity, "at@odata.type": "Edm.Double"})
-    headers = {**_WRITE_HEADERS, "x-ms-version": table.api_version}
-    request = HttpRequest(
-        method, f"{table.scheme}://{table._primary_hostname}{path}", headers=headers, content=body
+def _record(entity: dict[str, Any]) -> Record:
+    """A record as read back; fields that records written before them lack are None."""
+    until = entity.get("until")
+    return Record(
+        fingerprint=str(entity.get("fingerprint", "")),
+        state=RecordState(entity.get("state", RecordState.RESERVED.value)),
+        at=float(entity.get("at", 0.0)),
+        until=float(until) if until is not None else None,
+        owner=entity.get("owner"),
     )
-    response = await table._client._client.send_request(request)
-    if response.status_code in (201, 204):
-        return str(response.headers["ETag"])
-    raise _ERRORS.get(response.status_code, HttpResponseError)(response=response)
 
 
-def _partition(key: str) -> str:
-    return key[:2]
-
-
-def _keys(key: str) -> dict[str, str]:
-    return {"PartitionKey": _partition(key), "RowKey": key}
+def _unavailable(response: Any) -> RecordsUnavailable:
+    code = response.headers.get("x-ms-error-code") or ""
+    return RecordsUnavailable(f"the table service answered {response.status_code} {code}".strip())
 
 
 def _first_line(error: Exception) -> str:

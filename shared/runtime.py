@@ -16,8 +16,10 @@ import aiohttp
 
 from shared import problems
 from shared.blobs import StorageBlobStore
+from shared.idempotency import IdempotentRecords
 from shared.identity import ManagedIdentity
 from shared.oidc import OidcSigningKeys
+from shared.ports import Clock
 from shared.publish import (
     PublishPipeline,
     PublishRequest,
@@ -26,12 +28,13 @@ from shared.publish import (
     trace_id_of,
 )
 from shared.queue import StorageQueueSink
-from shared.records import TableRecords
+from shared.records import TableStorage
 from shared.registry import ResourceRegistryClient
 from shared.registry_cache import CachedPolicyRules
 from shared.registry_credentials import credentials_from_settings
 from shared.settings import Settings, describe_settings_error, unchecked_audience_warning
 from shared.telemetry import NoTelemetry, telemetry_for
+from shared.timing import SYSTEM_CLOCK
 from shared.tokens import TokenVerifier
 
 log = logging.getLogger("events.runtime")
@@ -46,7 +49,7 @@ class Runtime:
     session: aiohttp.ClientSession
     rules: CachedPolicyRules
     sink: StorageQueueSink
-    records: TableRecords | None
+    records: IdempotentRecords | None
     blobs: StorageBlobStore | None
     identity: ManagedIdentity
     pipeline: PublishPipeline
@@ -62,14 +65,16 @@ class Runtime:
         blob_client_options: dict[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
         telemetry: NoTelemetry | None = None,
+        records_clock: Clock = SYSTEM_CLOCK,
     ) -> Runtime:
         """Create the clients. Must run inside the event loop that will use them.
 
         ``token_http_client`` replaces the requests session msal uses for registry tokens,
         ``queue_client_options``, ``table_client_options`` and ``blob_client_options`` extend
         the storage clients', and
-        ``clock`` is the registry cache's clock (the tests use them for their own certificate
-        authority and time); ``telemetry`` replaces the one the global OpenTelemetry provider
+        ``clock`` is the registry cache's clock and ``records_clock`` the clock of publishing
+        (records, leases, send budgets; the tests use them for their own certificate authority
+        and time); ``telemetry`` replaces the one the global OpenTelemetry provider
         decides on (tests give one with in-memory exporters).
         """
         loop = asyncio.get_running_loop()
@@ -106,7 +111,15 @@ class Runtime:
         )
         identity = ManagedIdentity()
         sink = StorageQueueSink.from_settings(settings, identity, **(queue_client_options or {}))
-        records = TableRecords.from_settings(settings, identity, **(table_client_options or {}))
+        records = None
+        if settings.idempotency_window_hours > 0:
+            records = IdempotentRecords(
+                TableStorage.from_settings(settings, identity, **(table_client_options or {})),
+                prefix=settings.idempotency_table,
+                window_seconds=settings.idempotency_window_hours * 3600,
+                budget_seconds=settings.queue_timeout_seconds,
+                clock=records_clock,
+            )
         blobs = StorageBlobStore.from_settings(settings, identity, **(blob_client_options or {}))
         if blobs is None:
             log.warning(
@@ -128,6 +141,8 @@ class Runtime:
             blobs=blobs,
             max_event_bytes=settings.max_event_bytes,
             telemetry=telemetry,
+            clock=records_clock,
+            commit_before_answer=settings.commit_before_answer,
         )
         return cls(loop, settings, session, rules, sink, records, blobs, identity, pipeline)
 

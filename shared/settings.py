@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.idempotency import minimum_window_seconds
+
 LOOPBACK_HOSTS = frozenset({"localhost"})
 QUEUE_NAME_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
 TABLE_PREFIX_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9]{2,39}")
@@ -88,6 +90,9 @@ class Settings(BaseSettings):
 
     idempotency_window_hours: float = Field(default=24.0, ge=0, le=30 * 24)
     idempotency_required: bool = False
+    #: Each 200 waits for its record's commit, so that no commit is left running when the
+    #: worker is stopped (docs/deploy.md, "When an instance stops").
+    commit_before_answer: bool = False
     idempotency_table: str = "eventids"
     table_account_url: str | None = None
 
@@ -227,6 +232,16 @@ class Settings(BaseSettings):
                 "TableEndpoint, or EVENTS_TABLE_ACCOUNT_URL (https://<account>.table.core."
                 "windows.net, with the managed identity); or set "
                 "EVENTS_IDEMPOTENCY_WINDOW_HOURS=0 to publish without de-duplication"
+            )
+        window = self.idempotency_window_hours * 3600
+        shortest = minimum_window_seconds(self.queue_timeout_seconds)
+        if 0 < window < shortest:
+            raise ValueError(
+                "EVENTS_IDEMPOTENCY_WINDOW_HOURS must be 0 (off) or at least "
+                f"{shortest / 3600:.3g} hours ({shortest:g} s) with EVENTS_QUEUE_TIMEOUT_SECONDS="
+                f"{self.queue_timeout_seconds:g}: a window holds several leases of a publish "
+                "(five queue time budgets each); got "
+                f"{self.idempotency_window_hours:g}"
             )
         if self.publish_scope == self.admin_scope:
             raise ValueError("EVENTS_PUBLISH_SCOPE and EVENTS_ADMIN_SCOPE must differ")

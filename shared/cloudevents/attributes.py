@@ -11,6 +11,7 @@ import binascii
 import calendar
 import functools
 import ipaddress
+import json
 import re
 from collections.abc import Callable
 
@@ -290,6 +291,77 @@ def is_json_media_type(media_type: str | None) -> bool:
         return True
     essence = media_type.split(";", 1)[0].strip().lower()
     return essence.endswith("/json") or essence.endswith("+json")
+
+
+# -- canonical forms: when two values are the same under the type system ----------------------
+
+
+_CANONICAL_INSTANT = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]*[1-9])?Z"
+)
+
+
+def canonical_timestamp(text: str) -> str:
+    """The instant a valid RFC 3339 timestamp names, written one way: UTC, ``T`` and ``Z`` in
+    upper case, the fraction of a second without trailing zeros (``...T11:00:00.500+01:00`` is
+    ``...T10:00:00.5Z``). A leap second (23:59:60 UTC) stays second 60. Text that is not a
+    timestamp is returned as it is."""
+    if _CANONICAL_INSTANT.fullmatch(text):
+        return text
+    match = _TIMESTAMP.fullmatch(text)
+    if match is None:
+        return text
+    import datetime
+
+    year, month, day, hour, minute, second = (int(part) for part in match.group(1, 2, 3, 4, 5, 6))
+    fraction = (match.group(7) or ".").rstrip("0")
+    sign, offset_hour, offset_minute = match.group(8, 9, 10)
+    offset = 0 if sign is None else int(offset_hour) * 60 + int(offset_minute)
+    try:
+        local = datetime.datetime(year, month, day, hour, minute)
+        utc = local - datetime.timedelta(minutes=-offset if sign == "-" else offset)
+    except (ValueError, OverflowError):  # an instant before year 1 or after 9999 in UTC
+        return text
+    return (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:"
+        f"{second:02d}{fraction if fraction != '.' else ''}Z"
+    )
+
+
+def _parameter_value(raw: str) -> str:
+    """A media type parameter's value with any quoting taken off (``"a\\"b"`` is ``a"b``)."""
+    if len(raw) >= 2 and raw[0] == '"' and raw[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", raw[1:-1])
+    return raw
+
+
+_PARAMETER = re.compile(rf"[ \t]*;[ \t]*({_TOKEN})=({_TOKEN}|{_QUOTED_STRING})")
+
+
+@functools.lru_cache(maxsize=256)
+def canonical_media_type(text: str) -> str:
+    """A valid media type written one way (RFC 9110 8.3.1): type, subtype and parameter names in
+    lower case, parameter values unquoted, parameters in name order, ``charset`` compared
+    without regard to case and ``charset=utf-8`` the same as no charset (UTF-8 is what every
+    content mode of this binding means by default). Text that is not a media type is returned
+    as it is."""
+    match = MEDIA_TYPE.fullmatch(text)
+    if match is None:
+        return text
+    parameters: list[tuple[str, str]] = []
+    for name, raw in _PARAMETER.findall(match.group(3)):
+        name = name.lower()
+        value = _parameter_value(raw)
+        if name == "charset":
+            value = value.lower()
+            if value == "utf-8":
+                continue
+        parameters.append((name, value))
+    essence = f"{match.group(1)}/{match.group(2)}".lower()
+    # a value may hold ';' or '=': written as JSON strings, no two parameter lists look alike
+    return essence + "".join(
+        f";{name}={json.dumps(value, ensure_ascii=False)}" for name, value in sorted(parameters)
+    )
 
 
 def check_base64(value: object) -> str | None:

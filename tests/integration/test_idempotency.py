@@ -1,6 +1,7 @@
-"""Idempotent publish (DESIGN.md, "Idempotent publish") through the real function handler, with
-the records in Azurite's table service: replays, conflicts, two publishers, concurrency, batches,
-the window, abandoned claims, a failing table, and the tables' cleanup."""
+"""Idempotent publish (docs/idempotency.md) through the real function handler, with the records
+in Azurite's table service: replays, conflicts, two publishers, concurrency, batches, the window,
+abandoned claims, the generation boundary, claims and commits without an answer (through a fault
+proxy), a failing table, and the tables' cleanup."""
 
 from __future__ import annotations
 
@@ -14,13 +15,23 @@ import pytest
 from devtools.azurite import Azurite
 from devtools.issuer import ADMIN_SCOPE, PUBLISH_SCOPE, DevIssuer
 from devtools.registry import DevRegistry, publish_rule
+from shared.idempotency import (
+    FINGERPRINT_MARK,
+    Claim,
+    Content,
+    IdempotentRecords,
+    Polls,
+    UncertainClaim,
+)
 from shared.identity import ManagedIdentity
 from shared.model import Reservation
-from shared.records import LEASE_SECONDS, TableRecords
+from shared.records import TableStorage
 from shared.runtime import current_runtime
 from shared.settings import Settings
 from tests.integration.conftest import Post, problem_of, registered_functions
 from tests.support import VALID_EVENT, QueueReader
+from tests.support.faults import Fault, FaultProxy, through_proxy
+from tests.support.timing import ManualClock
 
 BATCH = "application/cloudevents-batch+json"
 REPLAYED = "Idempotent-Replayed"
@@ -137,114 +148,203 @@ async def test_a_window_of_zero_hours_turns_de_duplication_off(
 # -- the record store against Azurite's table service, with a clock the test moves -----------
 
 
-class WallClock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+WINDOW = 24 * 3600.0
+BUDGET = 2.0  # function_env's EVENTS_QUEUE_TIMEOUT_SECONDS
+LEASE = 5 * BUDGET
 
 
 @pytest.fixture
-async def records(function_env: dict[str, str], clock: WallClock) -> Any:
-    identity = ManagedIdentity()
-    store = TableRecords.from_settings(Settings(), identity)  # type: ignore[call-arg]
-    assert store is not None
-    store._clock = clock
+def clock() -> ManualClock:  # overrides the monotonic test clock: records use wall time
+    return ManualClock()
+
+
+def records_over(tables: TableStorage, clock: ManualClock) -> IdempotentRecords:
+    return IdempotentRecords(
+        tables,
+        prefix=Settings().idempotency_table,  # type: ignore[call-arg]
+        window_seconds=WINDOW,
+        budget_seconds=BUDGET,
+        clock=clock,
+    )
+
+
+@pytest.fixture
+async def records(function_env: dict[str, str], clock: ManualClock) -> Any:
+    store = records_over(
+        TableStorage.from_settings(Settings(), ManagedIdentity()),  # type: ignore[call-arg]
+        clock,
+    )
     yield store
     await store.close()
 
 
-@pytest.fixture
-def clock() -> WallClock:  # overrides the monotonic test clock: records use wall time
-    return WallClock()
+async def claim(records: IdempotentRecords, key: str, fingerprint: str) -> Any:
+    return await records.claim(key, Content(FINGERPRINT_MARK + fingerprint), Polls(0))
 
 
-WINDOW = 24 * 3600.0
+async def held(records: IdempotentRecords, key: str, fingerprint: str) -> Claim:
+    outcome = await claim(records, key, fingerprint)
+    assert isinstance(outcome, Claim), outcome
+    return outcome
 
 
-async def test_the_window_and_abandoned_claims(records: TableRecords, clock: WallClock) -> None:
+async def test_the_window_and_abandoned_claims(
+    records: IdempotentRecords, clock: ManualClock
+) -> None:
     key, other = "a" * 64, "b" * 64
-    assert await records.reserve(key, "f1") is Reservation.NEW
-    assert await records.reserve(key, "f1") is Reservation.IN_FLIGHT
-    assert await records.reserve(key, "f2") is Reservation.CONFLICT
-    await records.commit(key)
-    assert await records.reserve(key, "f1") is Reservation.REPLAY
-    clock.now += WINDOW - 1
-    assert await records.reserve(key, "f1") is Reservation.REPLAY  # the next generation's copy
-    clock.now += 1
-    assert await records.reserve(key, "f1") is Reservation.NEW  # a day later: published anew
+    first = await held(records, key, "f1")
+    assert await claim(records, key, "f1") is Reservation.IN_FLIGHT
+    assert await claim(records, key, "f2") is Reservation.CONFLICT
+    await records.commit(first)
+    assert await claim(records, key, "f1") is Reservation.REPLAY
+    clock.advance(WINDOW - 1)
+    assert await claim(records, key, "f1") is Reservation.REPLAY  # the next generation's copy
+    clock.advance(1)
+    await held(records, key, "f1")  # a window later: published anew
     # a claim whose process died is taken over once its lease is over
-    assert await records.reserve(other, "f") is Reservation.NEW
-    clock.now += LEASE_SECONDS - 1
-    assert await records.reserve(other, "f") is Reservation.IN_FLIGHT
-    clock.now += 1
-    assert await records.reserve(other, "f") is Reservation.NEW
+    await held(records, other, "f")
+    clock.advance(LEASE - 0.5)
+    assert await claim(records, other, "f") is Reservation.IN_FLIGHT
+    clock.advance(0.5)
+    await held(records, other, "f")
 
 
 async def test_a_commit_outlives_the_lease_of_its_claim(
-    records: TableRecords, clock: WallClock
+    records: IdempotentRecords, clock: ManualClock
 ) -> None:
     """The claim's own record stays reserved; its commit, in the next generation's table, is
     what a later repeat finds: a replay, never a take-over, however old the claim."""
     key = "d" * 64
-    assert await records.reserve(key, "f") is Reservation.NEW
-    await records.commit(key)
-    clock.now += LEASE_SECONDS + 1
-    assert await records.reserve(key, "f") is Reservation.REPLAY
-    assert await records.reserve(key, "other") is Reservation.CONFLICT
+    await records.commit(await held(records, key, "f"))
+    clock.advance(LEASE + 1)
+    assert await claim(records, key, "f") is Reservation.REPLAY
+    assert await claim(records, key, "other") is Reservation.CONFLICT
 
 
-async def test_a_replay_costs_two_table_calls_and_a_new_event_one(
-    function_env: dict[str, str], clock: WallClock
-) -> None:
-    """On the response path: a new event's claim is one insert; a replay's is the refused
-    insert and one read, of the commit in the next generation's table."""
-    calls: list[str] = []
-    store = TableRecords.from_settings(
-        Settings(),  # type: ignore[call-arg]
-        ManagedIdentity(),
-        raw_request_hook=lambda request: calls.append(request.http_request.method),
-    )
-    assert store is not None
-    store._clock = clock
-    try:
-        key = "e" * 64
-        assert await store.reserve(key, "f") is Reservation.NEW
-        assert len(calls) in (1, 3)  # the insert (and, on a first run, the table made for it)
-        await store.commit(key)
-        calls.clear()
-        assert await store.reserve(key, "f") is Reservation.REPLAY
-        assert calls == ["POST", "GET"]
-        calls.clear()
-        assert await store.reserve(key, "other") is Reservation.CONFLICT
-        assert calls == ["POST", "GET"]
-        calls.clear()
-        clock.now += WINDOW - 1  # the next generation: the commit is in the current table now
-        assert await store.reserve(key, "f") is Reservation.REPLAY
-        assert len(calls) == 3  # the refused insert, no commit in the next table, the record
-    finally:
-        await store.close()
-
-
-async def test_a_release_forgets_the_claim(records: TableRecords) -> None:
+async def test_a_release_forgets_the_claim(records: IdempotentRecords) -> None:
     key = "c" * 64
-    assert await records.reserve(key, "f") is Reservation.NEW
-    await records.release(key)
-    assert await records.reserve(key, "f") is Reservation.NEW
+    await records.release(await held(records, key, "f"))
+    await held(records, key, "f")
 
 
-async def test_old_generations_are_dropped_whole(records: TableRecords, clock: WallClock) -> None:
+async def test_a_publish_in_flight_across_the_boundary_is_seen_on_the_other_side(
+    records: IdempotentRecords, clock: ManualClock
+) -> None:
+    """A is claimed 0.2 s before midnight (the default window's boundary) and still being sent;
+    B, the same identity with other content, is claimed 0.1 s after it: a conflict, not a claim
+    of its own. A's commit, across the boundary, is found on both sides."""
+    key = "9" * 64
+    clock.now = (clock.now // WINDOW + 1) * WINDOW - 0.2
+    first = await held(records, key, "a")
+    clock.advance(0.3)
+    assert await claim(records, key, "b") is Reservation.CONFLICT
+    assert await claim(records, key, "a") is Reservation.IN_FLIGHT
+    await records.commit(first)
+    assert await claim(records, key, "a") is Reservation.REPLAY
+    clock.advance(WINDOW - 1)
+    assert await claim(records, key, "a") is Reservation.REPLAY
+
+
+async def test_old_generations_are_dropped_whole(
+    records: IdempotentRecords, clock: ManualClock
+) -> None:
     for day in range(4):  # four days, a commit each: tables of five generations (the copies)
         if day:
-            clock.now += WINDOW
-        assert await records.reserve(f"{day:064x}", "f") is Reservation.NEW
-        await records.commit(f"{day:064x}")
+            clock.advance(WINDOW)
+        await records.commit(await held(records, f"{day:064x}", "f"))
     dropped = await records.drop_expired_tables()
     assert len(dropped) == 2  # the first two days'; the previous, this and the next stay
     # what counts is still found: today's commit, and yesterday's copy until it expires
-    assert await records.reserve(f"{3:064x}", "f") is Reservation.REPLAY
-    assert await records.reserve(f"{2:064x}", "f") is Reservation.NEW
+    assert await claim(records, f"{3:064x}", "f") is Reservation.REPLAY
+    await held(records, f"{2:064x}", "f")
+
+
+# -- the record store through a fault proxy -----------------------------------------------------
+
+
+@pytest.fixture
+async def proxied(
+    function_env: dict[str, str], clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """Records whose table calls go through a fault proxy, and the proxy."""
+    connection = function_env["EVENTS_QUEUE_CONNECTION"]
+    upstream = next(p.split("=", 1)[1] for p in connection.split(";") if p.startswith("Table"))
+    with FaultProxy(upstream.rsplit("/", 1)[0]) as proxy:
+        monkeypatch.setenv("EVENTS_QUEUE_CONNECTION", through_proxy(connection, "table", proxy))
+        settings = Settings()  # type: ignore[call-arg]
+        store = records_over(TableStorage.from_settings(settings, ManagedIdentity()), clock)
+        yield store, proxy
+        proxy.release()
+        await store.close()
+
+
+INSERT = {"method": "POST", "path_contains": "/t"}
+
+
+async def test_a_replay_costs_two_table_calls_and_a_new_event_one(proxied: Any) -> None:
+    """On the response path: a new event's claim is one insert; a replay's is the refused
+    insert and one read, of the commit in the next generation's table."""
+    records, proxy = proxied
+    key = "e" * 64
+    with proxy.counting() as calls:
+        first = await held(records, key, "f")
+    assert [call.method for call in calls if "Tables" not in call.path] in (
+        ["POST"],  # the insert
+        ["POST", "POST"],  # and, on a first run, the table made for it in between
+    )
+    await records.commit(first)
+    for fingerprint, answer in (("f", Reservation.REPLAY), ("other", Reservation.CONFLICT)):
+        with proxy.counting() as calls:
+            assert await claim(records, key, fingerprint) is answer
+        assert [call.method for call in calls] == ["POST", "GET"]
+
+
+@pytest.mark.parametrize("fault", [Fault.DROP_ANSWER, Fault.RESET, Fault.HOLD_ANSWER])
+async def test_a_claim_without_an_answer_is_settled_by_looking(proxied: Any, fault: Fault) -> None:
+    """The insert's answer is lost (it was carried out), the connection is reset before it
+    (nothing happened), or the answer comes after the budget: the claim is uncertain, and
+    settling it finds what it wrote, if anything. Committed: a repeat is a replay; released:
+    a repeat is a claim of its own, at once."""
+    records, proxy = proxied
+    await held(records, "8" * 64, "warm")  # the generation's table exists
+    for number, settle in enumerate(("commit", "release")):
+        key = f"{number}" + "7" * 63
+        proxy.add(fault, **INSERT)
+        with pytest.raises(UncertainClaim) as raised:
+            await claim(records, key, "f")
+        proxy.release()  # a held answer arrives late: the claim gave up on it
+        uncertain = raised.value.claim
+        assert not uncertain.certain
+        await getattr(records, settle)(uncertain)
+        if settle == "commit":
+            assert await claim(records, key, "f") is Reservation.REPLAY
+            assert await claim(records, key, "g") is Reservation.CONFLICT
+        else:
+            await held(records, key, "f")
+
+
+async def test_a_commit_whose_answer_was_lost_still_counts(proxied: Any) -> None:
+    records, proxy = proxied
+    await records.commit(await held(records, "8" * 64, "warm"))  # the next table exists
+    key = "6" * 64
+    first = await held(records, key, "f")
+    proxy.add(Fault.DROP_ANSWER, **INSERT)
+    await records.commit(first)  # the commit was written; its answer was not seen
+    assert await claim(records, key, "f") is Reservation.REPLAY
+
+
+async def test_a_release_whose_connection_was_reset_lapses_with_its_lease(
+    proxied: Any, clock: ManualClock
+) -> None:
+    records, proxy = proxied
+    key = "5" * 64
+    first = await held(records, key, "f")
+    proxy.add(Fault.RESET, method="DELETE", times=None)
+    await records.release(first)
+    proxy.clear()
+    assert await claim(records, key, "f") is Reservation.IN_FLIGHT
+    clock.advance(LEASE)
+    await held(records, key, "f")
 
 
 # -- a failing table -------------------------------------------------------------------------
@@ -328,3 +428,25 @@ async def test_the_timer_function_drops_the_expired_tables(
     assert f"{prefix}1" not in names
     assert f"{prefix}9{'9' * 12}" in names
     assert len([name for name in names if name.startswith(prefix)]) == 3
+
+
+async def test_with_commit_before_answer_the_record_is_written_before_the_200(
+    post: Post, function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, stack: Any
+) -> None:
+    """EVENTS_COMMIT_BEFORE_ANSWER=true: nothing is left running after the answer, so a worker
+    that is killed right after it (the Functions host does not wait for background work) loses
+    no record (docs/deploy.md, "When an instance stops")."""
+    from azure.data.tables import TableServiceClient
+
+    monkeypatch.setenv("EVENTS_COMMIT_BEFORE_ANSWER", "true")
+    assert (await post(VALID_EVENT)).status_code == 200
+    assert current_runtime().pipeline.delivery.pending == 0
+    service = TableServiceClient.from_connection_string(stack.azurite.connection_string)
+    prefix = function_env["EVENTS_IDEMPOTENCY_TABLE"]
+    states = [
+        entity["state"]
+        for table in service.query_tables(f"TableName ge '{prefix}'")
+        if table.name.startswith(prefix)
+        for entity in service.get_table_client(table.name).list_entities()
+    ]
+    assert sorted(states) == ["committed", "reserved"]

@@ -1,0 +1,219 @@
+"""In-memory stores on the same core as production: ``MemoryTables`` is a ``RecordTables``
+(shared/ports.py) over dictionaries, ``MemoryQueue`` an ``EventSink``. Both can put every
+operation through a ``Gate``, where it waits until the test decides what happens to it: carried
+out and answered, carried out with its answer lost, or not carried out at all. With a
+ManualClock (tests/support/timing.py) that makes every interleaving of claims, sends, lost
+answers, timeouts and process deaths something a test can choose, step by step."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.model import Record, RecordState, Stored
+from shared.ports import QueueUnavailable, RecordChanged, RecordExists, RecordsUnavailable
+
+
+@dataclass
+class Operation:
+    """One storage call waiting at a gate."""
+
+    kind: str
+    #: Carries the call out on the store; its answer (or the store's own error, such as
+    #: RecordExists).
+    apply: Callable[[], Any]
+    future: asyncio.Future[Any]
+    #: Who made the call (a process's name), and what about (an identity), for the test.
+    caller: str
+    subject: str
+    lost: Callable[[], BaseException]
+    failed: Callable[[], BaseException]
+    #: The record a table write writes, for a test that follows records.
+    record: Record | None = None
+    applied: bool = False
+
+
+#: Who is calling: a test sets it for the tasks of one process (they inherit it).
+CALLER: contextvars.ContextVar[str] = contextvars.ContextVar("caller", default="-")
+
+
+@dataclass
+class Gate:
+    """Where gated calls wait (``pending``) until ``answer``, ``lose`` or ``fail`` says."""
+
+    pending: list[Operation] = field(default_factory=list)
+
+    async def through(
+        self,
+        kind: str,
+        apply: Callable[[], Any],
+        *,
+        subject: str,
+        lost: Callable[[], BaseException],
+        failed: Callable[[], BaseException],
+        record: Record | None = None,
+    ) -> Any:
+        future = asyncio.get_running_loop().create_future()
+        operation = Operation(kind, apply, future, CALLER.get(), subject, lost, failed, record)
+        self.pending.append(operation)
+        return await future
+
+    def _take(self, operation: Operation) -> None:
+        self.pending.remove(operation)
+
+    def answer(self, operation: Operation) -> None:
+        """Carried out, and the answer goes back (if anyone still waits for it)."""
+        self._take(operation)
+        try:
+            result = operation.apply()
+        except Exception as error:
+            operation.applied = not isinstance(error, RecordExists | RecordChanged)
+            if not operation.future.done():
+                operation.future.set_exception(error)
+            return
+        operation.applied = True
+        if not operation.future.done():
+            operation.future.set_result(result)
+
+    def lose(self, operation: Operation) -> None:
+        """Carried out, but the answer is lost (the connection broke after the write)."""
+        self._take(operation)
+        try:
+            operation.apply()
+            operation.applied = True
+        except Exception:  # noqa: S110 - the store refused it; the caller hears nothing either way
+            pass
+        if not operation.future.done():
+            operation.future.set_exception(operation.lost())
+
+    def fail(self, operation: Operation) -> None:
+        """Not carried out: the call never reached the store."""
+        self._take(operation)
+        if not operation.future.done():
+            operation.future.set_exception(operation.failed())
+
+
+class MemoryTables:
+    """Tables of records with etags, as Azure Table Storage keeps them (conditional writes)."""
+
+    def __init__(self, gate: Gate | None = None) -> None:
+        self.data: dict[str, dict[str, Stored]] = {}
+        self.gate = gate
+        self.calls = 0
+        #: The owners of every committed record ever written.
+        self.committed_owners: set[str] = set()
+        self._etags = itertools.count(1)
+
+    # -- what the store does ------------------------------------------------------------------
+    def _etag(self) -> str:
+        return f'W/"{next(self._etags)}"'
+
+    def _written(self, record: Record) -> None:
+        if record.state is RecordState.COMMITTED and record.owner is not None:
+            self.committed_owners.add(record.owner)
+
+    def do_insert(self, table: str, key: str, record: Record) -> str:
+        rows = self.data.setdefault(table, {})
+        if key in rows:
+            raise RecordExists(key)
+        rows[key] = Stored(record, self._etag())
+        self._written(record)
+        return rows[key].etag
+
+    def do_read(self, table: str, key: str) -> Stored | None:
+        return self.data.get(table, {}).get(key)
+
+    def do_replace(self, table: str, key: str, record: Record, etag: str) -> str:
+        rows = self.data.get(table, {})
+        if key not in rows or rows[key].etag != etag:
+            raise RecordChanged(key)
+        rows[key] = Stored(record, self._etag())
+        self._written(record)
+        return rows[key].etag
+
+    def do_delete(self, table: str, key: str, etag: str) -> None:
+        rows = self.data.get(table, {})
+        if key not in rows or rows[key].etag != etag:
+            raise RecordChanged(key)
+        del rows[key]
+
+    # -- the port -----------------------------------------------------------------------------
+    async def _call(
+        self, kind: str, key: str, apply: Callable[[], Any], record: Record | None = None
+    ) -> Any:
+        self.calls += 1
+        if self.gate is None:
+            return apply()
+        return await self.gate.through(
+            kind,
+            apply,
+            subject=key,
+            record=record,
+            lost=lambda: RecordsUnavailable("the answer was lost"),
+            failed=lambda: RecordsUnavailable("the table could not be reached"),
+        )
+
+    async def insert(self, table: str, key: str, record: Record) -> str:
+        result: str = await self._call(
+            "insert", key, lambda: self.do_insert(table, key, record), record
+        )
+        return result
+
+    async def read(self, table: str, key: str) -> Stored | None:
+        result: Stored | None = await self._call("read", key, lambda: self.do_read(table, key))
+        return result
+
+    async def replace(self, table: str, key: str, record: Record, etag: str) -> str:
+        result: str = await self._call(
+            "replace", key, lambda: self.do_replace(table, key, record, etag), record
+        )
+        return result
+
+    async def delete(self, table: str, key: str, etag: str) -> None:
+        await self._call("delete", key, lambda: self.do_delete(table, key, etag))
+
+    async def tables(self, prefix: str) -> list[str]:
+        return [name for name in self.data if name.startswith(prefix)]
+
+    async def drop(self, table: str) -> None:
+        self.data.pop(table, None)
+
+    async def close(self) -> None:
+        pass
+
+
+class MemoryQueue:
+    """An ``EventSink`` that keeps its messages in a list."""
+
+    max_message_bytes = 48 * 1024
+    destination = "memory"
+
+    def __init__(self, gate: Gate | None = None, clock: Callable[[], float] = lambda: 0.0) -> None:
+        self.messages: list[bytes] = []
+        #: When each message was stored (by ``clock``).
+        self.stored_at: list[float] = []
+        self.gate = gate
+        self._clock = clock
+
+    def _store(self, message: bytes) -> None:
+        self.messages.append(message)
+        self.stored_at.append(self._clock())
+
+    async def send(self, message: bytes) -> None:
+        if self.gate is None:
+            self._store(message)
+            return
+        await self.gate.through(
+            "send",
+            lambda: self._store(message),
+            subject=message.decode(),
+            lost=lambda: QueueUnavailable("the answer was lost", maybe_stored=True),
+            failed=lambda: QueueUnavailable("the queue could not be reached"),
+        )
+
+    async def close(self) -> None:
+        pass
