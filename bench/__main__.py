@@ -35,10 +35,22 @@ from bench import (
     targets,
     telemetry,
 )
+from bench.events import RESOURCE
 from bench.services import Stack
 from shared.tokens import VERIFIED_TOKEN_CACHE_SIZE
+from tests.support import storagecalls
 
-SECTIONS = ("cpu", "telemetry", "claimcheck", "http", "dedup", "serving", "coldstart", "memory")
+SECTIONS = (
+    "cpu",
+    "telemetry",
+    "claimcheck",
+    "http",
+    "dedup",
+    "calls",
+    "serving",
+    "coldstart",
+    "memory",
+)
 
 
 def _options(argv: list[str] | None) -> argparse.Namespace:
@@ -101,6 +113,7 @@ def write(saved: dict[str, Any]) -> None:
         serving=serving.ServingResult(**saved["serving"]),
         coldstart=coldstart.ColdStartResult(**saved["coldstart"]),
         memory=memory.MemoryResult(**saved["memory"]),
+        calls=saved.get("calls"),
     )
 
 
@@ -155,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     if "coldstart" in sections:
         found["coldstart"] = coldstart.measure(runs=coldstart_runs, progress=progress)
-    if {"http", "telemetry", "dedup", "claimcheck", "serving", "memory"} & set(sections):
+    if {"http", "telemetry", "dedup", "calls", "claimcheck", "serving", "memory"} & set(sections):
         with Stack(log_level=options.log_level) as stack:
             if "http" in sections:
                 found["http"] = endtoend.measure(
@@ -192,6 +205,15 @@ def main(argv: list[str] | None = None) -> None:
                     f"dedup: on/raw {level.ratio('ours'):.2f}, off/raw "
                     f"{level.ratio('ours-no-dedup'):.2f}, replay/raw {level.ratio('replay'):.2f}"
                 )
+            if "calls" in sections:
+                progress("storage requests per publish, counted through proxies")
+                counted = asyncio.run(storagecalls.count(stack.local, resource=RESOURCE))
+                found["calls"] = {name: dataclasses.asdict(n) for name, n in counted.items()}
+                for name, calls in counted.items():
+                    progress(
+                        f"calls {name}: table {calls.table}, queue {calls.queue}, "
+                        f"{calls.per_event:.2f} per event"
+                    )
             if "claimcheck" in sections:
                 found["claimcheck_http"] = claimcheck.measure_http(
                     stack,
@@ -221,6 +243,8 @@ def main(argv: list[str] | None = None) -> None:
     saved: dict[str, Any] = {
         name: [dataclasses.asdict(item) for item in value]
         if isinstance(value, list)
+        else value
+        if isinstance(value, dict)
         else dataclasses.asdict(value)
         for name, value in found.items()
     }

@@ -92,6 +92,7 @@ def write_bench(
     serving: ServingResult,
     coldstart: ColdStartResult,
     memory: MemoryResult,
+    calls: dict[str, dict[str, int]] | None = None,
     doc: Path = DOC,
 ) -> None:
     """The ``make bench`` tables and the HTTP plot."""
@@ -116,6 +117,8 @@ def write_bench(
         "coldstart": coldstart_tables(coldstart),
         "memory": memory_table(memory),
     }
+    if calls is not None:
+        sections["calls"] = calls_table(calls)
     update(sections, doc)
 
 
@@ -468,6 +471,20 @@ def dedup_table(level: LevelResult) -> list[str]:
         "errors | on the queue"
     )
     return table(header, map(row, names), "lrrrrrrrr")
+
+
+def calls_table(calls: dict[str, dict[str, int]]) -> list[str]:
+    """Storage requests per publish (tests/support/storagecalls.py counts them)."""
+
+    def row(name: str, counted: dict[str, int]) -> str:
+        total = counted["table"] + counted["queue"]
+        return (
+            f"{name} | {counted['events']} | {counted['table']} | {counted['queue']} | "
+            f"{total / counted['events']:.2f}"
+        )
+
+    header = "publish | events | table requests | queue requests | storage requests per event"
+    return table(header, (row(name, counted) for name, counted in calls.items()), "lrrrr")
 
 
 def claimcheck_tables(cpu: ClaimCheckCpu, level: LevelResult) -> list[str]:

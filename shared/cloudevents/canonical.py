@@ -34,6 +34,7 @@ from shared.model import DATA, DATA_BASE64
 FORM = b"cloudevents-content/1\n"
 _TIMESTAMPS = frozenset({"time"})
 _MEDIA_TYPES = frozenset({"datacontenttype"})
+_TYPED = _TIMESTAMPS | _MEDIA_TYPES
 
 
 def canonical_string(name: str, value: Any) -> str:
@@ -57,20 +58,17 @@ def content_digest(members: Mapping[str, Any], *, ignore: Collection[str] = ()) 
     are the same content (see the module docstring). ``ignore``: attributes left out (what an
     endpoint adds on its own, such as trace context, is never content)."""
     attributes = {
-        name: canonical_string(name, value)
+        name: value if type(value) is str and name not in _TYPED else canonical_string(name, value)
         for name, value in members.items()
         if name != DATA and name != DATA_BASE64 and name not in ignore
     }
     content_type = members.get("datacontenttype")
     if content_type is None and DATA in members:
         attributes["datacontenttype"] = "application/json"
-    digest = hashlib.sha256(FORM)
     # names are [a-z0-9]+ and string attributes hold no control character: "=" and "\n" delimit
-    for name in sorted(attributes):
-        digest.update(f"{name}={attributes[name]}\n".encode("utf-8", "surrogatepass"))
-    digest.update(b"\x00")
-    digest.update(_data_form(members, content_type))
-    return digest.hexdigest()
+    listed = "".join([f"{name}={attributes[name]}\n" for name in sorted(attributes)])
+    content = FORM + listed.encode("utf-8", "surrogatepass") + b"\x00"
+    return hashlib.sha256(content + _data_form(members, content_type)).hexdigest()
 
 
 def _data_form(members: Mapping[str, Any], content_type: str | None) -> bytes:
