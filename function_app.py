@@ -1,13 +1,13 @@
-"""Azure Functions entry point: declares the route and converts between the host's request and
-response types and the product's. All behaviour lives in ``shared/`` (see shared/publish.py)."""
+"""Azure Functions entry point: declares the routes and converts between the host's request and
+response types and the product's. All behaviour lives in ``shared/`` (docs/architecture.md)."""
 
 import logging
 from urllib.parse import urlsplit
 
 import azure.functions as func
 
-from shared.publish import PublishRequest
-from shared.runtime import drop_expired_records, handle
+from shared.app.runtime import drop_expired_records, handle
+from shared.core.pipeline import PublishRequest
 
 # The Azure SDK logs every HTTP request and response at INFO: with the worker exporting logs to
 # Application Insights, that is three log records per publish. Its warnings still go out; the
@@ -15,7 +15,7 @@ from shared.runtime import drop_expired_records, handle
 logging.getLogger("azure").setLevel(logging.WARNING)
 
 # Anonymous at the host: every request is authenticated in code with a bearer JWT
-# (shared/tokens.py), which function keys would only duplicate.
+# (shared/adapters/tokens.py), which function keys would only duplicate.
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
 # Every method is routed here so that the others get a 405 with "Allow: POST" instead of the
@@ -46,8 +46,8 @@ async def publish_event(req: func.HttpRequest, context: func.Context) -> func.Ht
 
 
 # Idempotent publish keeps the records of published events in one table per window-long
-# generation (shared/records.py); once an hour, the tables that hold nothing that counts any more
-# are dropped whole. Missing a run costs nothing but storage: the next run drops them.
+# generation (shared/core/idempotency.py); once an hour, the tables that hold nothing that counts
+# any more are dropped whole. Missing a run costs nothing but storage: the next run drops them.
 @app.timer_trigger(schedule="0 17 * * * *", arg_name="timer", run_on_startup=False)
 async def drop_expired_records_tables(timer: func.TimerRequest) -> None:
     await drop_expired_records()

@@ -37,7 +37,7 @@ from bench import (
 )
 from bench.events import RESOURCE
 from bench.services import Stack
-from shared.tokens import VERIFIED_TOKEN_CACHE_SIZE
+from shared.adapters.tokens import VERIFIED_TOKEN_CACHE_SIZE
 from tests.support import storagecalls
 
 SECTIONS = (

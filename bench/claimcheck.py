@@ -31,8 +31,8 @@ from bench.endtoend import LevelResult, measure_run
 from bench.events import body, compact_size, of_size, typical
 from bench.services import BLOB_CONTAINER, Stack, ours_case
 from devtools.azurite import ACCOUNT, DEFAULT_PORTS
-from shared.blobs import StorageBlobStore
-from shared.model import StoredData
+from shared.adapters.blobs import StorageBlobStore
+from shared.core.model import StoredData
 
 #: The two large events, by their compact JSON's size.
 SIZES = {"40 KiB": 40 * 1024, "200 KiB": 200 * 1024}

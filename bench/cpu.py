@@ -31,19 +31,20 @@ from bench.events import SIZES, binary, body
 from bench.services import registry
 from devtools.issuer import DevIssuer
 from devtools.stack import LocalStack
-from shared.oidc import OidcSigningKeys
-from shared.ports import BlobStore
-from shared.publish import PublishPipeline, PublishRequest
-from shared.registry import ResourceRegistryClient
-from shared.registry_cache import CachedPolicyRules
-from shared.telemetry import NoTelemetry
-from shared.tokens import TokenVerifier
+from shared.adapters.oidc import OidcSigningKeys
+from shared.adapters.registry import ResourceRegistryClient
+from shared.adapters.tokens import TokenVerifier
+from shared.core.pipeline import Limits, Ports, PublishPipeline, PublishRequest
+from shared.core.ports import BlobStore
+from shared.core.registry_cache import CachedPolicyRules
+from shared.core.telemetry import NoTelemetry, Telemetry
 
 
 class EncodingSink:
     """Encodes the queue message as the Storage SDK would (Base64), and drops it."""
 
-    max_message_bytes = 64 * 1024 // 4 * 3  # as shared/queue.py's sink: 64 KiB after Base64
+    #: as shared/adapters/queue.py's sink: 64 KiB after Base64
+    max_message_bytes = 64 * 1024 // 4 * 3
     destination = "bench-cpu"  # the queue's name, for telemetry: there is none
 
     def __init__(self) -> None:
@@ -116,7 +117,7 @@ class _Setup:
     def pipeline(
         self,
         *,
-        telemetry: NoTelemetry | None = None,
+        telemetry: Telemetry | None = None,
         blobs: BlobStore | None = None,
         max_body_bytes: int = 256 * 1024,
     ) -> PublishPipeline:
@@ -130,13 +131,8 @@ class _Setup:
             clock_skew_seconds=10,
         )
         return PublishPipeline(
-            verifier=verifier,
-            rules=self.rules,
-            sink=EncodingSink(),
-            publish_scope="altinn:events.publish",
-            admin_scope="altinn:events.publish.admin",
-            max_body_bytes=max_body_bytes,
-            blobs=blobs,
+            Ports(verifier=verifier, rules=self.rules, sink=EncodingSink(), blobs=blobs),
+            Limits(max_body_bytes=max_body_bytes),
             telemetry=telemetry if telemetry is not None else NoTelemetry(),
         )
 

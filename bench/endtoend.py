@@ -7,7 +7,8 @@ load generator against the same Azurite:
   a 200;
 - ``raw``: ``send_message`` of the same queue message, with a ``QueueClient`` built as our sink
   builds it (``TextBase64EncodePolicy``; environment proxy/netrc lookups as
-  ``shared.queue.environment_configures_http`` decides): the enqueue the function does, alone;
+  ``shared.adapters.common.environment_configures_http``
+  decides): the enqueue the function does, alone;
 - ``raw-sdk-defaults``: the same with the SDK's defaults (it looks up proxy variables and
   ``~/.netrc`` in a thread on every request), for context;
 - ``ours-batch``: ``POST /events`` with a batch (``application/cloudevents-batch+json``) of
@@ -35,7 +36,7 @@ from bench.services import (
     ours_case,
     queue_message,
 )
-from shared.queue import environment_configures_http
+from shared.adapters.common import environment_configures_http
 
 LEVELS = (1, 8, 32, 64)
 TARGETS = ("ours", "raw", "raw-sdk-defaults", "ours-batch")

@@ -5,7 +5,8 @@ with, and its ``VmRSS`` (``/proc/<pid>/status``) is read before and after, and e
 in between. The mix, sent by the load generator at concurrency 32, cycles through:
 
 - valid publishes (200) with a pool of distinct tokens larger than the verified-token memory
-  (``shared.tokens.VERIFIED_TOKEN_CACHE_SIZE``), so that memory is full and evicting throughout;
+  (``shared.adapters.tokens.VERIFIED_TOKEN_CACHE_SIZE``), so that memory is full and evicting
+  throughout;
 - invalid events (400: no ``type``, a bad ``time``);
 - no token, and tokens whose signature does not verify (401);
 - tokens of another organisation (403), and events on resources the registry does not know (403,
@@ -23,7 +24,7 @@ from typing import Any
 from bench.events import RESOURCE, typical
 from bench.load import rss_kib
 from bench.services import OTHER_ORG, QUEUE, Stack, ours_case
-from shared.tokens import VERIFIED_TOKEN_CACHE_SIZE
+from shared.adapters.tokens import VERIFIED_TOKEN_CACHE_SIZE
 
 UNREGISTERED_RESOURCES = 8
 

@@ -31,8 +31,8 @@ from bench.load import ID_PLACEHOLDER
 from devtools.azurite import ROOT
 from devtools.registry import DevRegistry, publish_rule
 from devtools.stack import FunctionProcess, LocalStack
-from shared.altinn import ALTINN_PROFILE
 from shared.cloudevents import parse_structured, serialize
+from shared.core.altinn import ALTINN_PROFILE
 
 PUBLISHER_ORG = "ttd"
 OTHER_ORG = "skd"

@@ -10,8 +10,8 @@ process, alternating round by round:
   forced here with ``NO_PROXY=*``, which changes nothing else on loopback);
 - ``httptools + uvloop, env lookups``: what uvicorn picks when both are installed
   (requirements-dev.txt);
-- ``httptools + uvloop``: as ``make serve`` runs now (shared/queue.py skips the lookups when
-  the environment has no proxy or netrc configuration).
+- ``httptools + uvloop``: as ``make serve`` runs now (shared/adapters/common.py skips the
+  lookups when the environment has no proxy or netrc configuration).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
   default): W3C ids for every publish, nothing recorded;
 - **on**: ``OpenTelemetry`` with an SDK ``TracerProvider`` (a ``BatchSpanProcessor``, as Azure
   Monitor's distro configures, exporting to an exporter that discards) and a ``MeterProvider``
-  (an in-memory reader, never collected while timing): what shared/telemetry.py records when a
+  (an in-memory reader, never collected while timing): what shared/app/telemetry.py records when a
   provider is configured, without an exporter's network.
 
 Both run interleaved, round after round (which goes first alternates), on the same structured
@@ -43,15 +43,17 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.trace import Span, SpanKind
 
 from bench import targets
 from bench.cpu import time_per_call, time_per_handle, warm_setup, with_token
 from bench.endtoend import LevelResult, measure_run, rotated, specs
 from bench.events import body, typical
 from bench.services import Stack
-from shared.publish import PublishPipeline
-from shared.telemetry import NoTelemetry, OpenTelemetry, Parent, PublishSpan, TraceIds, new_ids
+from shared.app.telemetry import OpenTelemetry
+from shared.core.pipeline import PublishPipeline
+from shared.core.report import PublishReport
+from shared.core.telemetry import IdsOnly, NoTelemetry, PublishSpan, StepKind, StepSpan, Telemetry
+from shared.core.tracecontext import Parent, TraceIds, new_ids
 
 #: One noted call: the method's name and its arguments.
 Call = tuple[str, tuple[Any, ...]]
@@ -115,9 +117,11 @@ class _Discard(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-class _NotedSpan(PublishSpan):
+class _NotedSpan:
+    recording = False
+
     def __init__(self, ids: TraceIds, calls: list[Call]) -> None:
-        super().__init__(ids)
+        self.ids = ids
         self._calls = calls
 
     def set(self, name: str, value: Any) -> None:
@@ -127,8 +131,10 @@ class _NotedSpan(PublishSpan):
         self._calls.append(("fail", (error_type,)))
 
 
-class _Noting(NoTelemetry):
-    """NoTelemetry that writes down every call the pipeline makes of it."""
+class _Noting:
+    """A Telemetry like NoTelemetry that writes down every call the pipeline makes of it."""
+
+    enabled = False
 
     def __init__(self) -> None:
         self.calls: list[Call] = []
@@ -151,22 +157,16 @@ class _Noting(NoTelemetry):
         self,
         name: str,
         attributes: Mapping[str, Any] | None = None,
-        kind: SpanKind = SpanKind.INTERNAL,
-    ) -> AbstractContextManager[Span | None]:
+        kind: StepKind = "internal",
+    ) -> AbstractContextManager[StepSpan | None]:
         self.calls.append(("step", (name, attributes, kind)))
-        return super().step(name, attributes, kind)
+        return NoTelemetry().step(name, attributes, kind)
 
-    def published(self, status: int, problem: str, mode: str, replayed: bool) -> None:
-        self.calls.append(("published", (status, problem, mode, replayed)))
+    def finished(self, report: PublishReport, span: PublishSpan) -> None:
+        self.calls.append(("finished", (report, span)))
 
-    def looked_up(self, outcome: str) -> None:
-        self.calls.append(("looked_up", (outcome,)))
-
-    def enqueued(self, seconds: float, outcome: str) -> None:
-        self.calls.append(("enqueued", (seconds, outcome)))
-
-    def batch(self, size: int) -> None:
-        self.calls.append(("batch", (size,)))
+    def element_finished(self, report: PublishReport, span: PublishSpan) -> None:
+        self.calls.append(("element_finished", (report, span)))
 
 
 def _span(method: Callable[..., AbstractContextManager[Any]], args: tuple[Any, ...]) -> None:
@@ -174,11 +174,11 @@ def _span(method: Callable[..., AbstractContextManager[Any]], args: tuple[Any, .
         pass
 
 
-def replay(telemetry: NoTelemetry, calls: list[Call]) -> Callable[[], None]:
+def replay(telemetry: Telemetry, calls: list[Call]) -> Callable[[], None]:
     """The noted calls, made again on ``telemetry``: a span's context manager is entered and
     left (after a copy of each of its dict arguments, standing for the pipeline building them),
     a span's attributes go to a span without an SDK, as NoTelemetry's do."""
-    span = PublishSpan(new_ids(None))
+    span = IdsOnly(new_ids(None))
     made: list[Callable[[], object]] = []
     for name, args in calls:
         if name in _SPANS:

@@ -17,7 +17,7 @@ started yet" (no connection, 404, 502, 503 without a problem body) are retried f
 seconds before they count.
 
 Only the standard library, so that the hook runs with any Python 3.11 and nothing installed.
-The problem type URNs are the ones of shared/problems.py (a unit test keeps them equal).
+The problem type URNs are the ones of shared/core/problems.py (a unit test keeps them equal).
 """
 
 from __future__ import annotations

@@ -187,8 +187,8 @@ def build(*, broken_settings_allowed: bool = False) -> FunctionsDevHost:
     serves anyway, as the Azure Functions host does (every request gets the function's 500)."""
     from pydantic import ValidationError
 
-    from shared.runtime import close_current_runtime
-    from shared.settings import Settings, describe_settings_error
+    from shared.app.runtime import close_current_runtime
+    from shared.app.settings import Settings, describe_settings_error
 
     try:
         max_body_bytes = Settings().max_body_bytes  # type: ignore[call-arg]
@@ -211,7 +211,8 @@ def configure_console_telemetry() -> None:
     spans (and metrics, every 10 s) printed to stdout by OpenTelemetry's SDK, as Azure's exporter
     would send them. ``none``: the SDK records them as in Azure (spans through a batch processor)
     and nothing is exported (what ``make bench`` uses to measure telemetry's CPU without an
-    exporter's network). Unset: no SDK, and the function records nothing (shared/telemetry.py)."""
+    exporter's network). Unset: no SDK, and the function records nothing
+    (shared/core/telemetry.py)."""
     traces = os.environ.get("OTEL_TRACES_EXPORTER", "").lower()
     metrics = os.environ.get("OTEL_METRICS_EXPORTER", "").lower()
     if traces not in ("console", "none") and metrics not in ("console", "none"):
@@ -262,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
     from pydantic import ValidationError
 
-    from shared.settings import describe_settings_error
+    from shared.app.settings import describe_settings_error
 
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "INFO"),

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import azure.functions as func
 from azure.functions._abc import RetryContext, RpcException, TraceContext
 
-from shared.telemetry import new_ids, parse_traceparent
+from shared.core.tracecontext import new_ids, parse_traceparent
 
 _random = random.Random()
 

@@ -114,7 +114,7 @@ param alertRegistryFailures int = 10
 @description('ALERT_QUEUE_BACKLOG: "queue backlog" fires when the storage account\'s queues hold more messages than this (hourly metric, all queues of the account).')
 param alertQueueBacklog int = 1000
 
-// ---- Application configuration: one parameter per EVENTS_* variable read by shared/settings.py ----
+// ---- Application configuration: one parameter per EVENTS_* variable read by shared/app/settings.py ----
 // The defaults equal the code's defaults (tests/infra/test_templates.py checks that), and each one
 // is fed from the azd environment variable of the same name in main.parameters.json.
 
@@ -269,15 +269,15 @@ var keyVaultSecretsUrl = 'https://${vaultName}${environment().suffixes.keyvaultD
 var registrySubscriptionKeyReference = empty(eventsRegistrySubscriptionKey) ? '' : '@Microsoft.KeyVault(SecretUri=${keyVaultSecretsUrl}/${keyVaultSecretNames.subscriptionKey})'
 var registryClientSecretReference = empty(eventsRegistryClientSecret) ? '' : '@Microsoft.KeyVault(SecretUri=${keyVaultSecretsUrl}/${keyVaultSecretNames.clientSecret})'
 
-// The queue endpoint the code sends to with the managed identity (shared/queue.py). Built from the
+// The queue endpoint the code sends to with the managed identity (shared/adapters/queue.py). Built from the
 // cloud's storage suffix, so it is right in every Azure cloud.
 var queueAccountUrl = 'https://${storageName}.queue.${environment().suffixes.storage}'
 
-// The table endpoint of the same account, for the records of idempotent publish (shared/records.py),
+// The table endpoint of the same account, for the records of idempotent publish (shared/adapters/tables.py),
 // also reached with the managed identity.
 var tableAccountUrl = 'https://${storageName}.table.${environment().suffixes.storage}'
 
-// The blob endpoint of the same account, for large events' data (shared/blobs.py), also reached with
+// The blob endpoint of the same account, for large events' data (shared/adapters/blobs.py), also reached with
 // the managed identity (Storage Blob Data Owner on the account, app/rbac.bicep). The same endpoint
 // the host uses for AzureWebJobsStorage (app/api.bicep).
 var blobAccountUrl = 'https://${storageName}.blob.${environment().suffixes.storage}'
@@ -520,7 +520,7 @@ output PUBLISH_ENDPOINT_URL string = '${api.outputs.uri}/events'
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_QUEUE_ACCOUNT_URL string = queueAccountUrl
 output AZURE_QUEUE_NAME string = storage.outputs.queueName
-// What a subscriber passes to shared/claimcheck.py's restore_event as container_url.
+// What a subscriber passes to shared/subscriber.py's restore_event as container_url.
 output AZURE_BLOB_CONTAINER_URL string = '${blobAccountUrl}/${storage.outputs.dataContainerName}'
 output AZURE_FUNCTION_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output AZURE_APPLICATION_INSIGHTS_NAME string = monitoring.outputs.applicationInsightsName

@@ -1,4 +1,4 @@
-"""Fixtures shared by every test layer. Helpers that are not fixtures are in tests/support.py."""
+"""Fixtures shared by every test layer. Helpers that are not fixtures are in tests/support/."""
 
 from __future__ import annotations
 

@@ -114,7 +114,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 }
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_222: POST /events is a public API for event publishers on the internet; every request is authenticated in code with a bearer JWT from a trusted issuer (shared/tokens.py), so the site's public network access stays enabled by design.
+  // checkov:skip=CKV_AZURE_222: POST /events is a public API for event publishers on the internet; every request is authenticated in code with a bearer JWT from a trusted issuer (shared/adapters/tokens.py), so the site's public network access stays enabled by design.
   // checkov:skip=CKV_AZURE_17: client certificates are not the authentication mechanism: publishers present Maskinporten/Altinn bearer tokens, validated in code.
   // checkov:skip=CKV_AZURE_78: ftpsState is not supported on Flex Consumption (a site property Flex rejects); FTP and SCM basic-auth publishing are turned off through basicPublishingCredentialsPolicies below.
   // checkov:skip=CKV_AZURE_212: numberOfWorkers does not apply to Flex Consumption: instances are platform-managed and scale from zero up to functionAppConfig.scaleAndConcurrency.maximumInstanceCount.

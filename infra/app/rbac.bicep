@@ -11,7 +11,7 @@
 // - Storage Queue Data Message Sender on the events queue only: the app adds messages, nothing
 //   else; it can neither read nor delete them, nor touch any other queue.
 // - Storage Table Data Contributor on the account: the records of idempotent publish
-//   (shared/records.py) live in one table per time generation, which the code creates as each
+//   (shared/adapters/tables.py) live in one table per time generation, which the code creates as each
 //   generation begins and the hourly timer function drops once it has expired. Creating, listing
 //   and deleting tables needs an account-level scope: a role on one table cannot create the next.
 //   An entity holds SHA-256 digests of an event identity and its content, a state and a time;

@@ -93,7 +93,7 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
 }
 
 // Large events' data (EVENTS_BLOB_CONTAINER): one blob per claim-checked event, named
-// yyyy/mm/dd/<uuid> by the code (shared/blobs.py). Private: subscribers read with an Entra token and
+// yyyy/mm/dd/<uuid> by the code (shared/adapters/blobs.py). Private: subscribers read with an Entra token and
 // Storage Blob Data Reader on this container (rbac.bicep).
 resource dataContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: blobService

@@ -1,7 +1,7 @@
 """CloudEvents 1.0.2, one module per spec layer: the type system (``attributes``), the event model
 (``event``), the JSON format (``jsonformat``) and the HTTP binding (``http``)."""
 
-from shared.cloudevents.event import CloudEvent, ExtensionProfile, InvalidEvent
+from shared.cloudevents.event import DATA, DATA_BASE64, CloudEvent, ExtensionProfile, InvalidEvent
 from shared.cloudevents.http import ContentMode, binary_members, content_mode, parse_binary
 from shared.cloudevents.jsonformat import (
     batch_element,
@@ -12,6 +12,8 @@ from shared.cloudevents.jsonformat import (
 )
 
 __all__ = [
+    "DATA",
+    "DATA_BASE64",
     "CloudEvent",
     "ContentMode",
     "ExtensionProfile",

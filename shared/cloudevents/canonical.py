@@ -27,8 +27,8 @@ from shared.cloudevents.attributes import (
     canonical_timestamp,
     is_json_media_type,
 )
+from shared.cloudevents.event import DATA, DATA_BASE64
 from shared.cloudevents.jsonformat import JsonFormatError, canonical_json, decode_json
-from shared.model import DATA, DATA_BASE64
 
 #: The first bytes hashed: a later change to these rules gives other digests, never equal ones.
 FORM = b"cloudevents-content/1\n"

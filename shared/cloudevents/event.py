@@ -3,7 +3,7 @@
 Validation never stops at the first problem: every violation is collected, keyed by attribute
 name, so a publisher can fix an event in one round trip. Extension rules (such as Altinn's
 ``resource``) plug in through an ``ExtensionProfile``; this module knows only the core spec, and
-says nothing about how a deployment words the problems it reports (shared/altinn.py does).
+says nothing about how a deployment words the problems it reports (shared/core/altinn.py does).
 """
 
 from __future__ import annotations
@@ -27,9 +27,44 @@ from shared.cloudevents.attributes import (
     is_json_media_type,
     type_name,
 )
-from shared.model import DATA, DATA_BASE64, CloudEvent
 
-__all__ = ["CloudEvent", "ExtensionProfile", "InvalidEvent", "event_from_members"]
+__all__ = [
+    "DATA",
+    "DATA_BASE64",
+    "CloudEvent",
+    "ExtensionProfile",
+    "InvalidEvent",
+    "event_from_members",
+]
+
+#: The members of the JSON format that hold an event's data (the only members that are not
+#: context attributes).
+DATA = "data"
+DATA_BASE64 = "data_base64"
+
+
+@dataclass(frozen=True, slots=True)
+class CloudEvent:
+    """A valid event. ``members`` is the event as received, minus attributes sent as ``null``."""
+
+    members: Mapping[str, Any]
+
+    @property
+    def id(self) -> str:
+        return str(self.members["id"])
+
+    @property
+    def source(self) -> str:
+        return str(self.members["source"])
+
+    @property
+    def type(self) -> str:
+        return str(self.members["type"])
+
+    def attribute(self, name: str) -> Any:
+        """An attribute's value as received, or None when it is not set."""
+        return None if name in (DATA, DATA_BASE64) else self.members.get(name)
+
 
 SPEC_VERSION = "1.0"
 #: The required core attributes, in the order a missing-attributes message lists them.

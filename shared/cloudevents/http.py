@@ -18,7 +18,14 @@ from enum import Enum
 from typing import Any
 
 from shared.cloudevents.attributes import MEDIA_TYPE, is_json_media_type
-from shared.cloudevents.event import ExtensionProfile, InvalidEvent, event_from_members
+from shared.cloudevents.event import (
+    DATA,
+    DATA_BASE64,
+    CloudEvent,
+    ExtensionProfile,
+    InvalidEvent,
+    event_from_members,
+)
 from shared.cloudevents.jsonformat import (
     MAX_DATA_DEPTH,
     JsonFormatError,
@@ -26,7 +33,6 @@ from shared.cloudevents.jsonformat import (
     may_nest_deeper_than,
     nesting_depth_exceeds,
 )
-from shared.model import DATA, DATA_BASE64, CloudEvent
 
 STRUCTURED_JSON = "application/cloudevents+json"
 BATCH_JSON = "application/cloudevents-batch+json"

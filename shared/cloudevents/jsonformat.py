@@ -19,8 +19,14 @@ import jiter
 import orjson
 import rfc8785
 
-from shared.cloudevents.event import ExtensionProfile, InvalidEvent, event_from_members
-from shared.model import DATA, DATA_BASE64, CloudEvent
+from shared.cloudevents.event import (
+    DATA,
+    DATA_BASE64,
+    CloudEvent,
+    ExtensionProfile,
+    InvalidEvent,
+    event_from_members,
+)
 
 #: Deepest nesting accepted inside ``data`` (the event object itself is one level above it).
 MAX_DATA_DEPTH = 64

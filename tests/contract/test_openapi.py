@@ -30,12 +30,13 @@ from devtools.azurite import ROOT
 from devtools.issuer import ADMIN_SCOPE, PUBLISH_SCOPE, DevIssuer
 from devtools.registry import DevRegistry
 from devtools.stack import LocalStack
-from shared import problems
-from shared.altinn import ALTINN_PROFILE
+from shared.app.settings import Settings
 from shared.cloudevents import ContentMode, InvalidEvent, content_mode, parse_structured, serialize
-from shared.problems import ProblemType
-from shared.publish import problem_response, trace_id_of
-from shared.settings import Settings
+from shared.core import problems
+from shared.core.altinn import ALTINN_PROFILE
+from shared.core.pipeline import problem_response
+from shared.core.problems import ProblemType
+from shared.core.tracecontext import trace_id_of
 from tests.support import VALID_EVENT, Served, reset_registry, serve_function
 
 SPEC = ROOT / "docs" / "openapi.yaml"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from shared.settings import QUEUE_NAME_PATTERN, Settings
+from shared.app.settings import QUEUE_NAME_PATTERN, Settings
 from tests.infra.bicep import (
     INFRA,
     MAIN,
@@ -49,7 +49,8 @@ POLICY_TYPE = "Microsoft.Storage/storageAccounts/managementPolicies"
 HOST_CONTAINERS = ("azure-webjobs-hosts", "azure-webjobs-secrets")
 DEPLOYMENT_CONTAINER_PREFIX = "app-package-"
 
-# A queue message lives 7 days unless the sender sets a time-to-live; shared/queue.py sets none.
+# A queue message lives 7 days unless the sender sets a time-to-live; shared/adapters/queue.py
+# sets none.
 QUEUE_MESSAGE_TTL_DAYS = 7
 
 
@@ -172,7 +173,7 @@ def test_blob_retention_days_is_a_parameter_fed_by_azd() -> None:
 def test_retention_covers_the_queue_message_time_to_live() -> None:
     """A subscriber must be able to read the data of every message it can still receive: the
     blob is written just before its message is queued, so it must live at least as long."""
-    queue_code = (REPO / "shared" / "queue.py").read_text(encoding="utf-8")
+    queue_code = (REPO / "shared" / "adapters" / "queue.py").read_text(encoding="utf-8")
     assert "time_to_live" not in queue_code, "messages keep the queue's default time-to-live"
     assert parameter_default("blobRetentionDays") >= QUEUE_MESSAGE_TTL_DAYS
 

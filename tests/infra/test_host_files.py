@@ -14,7 +14,7 @@ import pathspec
 import pytest
 
 from devtools.lock import checkout_files
-from shared.settings import Settings
+from shared.app.settings import Settings
 from tests.infra.bicep import REPO
 
 
@@ -142,7 +142,7 @@ def test_funcignore_keeps_development_files_out_of_the_package(path: str) -> Non
 
 
 @pytest.mark.parametrize(
-    "path", ["function_app.py", "host.json", "requirements.txt", "shared/settings.py"]
+    "path", ["function_app.py", "host.json", "requirements.txt", "shared/app/settings.py"]
 )
 def test_funcignore_keeps_what_the_app_needs(path: str) -> None:
     assert not is_funcignored(path), f".funcignore must not exclude {path}"

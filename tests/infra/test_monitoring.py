@@ -4,7 +4,7 @@ parsed templates (pycep-parser, as in test_templates.py).
 What they must say, and why: docs/deploy.md ("Telemetry") and docs/operations.md. The worker's
 settings follow the Functions OpenTelemetry how-to and the Python worker's code (it configures
 Azure Monitor itself only with PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY); the alert and workbook
-queries name the metrics shared/telemetry.py records.
+queries name the metrics shared/app/telemetry.py records.
 """
 
 from __future__ import annotations

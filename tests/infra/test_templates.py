@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from shared.settings import TABLE_PREFIX_PATTERN, Settings
+from shared.app.settings import TABLE_PREFIX_PATTERN, Settings
 from tests.infra.bicep import (
     INFRA,
     MAIN,

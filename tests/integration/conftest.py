@@ -14,8 +14,8 @@ import pytest
 from devtools.invocation import DevContext
 from devtools.issuer import DevIssuer
 from devtools.registry import DevRegistry
-from shared.registry import ResourceRegistryClient
-from shared.runtime import close_current_runtime
+from shared.adapters.registry import ResourceRegistryClient
+from shared.app.runtime import close_current_runtime
 from tests.support import body_of
 
 

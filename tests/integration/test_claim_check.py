@@ -1,7 +1,7 @@
-"""Large events (DESIGN.md, "Large events (claim check)") through the real function handler, with
+"""Large events (docs/contract.md, "Large events") through the real function handler, with
 the data in Azurite's blob service: the sizes around the queue's limit and the event limit, every
 content mode, a publisher's own ``dataref``, replays, no blob service, a blob service that is
-down, and reading the events back with shared/claimcheck.py."""
+down, and reading the events back with shared/subscriber.py."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from azure.storage.blob import ContainerClient
 
 from devtools.azurite import Azurite
 from devtools.stack import LocalStack
-from shared.claimcheck import FORM_METADATA, restore_event
+from shared.adapters.queue import MAX_EVENT_BYTES
 from shared.cloudevents.jsonformat import encode_compact
-from shared.queue import MAX_EVENT_BYTES
+from shared.subscriber import FORM_METADATA, restore_event
 from tests.integration.conftest import Post, problem_of
 from tests.support import VALID_EVENT, QueueReader
 

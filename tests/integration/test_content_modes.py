@@ -1,5 +1,5 @@
 """Binary mode and batches through the real function handler, against Azurite, the dev issuer and
-the dev registry (DESIGN.md: "Content modes", "Binary mode", "Batch mode")."""
+the dev registry (docs/contract.md: "Content modes", "Batches")."""
 
 from __future__ import annotations
 

@@ -15,7 +15,11 @@ import pytest
 from devtools.azurite import Azurite
 from devtools.issuer import ADMIN_SCOPE, PUBLISH_SCOPE, DevIssuer
 from devtools.registry import DevRegistry, publish_rule
-from shared.idempotency import (
+from shared.adapters.identity import ManagedIdentity
+from shared.adapters.tables import TableStorage
+from shared.app.runtime import current_runtime, record_tables
+from shared.app.settings import Settings
+from shared.core.idempotency import (
     FINGERPRINT_MARK,
     Claim,
     Content,
@@ -23,11 +27,7 @@ from shared.idempotency import (
     Polls,
     UncertainClaim,
 )
-from shared.identity import ManagedIdentity
-from shared.model import Reservation
-from shared.records import TableStorage
-from shared.runtime import current_runtime
-from shared.settings import Settings
+from shared.core.model import Reservation
 from tests.integration.conftest import Post, problem_of, registered_functions
 from tests.support import VALID_EVENT, QueueReader
 from tests.support.faults import Fault, FaultProxy, through_proxy
@@ -171,7 +171,7 @@ def records_over(tables: TableStorage, clock: ManualClock) -> IdempotentRecords:
 @pytest.fixture
 async def records(function_env: dict[str, str], clock: ManualClock) -> Any:
     store = records_over(
-        TableStorage.from_settings(Settings(), ManagedIdentity()),  # type: ignore[call-arg]
+        record_tables(Settings(), ManagedIdentity()),  # type: ignore[call-arg]
         clock,
     )
     yield store
@@ -272,7 +272,7 @@ async def proxied(
     with FaultProxy(upstream.rsplit("/", 1)[0]) as proxy:
         monkeypatch.setenv("EVENTS_QUEUE_CONNECTION", through_proxy(connection, "table", proxy))
         settings = Settings()  # type: ignore[call-arg]
-        store = records_over(TableStorage.from_settings(settings, ManagedIdentity()), clock)
+        store = records_over(record_tables(settings, ManagedIdentity()), clock)
         yield store, proxy
         proxy.release()
         await store.close()

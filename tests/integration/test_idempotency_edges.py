@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from devtools.issuer import DevIssuer
-from shared.runtime import current_runtime
+from shared.app.runtime import current_runtime
 from tests.integration.conftest import Post, problem_of
 from tests.support import VALID_EVENT, QueueReader
 from tests.support.faults import Fault, FaultProxy, through_proxy

@@ -17,9 +17,9 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 from devtools.azurite import Azurite
 from devtools.issuer import DevIssuer
 from devtools.tls import LocalTls, make_local_tls
-from shared.publish import PublishRequest, PublishResponse
-from shared.runtime import Runtime
-from shared.settings import Settings
+from shared.app.runtime import Runtime
+from shared.app.settings import Settings
+from shared.core.pipeline import PublishRequest, PublishResponse
 from tests.support import VALID_EVENT, body_of
 
 TENANT_ISSUER = "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/"

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from devtools.registry import DevRegistry, publish_rule
-from shared.model import CacheOutcome, Lookup
-from shared.ports import RegistryUnavailable, TooManyLookups
-from shared.registry import ResourceRegistryClient
-from shared.registry_cache import (
+from shared.adapters.registry import ResourceRegistryClient
+from shared.core.model import CacheOutcome, Lookup
+from shared.core.ports import RegistryUnavailable, TooManyLookups
+from shared.core.registry_cache import (
     FAILURE_BACKOFF_SECONDS,
     REFRESH_AHEAD_FRACTION,
     SUMMARY_INTERVAL_SECONDS,

@@ -10,10 +10,10 @@ import pytest
 from devtools.azurite import free_port
 from devtools.registry import DevRegistry, publish_rule
 from devtools.servers import BackgroundServer, bind_loopback
-from shared.model import ACTION_ID, Attribute, PolicyRule
-from shared.ports import RegistryUnavailable
-from shared.registry import ResourceRegistryClient
-from shared.registry_credentials import SUBSCRIPTION_KEY_HEADER, SubscriptionKey
+from shared.adapters.registry import ResourceRegistryClient
+from shared.adapters.registry_credentials import SUBSCRIPTION_KEY_HEADER, SubscriptionKey
+from shared.core.model import ACTION_ID, Attribute, PolicyRule
+from shared.core.ports import RegistryUnavailable
 
 
 async def test_rules_of_a_registered_resource(registry_client: ResourceRegistryClient) -> None:

@@ -17,10 +17,10 @@ from devtools.issuer import DevIssuer
 from devtools.registry import DevRegistry
 from devtools.servers import BackgroundServer, bind_loopback
 from devtools.tls import LocalTls, make_local_tls
-from shared.publish import PublishRequest, PublishResponse
-from shared.registry_credentials import SUBSCRIPTION_KEY_HEADER
-from shared.runtime import Runtime
-from shared.settings import Settings
+from shared.adapters.registry_credentials import SUBSCRIPTION_KEY_HEADER
+from shared.app.runtime import Runtime
+from shared.app.settings import Settings
+from shared.core.pipeline import PublishRequest, PublishResponse
 from tests.integration.conftest import Post, problem_of
 from tests.support import VALID_EVENT, Clock, QueueReader, body_of
 

@@ -9,9 +9,9 @@ import aiohttp
 import pytest
 
 from devtools.issuer import DevIssuer, SigningKey
-from shared.oidc import KEY_SET_MAX_AGE, UNKNOWN_KID_REFRESH_INTERVAL, OidcSigningKeys
-from shared.ports import InvalidToken, KeysUnavailable
-from shared.tokens import TokenVerifier
+from shared.adapters.oidc import KEY_SET_MAX_AGE, UNKNOWN_KID_REFRESH_INTERVAL, OidcSigningKeys
+from shared.adapters.tokens import TokenVerifier
+from shared.core.ports import InvalidToken, KeysUnavailable
 from tests.support import Clock
 
 

@@ -1,4 +1,4 @@
-"""Trace context (DESIGN.md, "Trace context") through the real function handler, Azurite, the
+"""Trace context (docs/contract.md, "Trace context") through the real function handler, Azurite, the
 dev issuer and the dev registry: the queued event carries the distributed-tracing extension,
 naming its publish span, in the caller's trace; and with an OpenTelemetry SDK configured, that
 span is one that was recorded, with its steps as children."""
@@ -19,10 +19,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from devtools.invocation import DevContext, DevTraceContext
 from devtools.issuer import DevIssuer
-from shared.publish import PublishRequest
-from shared.runtime import Runtime
-from shared.settings import Settings
-from shared.telemetry import OpenTelemetry, parse_traceparent
+from shared.app.runtime import Runtime
+from shared.app.settings import Settings
+from shared.app.telemetry import OpenTelemetry
+from shared.core.pipeline import PublishRequest
+from shared.core.tracecontext import parse_traceparent
 from tests.integration.conftest import Post, problem_of, registered_functions
 from tests.support import VALID_EVENT, QueueReader, body_of
 

@@ -13,7 +13,7 @@ import azure.functions as func
 import hypothesis
 from hypothesis import HealthCheck, settings
 
-from shared.runtime import close_current_runtime
+from shared.app.runtime import close_current_runtime
 from tests.integration.conftest import publish_function
 from tests.support import QueueReader, sorted_events
 

@@ -11,9 +11,9 @@ import subprocess
 import sys
 
 from devtools.azurite import ROOT
-from shared.model import PolicyRule
-from shared.ports import RegistryUnavailable
-from shared.registry_cache import MAX_FAILURE_RECORDS, CachedPolicyRules
+from shared.core.model import PolicyRule
+from shared.core.ports import RegistryUnavailable
+from shared.core.registry_cache import MAX_FAILURE_RECORDS, CachedPolicyRules
 from tests.support import Clock
 
 

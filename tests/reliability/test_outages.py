@@ -19,7 +19,7 @@ import pytest
 
 from devtools.azurite import Azurite
 from devtools.issuer import DevIssuer
-from shared.runtime import close_current_runtime
+from shared.app.runtime import close_current_runtime
 from tests.integration.conftest import publish_function
 from tests.support import VALID_EVENT, QueueReader, body_of
 

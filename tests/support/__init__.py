@@ -16,7 +16,7 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
 from devtools.registry import DevRegistry, publish_rule
 from devtools.stack import FunctionProcess, LocalStack
-from shared.telemetry import parse_traceparent
+from shared.core.tracecontext import parse_traceparent
 
 VALID_EVENT: dict[str, Any] = {
     "specversion": "1.0",
@@ -79,7 +79,7 @@ class QueueReader:
     def drain(self, *, keep_trace: bool = False) -> list[dict[str, Any]]:
         """Every message on the queue, oldest first, decoded from Base64 JSON; removes them.
 
-        Every queued event carries a valid W3C ``traceparent`` (DESIGN.md, "Trace context"):
+        Every queued event carries a valid W3C ``traceparent`` (docs/contract.md, "Trace context"):
         checked here for every message any test reads. Unless ``keep_trace``, the trace context
         is then taken out (into ``traces``), so that an event compares equal to the one sent.
         """

@@ -1,5 +1,5 @@
 """In-memory stores on the same core as production: ``MemoryTables`` is a ``RecordTables``
-(shared/ports.py) over dictionaries, ``MemoryQueue`` an ``EventSink``. Both can put every
+(shared/core/ports.py) over dictionaries, ``MemoryQueue`` an ``EventSink``. Both can put every
 operation through a ``Gate``, where it waits until the test decides what happens to it: carried
 out and answered, carried out with its answer lost, or not carried out at all. With a
 ManualClock (tests/support/timing.py) that makes every interleaving of claims, sends, lost
@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.model import Record, RecordState, Stored
-from shared.ports import QueueUnavailable, RecordChanged, RecordExists, RecordsUnavailable
+from shared.core.model import Record, RecordState, Stored
+from shared.core.ports import QueueUnavailable, RecordChanged, RecordExists, RecordsUnavailable
 
 
 @dataclass

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from devtools.stack import LocalStack
-from shared.publish import PublishRequest
-from shared.runtime import Runtime
-from shared.settings import Settings
+from shared.app.runtime import Runtime
+from shared.app.settings import Settings
+from shared.core.pipeline import PublishRequest
 from tests.support.faults import FaultProxy, Seen, through_proxy
 
 BATCH = "application/cloudevents-batch+json"

@@ -1,5 +1,5 @@
-"""A ``Clock`` (shared/ports.py) that a test moves by hand: ``advance(seconds)`` runs every timer
-due by then, in order, so that timeouts, polls and leases happen exactly when the test says,
+"""A ``Clock`` (shared/core/ports.py) that a test moves by hand: ``advance(seconds)`` runs every
+timer due by then, in order, so that timeouts, polls and leases happen exactly when the test says,
 without sleeping. The event loop still has to run for the woken tasks to go on."""
 
 from __future__ import annotations

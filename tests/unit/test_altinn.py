@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.altinn import check_resource, registry_identifier
+from shared.core.altinn import check_resource, registry_identifier
 
 
 @pytest.mark.parametrize(

@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from shared.altinn import ALTINN_PROFILE
-from shared.authorization import permits_publish, resource_attributes, subject_attributes
+from shared.adapters.registry import parse_rules
+from shared.adapters.tokens import publisher_from_claims
 from shared.cloudevents import CloudEvent, parse_structured
-from shared.model import ACTION_ID, Attribute, PolicyRule, Publisher
-from shared.registry import parse_rules
-from shared.tokens import publisher_from_claims
+from shared.core.altinn import ALTINN_PROFILE
+from shared.core.authorization import permits_publish, resource_attributes, subject_attributes
+from shared.core.model import ACTION_ID, Attribute, PolicyRule, Publisher
 from tests.support import VALID_EVENT, body_of
 
 ORG = "urn:altinn:org"

@@ -10,12 +10,20 @@ import json
 from typing import Any
 
 from devtools.issuer import DevIssuer
-from shared import problems
-from shared.batch import BatchOutcome
-from shared.model import ACTION_ID, REPLAYED, Attribute, CacheOutcome, Lookup, PolicyRule
-from shared.oidc import KeySet, StaticSigningKeys
-from shared.publish import MAX_SENDS_IN_FLIGHT, PublishPipeline, PublishRequest
-from shared.tokens import TokenVerifier
+from shared.adapters.oidc import KeySet, StaticSigningKeys
+from shared.adapters.tokens import TokenVerifier
+from shared.core import problems
+from shared.core.batch import MAX_SENDS_IN_FLIGHT, BatchOutcome
+from shared.core.model import (
+    ACTION_ID,
+    PUBLISHED,
+    REPLAYED,
+    Attribute,
+    CacheOutcome,
+    Lookup,
+    PolicyRule,
+)
+from shared.core.pipeline import Limits, Ports, PublishPipeline, PublishRequest
 from tests.support import VALID_EVENT
 
 ISSUER = "https://issuer.example/"
@@ -63,16 +71,12 @@ class CountingSink:
 
 def pipeline(sink: CountingSink, issuer: DevIssuer, *, budget: float = 3.0) -> PublishPipeline:
     keys = StaticSigningKeys({ISSUER: KeySet([issuer.current_key.public_jwk()])})
+    verifier = TokenVerifier(
+        trusted_issuers=(ISSUER,), keys=keys, audience=None, clock_skew_seconds=10
+    )
     return PublishPipeline(
-        verifier=TokenVerifier(
-            trusted_issuers=(ISSUER,), keys=keys, audience=None, clock_skew_seconds=10
-        ),
-        rules=Rules(),
-        sink=sink,
-        publish_scope="altinn:events.publish",
-        admin_scope="altinn:events.publish.admin",
-        max_body_bytes=1024 * 1024,
-        queue_timeout_seconds=budget,
+        Ports(verifier=verifier, rules=Rules(), sink=sink),
+        Limits(max_body_bytes=1024 * 1024, queue_timeout_seconds=budget),
     )
 
 
@@ -110,7 +114,7 @@ async def test_at_most_max_sends_in_flight_and_every_event_sent_once() -> None:
 
 async def test_sends_still_open_when_the_budget_runs_out_are_503_and_go_on() -> None:
     """The answer stops waiting at the deadline; the sends do not stop: each one ends with a
-    definite outcome (shared/delivery.py), here stored once the queue answers. The elements
+    definite outcome (shared/core/delivery.py), here stored once the queue answers. The elements
     whose turn came after a send had failed were never sent: 503, and nothing queued."""
     issuer = DevIssuer(ISSUER)
     release = asyncio.Event()
@@ -152,7 +156,12 @@ async def test_each_send_has_its_own_budget_from_when_it_starts() -> None:
 def test_outcome_body_and_headers() -> None:
     outcome = BatchOutcome.of(
         [{"id": "a"}, {"id": 5}, "x", {"id": "r"}],
-        [None, problems.queue_unavailable(), problems.invalid_event({"id": ("bad",)}), REPLAYED],
+        [
+            PUBLISHED,
+            problems.queue_unavailable(),
+            problems.invalid_event({"id": ("bad",)}),
+            REPLAYED,
+        ],
     )
     assert outcome.status == 207
     assert outcome.headers() == {"Content-Type": "application/json", "Retry-After": "5"}

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from shared.altinn import ALTINN_PROFILE, reference_errors
 from shared.cloudevents import InvalidEvent, parse_binary, parse_structured, serialize
 from shared.cloudevents.http import MAX_HEADER_VALUE_CHARACTERS, decode_header_value
+from shared.core.altinn import ALTINN_PROFILE, reference_errors
 from tests.support import VALID_EVENT
 
 HEADERS: dict[str, str] = {

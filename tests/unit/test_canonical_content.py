@@ -13,11 +13,11 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.altinn import ALTINN_PROFILE
 from shared.cloudevents import parse_binary, parse_structured
 from shared.cloudevents.attributes import canonical_media_type, canonical_timestamp
 from shared.cloudevents.canonical import content_digest
 from shared.cloudevents.jsonformat import canonical_json, decode_json, encode_compact
+from shared.core.altinn import ALTINN_PROFILE
 from tests.support import VALID_EVENT, body_of
 
 EXACT = 2**53 - 1

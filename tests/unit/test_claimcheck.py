@@ -1,5 +1,6 @@
-"""The claim check's pure half (shared/claimcheck.py): the data's exact bytes, the queued members,
-and reading them back, for every kind of data an event can carry."""
+"""The claim check's pure halves (shared/core/claimcheck.py, shared/subscriber.py): the data's
+exact bytes, the queued members, and reading them back, for every kind of data an event can
+carry; and the subscriber's copy of the format kept in step with the CloudEvents layer's."""
 
 from __future__ import annotations
 
@@ -11,16 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.claimcheck import (
-    DATAREF,
-    claim_checked,
-    read_message,
-    restore_event,
-    restored,
-    stored_data,
-    with_reference,
-)
 from shared.cloudevents.jsonformat import encode_compact
+from shared.core.claimcheck import stored_data, with_reference
+from shared.subscriber import DATAREF, claim_checked, read_message, restore_event, restored
 
 CONTAINER = "https://account.blob.core.windows.net/events-data"
 ATTRIBUTES = {"specversion": "1.0", "id": "1", "source": "https://x.example", "type": "t"}
@@ -129,3 +123,18 @@ def test_a_message_is_json_or_base64_of_json() -> None:
 def test_an_unknown_form_is_an_error_not_a_guess() -> None:
     with pytest.raises(ValueError, match="cedataform"):
         restored({**ATTRIBUTES, DATAREF: f"{CONTAINER}/x"}, b"x", "data_hex")
+
+
+def test_the_subscribers_copy_of_the_format_is_the_cloudevents_layers() -> None:
+    """shared/subscriber.py needs only the standard library, so it names the JSON format's data
+    members and its JSON media types itself: the same as the CloudEvents layer's."""
+    from shared import subscriber
+    from shared.cloudevents import DATA, DATA_BASE64
+    from shared.cloudevents.attributes import is_json_media_type
+
+    assert (subscriber.DATA, subscriber.DATA_BASE64) == (DATA, DATA_BASE64)
+    kinds = [None, "application/json", "text/json", "application/cloudevents+json", "TEXT/JSON"]
+    kinds += ["text/plain", "application/octet-stream", "application/json; charset=utf-8", ""]
+    kinds += ["application/jsonx", "application/x+json ;a=b", "json"]
+    for kind in kinds:
+        assert subscriber.is_json_media_type(kind) == is_json_media_type(kind), kind

@@ -1,4 +1,5 @@
-"""Which content mode a request is in, from Content-Type and ce-specversion (DESIGN.md's table)."""
+"""Which content mode a request is in, from Content-Type and ce-specversion (docs/contract.md,
+"Content modes")."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ CASES: list[tuple[str | None, list[str], ContentMode]] = [
     # A17: plain JSON without ce- headers is read as a structured event
     ("application/json", [], ContentMode.STRUCTURED),
     ("application/json; charset=utf-8", ["authorization"], ContentMode.STRUCTURED),
-    # DESIGN.md, content modes: ce-specversion with any other type (or none) is binary mode
+    # docs/contract.md, content modes: ce-specversion with any other type (or none) is binary mode
     ("application/json", ["CE-SPECVERSION", "ce-source"], ContentMode.BINARY),
     ("text/plain", ["Ce-Specversion"], ContentMode.BINARY),
     ("application/octet-stream", ["ce-specversion"], ContentMode.BINARY),

@@ -1,4 +1,4 @@
-"""shared/timing.py's Deadline: waiting for a send within a budget without ever cancelling it.
+"""shared/core/timing.py's Deadline: waiting for a send within a budget without ever cancelling it.
 
 The sends here are futures this test settles itself, so that nothing depends on timing but the
 deadline: a budget of 0.01 s against a send that is never settled until the test says so."""
@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 
-from shared.timing import Deadline
+from shared.core.timing import Deadline
 
 
 async def test_a_send_settled_in_time_is_waited_for() -> None:

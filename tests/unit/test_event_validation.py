@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from shared.altinn import ALTINN_PROFILE, reference_errors
 from shared.cloudevents import CloudEvent, InvalidEvent, parse_structured, serialize
 from shared.cloudevents.attributes import check_string_characters
 from shared.cloudevents.jsonformat import canonical
+from shared.core.altinn import ALTINN_PROFILE, reference_errors
 from tests.support import VALID_EVENT, body_of
 
 MISSING = object()  # marks an attribute to delete

@@ -1,5 +1,5 @@
-"""The decisions of idempotent publish (shared/idempotency.py) against the in-memory store and a
-clock moved by hand: the states of a record, the lease, the window and its generations, what a
+"""The decisions of idempotent publish (shared/core/idempotency.py) against the in-memory store
+and a clock moved by hand: the states of a record, the lease, the window and its generations, what a
 claim that finds a record decides, claims whose answer was lost, and records written before the
 canonical content. Milliseconds each, no I/O."""
 
@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from shared.idempotency import (
+from shared.cloudevents import CloudEvent
+from shared.core.idempotency import (
     FINGERPRINT_MARK,
     LEGACY_LEASE_SECONDS,
     Claim,
@@ -19,10 +20,9 @@ from shared.idempotency import (
     Polls,
     UncertainClaim,
     content_of,
-    publisher_identity,
     record_key,
 )
-from shared.model import CloudEvent, Publisher, Record, RecordState, Reservation
+from shared.core.model import Publisher, Record, RecordState, Reservation
 from tests.support.memory import Gate, MemoryTables
 from tests.support.timing import ManualClock
 
@@ -260,7 +260,7 @@ async def test_an_earlier_try_of_the_same_claim_is_recognised(
     tables.do_delete(table, KEY, stored.etag)
     mine = Record(A.fingerprint, RecordState.RESERVED, clock.now, clock.now + LEASE, "owner")
     tables.do_insert(table, KEY, mine)
-    import shared.idempotency as idempotency
+    import shared.core.idempotency as idempotency
 
     original = idempotency.secrets.token_hex
     idempotency.secrets.token_hex = lambda _: "owner"  # type: ignore[assignment]
@@ -365,7 +365,7 @@ def publisher(**claims: Any) -> Publisher:
 
 
 def test_the_org_code_is_compared_in_lower_case() -> None:
-    assert publisher_identity(publisher(org="TTD")) == publisher_identity(publisher(org="ttd"))
+    assert publisher(org="TTD").identity == publisher(org="ttd").identity
     assert record_key(publisher(org="TTD"), event()) == record_key(publisher(org="ttd"), event())
 
 

@@ -1,7 +1,7 @@
 """Idempotent publish under every interleaving hypothesis finds: a stateful test of the real
-pipeline (shared/publish.py, shared/delivery.py, shared/idempotency.py) over the in-memory
-stores, where every table call and every send waits at a gate until the test decides its fate
-(answered, carried out with its answer lost, or not carried out), on a clock the test moves
+pipeline (shared/core/pipeline.py, shared/core/delivery.py, shared/core/idempotency.py) over the
+in-memory stores, where every table call and every send waits at a gate until the test decides its
+fate (answered, carried out with its answer lost, or not carried out), on a clock the test moves
 across generation boundaries, with processes that die at any moment.
 
 Invariants, after every step (docs/idempotency.md states them as the contract):
@@ -27,10 +27,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from shared.idempotency import Claim, IdempotentRecords, UncertainClaim
-from shared.model import ACTION_ID, Attribute, CacheOutcome, Lookup, PolicyRule, Publisher
-from shared.publish import PublishPipeline, PublishRequest
-from shared.telemetry import NoTelemetry
+from shared.core.idempotency import Claim, IdempotentRecords, UncertainClaim
+from shared.core.model import ACTION_ID, Attribute, CacheOutcome, Lookup, PolicyRule, Publisher
+from shared.core.pipeline import Limits, Ports, PublishPipeline, PublishRequest
+from shared.core.telemetry import NoTelemetry
 from tests.support.memory import CALLER, Gate, MemoryQueue, MemoryTables, Operation
 from tests.support.timing import ManualClock
 
@@ -144,15 +144,8 @@ class IdempotencyMachine(RuleBasedStateMachine):
             clock=self.clock,
         )
         pipeline = PublishPipeline(
-            verifier=Verifier(),
-            rules=Rules(),
-            sink=self.queue,
-            publish_scope="altinn:events.publish",
-            admin_scope="altinn:events.publish.admin",
-            max_body_bytes=1024 * 1024,
-            queue_timeout_seconds=BUDGET,
-            records=records,
-            records_required=self.required,
+            Ports(verifier=Verifier(), rules=Rules(), sink=self.queue, records=records),
+            Limits(queue_timeout_seconds=BUDGET, records_required=self.required),
             telemetry=NoTelemetry(),
             clock=self.clock,
         )

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from shared import problems
-from shared.problems import ProblemType
-from shared.publish import trace_id_of
+from shared.core import problems
+from shared.core.problems import ProblemType
+from shared.core.tracecontext import trace_id_of
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
 

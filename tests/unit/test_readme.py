@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from shared.settings import Settings
+from shared.app.settings import Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -30,10 +30,11 @@ def test_the_layout_lists_every_module_and_test_layer() -> None:
     root = README.parent
     listed = layout()
     modules = [
-        path.relative_to(root / "shared").as_posix()
-        for path in (root / "shared").glob("*.py")
-        if path.name != "__init__.py"
+        path.name for path in (root / "shared").rglob("*.py") if path.name != "__init__.py"
     ] + [path.name for path in (root / "devtools").glob("*.py") if path.name != "__init__.py"]
+    modules += [
+        f"{path.name}/" for path in (root / "shared").iterdir() if (path / "__init__.py").exists()
+    ]
     layers = [
         path.name
         for path in (root / "tests").iterdir()

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared.model import Attribute, PolicyRule
-from shared.ports import TooManyLookups
-from shared.registry_cache import RULES_PER_ENTRY, CachedPolicyRules, LookupBudget
+from shared.core.model import Attribute, PolicyRule
+from shared.core.ports import TooManyLookups
+from shared.core.registry_cache import RULES_PER_ENTRY, CachedPolicyRules, LookupBudget
 from tests.support import Clock
 
 RULE = PolicyRule(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from shared.settings import Settings, describe_settings_error, unchecked_audience_warning
+from shared.app.settings import Settings, describe_settings_error, unchecked_audience_warning
 
 REQUIRED = {
     "EVENTS_TRUSTED_ISSUERS": "https://platform.altinn.no/authentication/api/v1/openid/",

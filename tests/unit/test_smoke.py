@@ -13,7 +13,7 @@ from email.message import Message
 import pytest
 
 from deploy import smoke
-from shared.problems import ProblemType
+from shared.core.problems import ProblemType
 
 URL = "https://func-events.azurewebsites.net/events"
 

@@ -1,6 +1,6 @@
-"""shared/telemetry.py on its own: W3C ids with and without an SDK, and the metrics' shape
-(OpenTelemetry's in-memory reader and exporter; the pipeline's spans are checked through the
-handler in tests/integration/test_trace_context.py)."""
+"""Telemetry on its own (shared/core/telemetry.py, shared/app/telemetry.py): W3C ids with and
+without an SDK, and the metrics' shape (OpenTelemetry's in-memory reader and exporter; the
+pipeline's spans are checked through the handler in tests/integration/test_trace_context.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from shared.telemetry import NoTelemetry, OpenTelemetry, Parent, parse_traceparent, telemetry_for
+from shared.app.telemetry import OpenTelemetry, telemetry_for
+from shared.core.telemetry import NoTelemetry
+from shared.core.tracecontext import Parent, parse_traceparent
 
 CALLER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -116,7 +118,7 @@ _DEV_HOST_TELEMETRY = """
 import io, sys
 from contextlib import redirect_stdout
 from devtools.devhost import configure_console_telemetry
-from shared.telemetry import telemetry_for
+from shared.app.telemetry import telemetry_for
 from opentelemetry import trace
 printed = io.StringIO()
 with redirect_stdout(printed):

@@ -16,10 +16,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devtools.issuer import ADMIN_SCOPE, PUBLISH_SCOPE, DevIssuer, SigningKey
-from shared.model import Publisher
-from shared.oidc import KeySet, StaticSigningKeys
-from shared.ports import InvalidToken, KeysUnavailable, MissingToken
-from shared.tokens import TokenVerifier
+from shared.adapters.oidc import KeySet, StaticSigningKeys
+from shared.adapters.tokens import TokenVerifier
+from shared.core.model import Publisher
+from shared.core.ports import InvalidToken, KeysUnavailable, MissingToken
 
 ISSUER = "https://issuer.example/authentication/api/v1/openid/"
 
@@ -375,9 +375,9 @@ async def test_failures_are_never_remembered(issuer: DevIssuer) -> None:
 async def test_remembered_tokens_are_bounded(
     issuer: DevIssuer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import shared.tokens
+    import shared.adapters.tokens
 
-    monkeypatch.setattr(shared.tokens, "VERIFIED_TOKEN_CACHE_SIZE", 3)
+    monkeypatch.setattr(shared.adapters.tokens, "VERIFIED_TOKEN_CACHE_SIZE", 3)
     verifier, keys, _ = remembering_verifier(issuer)
     tokens = [issuer.mint(jti=str(n)) for n in range(5)]
     for token in tokens:

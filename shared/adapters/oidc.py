@@ -20,8 +20,9 @@ import aiohttp
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from shared.ports import InvalidToken, KeysUnavailable
-from shared.settings import require_https_unless_loopback
+from shared.adapters.common import shown
+from shared.core.ports import InvalidToken, KeysUnavailable
+from shared.core.urls import require_https_unless_loopback
 
 log = logging.getLogger("events.tokens")
 
@@ -34,14 +35,6 @@ KEY_SET_MAX_AGE = 3600.0
 #: After a failed first fetch, further requests fail fast for this long before trying again.
 COLD_RETRY_INTERVAL = 5.0
 FETCH_TIMEOUT_SECONDS = 5.0
-#: At most this much of an attacker-chosen ``kid`` is echoed.
-MAX_SHOWN_CHARACTERS = 64
-
-
-def shown(value: object) -> str:
-    """An attacker-chosen value as it may appear in an answer or a log: quoted, and cut short."""
-    text = repr(value)
-    return text if len(text) <= MAX_SHOWN_CHARACTERS else text[: MAX_SHOWN_CHARACTERS - 1] + "…"
 
 
 def _compatible(jwk: Mapping[str, Any], algorithm: str) -> bool:

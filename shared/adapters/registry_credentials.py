@@ -17,12 +17,10 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from shared.ports import RegistryCredentials, RegistryUnavailable
+from shared.core.ports import RegistryCredentials, RegistryUnavailable
 
 if TYPE_CHECKING:
     import requests
-
-    from shared.settings import Settings
 
 SUBSCRIPTION_KEY_HEADER = "Ocp-Apim-Subscription-Key"
 #: Get a new token this long before the current one expires (or at half its life if shorter).
@@ -173,33 +171,43 @@ def managed_identity_acquirer(
     return acquire
 
 
-def credentials_from_settings(
-    settings: Settings, *, http_client: requests.Session | None = None
+def registry_credentials(
+    *,
+    subscription_key: str | None,
+    token_scope: str | None,
+    client_id: str | None,
+    client_secret: str | None,
+    authority: str | None,
+    timeout_seconds: float,
+    http_client: requests.Session | None = None,
 ) -> RegistryCredentials:
+    """The credentials the registry's settings name: a subscription key, a bearer token for
+    ``token_scope`` (client credentials with a secret, else the managed identity), both, or
+    none."""
     parts: list[RegistryCredentials] = []
-    if settings.registry_subscription_key is not None:
-        parts.append(SubscriptionKey(settings.registry_subscription_key.get_secret_value()))
-    if settings.registry_token_scope:
+    if subscription_key is not None:
+        parts.append(SubscriptionKey(subscription_key))
+    if token_scope:
         session = http_client or default_http_client()
-        if settings.registry_client_secret is not None:
-            assert settings.registry_client_id
-            assert settings.registry_authority
+        if client_secret is not None:
+            assert client_id
+            assert authority
             acquire = confidential_client_acquirer(
-                client_id=settings.registry_client_id,
-                client_secret=settings.registry_client_secret.get_secret_value(),
-                authority=settings.registry_authority,
-                scope=settings.registry_token_scope,
+                client_id=client_id,
+                client_secret=client_secret,
+                authority=authority,
+                scope=token_scope,
                 http_client=session,
             )
         else:
             # A user-assigned identity is named by EVENTS_REGISTRY_CLIENT_ID, else by
             # AZURE_CLIENT_ID (what azure-identity reads, and what infra/ sets for the app).
             acquire = managed_identity_acquirer(
-                scope=settings.registry_token_scope,
-                client_id=settings.registry_client_id or os.environ.get("AZURE_CLIENT_ID") or None,
+                scope=token_scope,
+                client_id=client_id or os.environ.get("AZURE_CLIENT_ID") or None,
                 http_client=session,
             )
-        parts.append(BearerToken(acquire, timeout_seconds=settings.registry_timeout_seconds))
+        parts.append(BearerToken(acquire, timeout_seconds=timeout_seconds))
     if not parts:
         return NoCredentials()
     return parts[0] if len(parts) == 1 else CombinedCredentials(*parts)

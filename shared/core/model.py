@@ -1,21 +1,19 @@
 """The product's values: who publishes, what a resource's policy allows, how its rules were found,
-and the event. Frozen dataclasses with no behaviour beyond reading themselves.
+what a publish ended in, and what is recorded of an event's identity. Frozen dataclasses with no
+behaviour beyond reading themselves (the event itself is the CloudEvents layer's:
+shared/cloudevents/event.py).
 
-This module imports nothing of the project and no third-party package: the core (authorization,
-the pipeline) and every adapter build on it, never the other way round.
+This module imports nothing of the project and no third-party package: the rest of the core and
+every adapter build on it, never the other way round.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
 
 #: The XACML attribute that names a rule's action (``publish``, ``subscribe``, ...).
 ACTION_ID = "urn:oasis:names:tc:xacml:1.0:action:action-id"
-DATA = "data"
-DATA_BASE64 = "data_base64"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +36,25 @@ class Publisher:
         return scope in self.scopes
 
     @property
+    def organisation(self) -> str | None:
+        """The organisation the token speaks for: its org code, else its organisation number
+        (Altinn's claim, else Maskinporten's ``consumer``)."""
+        return self.org or self.org_number or self.consumer_org_number
+
+    @property
     def label(self) -> str:
-        """A stable, non-secret name: the org code, else the org number, else the subject."""
-        return self.org or self.org_number or self.consumer_org_number or self.subject or "?"
+        """A short, non-secret name (the log line, the lookup budget): the organisation, else
+        the subject."""
+        return self.organisation or self.subject or "?"
+
+    @property
+    def identity(self) -> str:
+        """The publisher of idempotent publish: the organisation, its code in lower case
+        (``TTD`` and ``ttd`` are one, as authorization compares them), else issuer and subject
+        (the same subject at two issuers is two publishers)."""
+        if self.org:
+            return self.org.lower()
+        return self.organisation or f"{self.issuer}\x1f{self.subject or ''}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +90,16 @@ class Lookup:
     outcome: CacheOutcome
 
 
-class Replayed:
-    """The outcome of publishing an event published before with the same content: 200,
-    nothing queued (idempotent publish)."""
+@dataclass(frozen=True, slots=True)
+class Published:
+    """A publish that ended well: the event is on the queue (200), sent by this request or,
+    ``replayed``, by an earlier one with the same content (nothing more queued)."""
 
-    __slots__ = ()
+    replayed: bool = False
 
 
-REPLAYED = Replayed()
+PUBLISHED = Published()
+REPLAYED = Published(replayed=True)
 
 
 class Reservation(Enum):
@@ -102,9 +118,9 @@ class RecordState(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """What is recorded of one event identity (shared/idempotency.py decides what it means)."""
+    """What is recorded of one event identity (shared/core/idempotency.py decides what it means)."""
 
-    #: The content's fingerprint (shared/idempotency.py: a marked digest, or an older form).
+    #: The content's fingerprint (shared/core/idempotency.py: a marked digest, or an older form).
     fingerprint: str
     state: RecordState
     #: When the claim was made (reserved) or the event was found stored (committed), in seconds
@@ -126,31 +142,8 @@ class Stored:
 
 
 @dataclass(frozen=True, slots=True)
-class CloudEvent:
-    """A valid event. ``members`` is the event as received, minus attributes sent as ``null``."""
-
-    members: Mapping[str, Any]
-
-    @property
-    def id(self) -> str:
-        return str(self.members["id"])
-
-    @property
-    def source(self) -> str:
-        return str(self.members["source"])
-
-    @property
-    def type(self) -> str:
-        return str(self.members["type"])
-
-    def attribute(self, name: str) -> Any:
-        """An attribute's value as received, or None when it is not set."""
-        return None if name in (DATA, DATA_BASE64) else self.members.get(name)
-
-
-@dataclass(frozen=True, slots=True)
 class StoredData:
-    """An event's data as the claim check stores it (shared/claimcheck.py): its exact bytes."""
+    """An event's data as the claim check stores it (shared/core/claimcheck.py): its exact bytes."""
 
     content: bytes
     #: The blob's Content-Type: the event's datacontenttype, else what its data is.

@@ -1,5 +1,5 @@
-"""The blob store of the claim check (shared/claimcheck.py): large events' data in Azure Blob
-Storage, in the queue's storage account. A ``BlobStore`` (shared/ports.py).
+"""The blob store of the claim check (shared/core/claimcheck.py): large events' data in Azure Blob
+Storage, in the queue's storage account. A ``BlobStore`` (shared/core/ports.py).
 
 The blob service is the ``BlobEndpoint`` of ``EVENTS_QUEUE_CONNECTION``, else
 ``EVENTS_BLOB_ACCOUNT_URL`` with the managed identity; the container is
@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from azure.core.exceptions import (
     AzureError,
@@ -24,15 +24,10 @@ from azure.core.exceptions import (
 from azure.storage.blob import ContentSettings
 from azure.storage.blob.aio import ContainerClient
 
-from shared.claimcheck import FORM_METADATA
-from shared.model import StoredData
-from shared.ports import BlobsUnavailable
-from shared.queue import environment_configures_http
-from shared.settings import has_blob_endpoint
-
-if TYPE_CHECKING:
-    from shared.identity import ManagedIdentity
-    from shared.settings import Settings
+from shared.adapters.common import environment_configures_http, has_blob_endpoint
+from shared.core.claimcheck import FORM_METADATA
+from shared.core.model import StoredData
+from shared.core.ports import BlobsUnavailable
 
 log = logging.getLogger("events.blobs")
 
@@ -54,12 +49,18 @@ class StorageBlobStore:
         self.container_url: str = container.url.rstrip("/")
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings, identity: ManagedIdentity, **client_options: Any
+    def connect(
+        cls,
+        *,
+        connection_string: str | None,
+        account_url: str | None,
+        container: str,
+        credential: Any = None,
+        **client_options: Any,
     ) -> StorageBlobStore | None:
-        """The store the settings name; None when they name no blob service (then events too
-        large for one queue message are refused with 413). Call it inside the event loop that
-        will use the store."""
+        """The store of a connection string that reaches a blob service, else of an account URL
+        with ``credential``; None with neither (then events too large for one queue message are
+        refused with 413). Call it inside the event loop that will use the store."""
         options: dict[str, Any] = {
             "connection_timeout": 2.0,
             "read_timeout": 30.0,
@@ -68,21 +69,13 @@ class StorageBlobStore:
             "use_env_settings": environment_configures_http(),
             **client_options,
         }
-        connection = settings.queue_connection
-        if connection is not None and has_blob_endpoint(connection.get_secret_value()):
-            container = ContainerClient.from_connection_string(
-                connection.get_secret_value(), settings.blob_container, **options
-            )
-        elif settings.blob_account_url is not None:
-            container = ContainerClient(
-                settings.blob_account_url,
-                settings.blob_container,
-                credential=identity.credential(),
-                **options,
-            )
+        if connection_string is not None and has_blob_endpoint(connection_string):
+            client = ContainerClient.from_connection_string(connection_string, container, **options)
+        elif account_url is not None:
+            client = ContainerClient(account_url, container, credential=credential, **options)
         else:
             return None
-        return cls(container)
+        return cls(client)
 
     def new_name(self) -> str:
         """A name no other publish uses: ``yyyy/mm/dd/<uuid>`` (UTC)."""

@@ -7,7 +7,7 @@ claim of the event's identity follows its real outcome: committed when the messa
 released when it was not. A publisher that retries meanwhile finds the publish in flight (409
 ``publish-in-progress``), and afterwards a replay (200) or nothing (so its retry publishes).
 
-A send goes on at most until its claim's cutoff (shared/idempotency.py, ``Budgets``): still
+A send goes on at most until its claim's cutoff (shared/core/idempotency.py, ``Budgets``): still
 unanswered then, it is given up, its outcome unknown, and the claim released. So no reservation
 outlives its lease. The outcome of a send whose connection broke after the message went out is
 unknown at once: the claim is released too, and the 503 says that a retry may queue the event a
@@ -25,10 +25,10 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from shared.idempotency import Claim, IdempotentRecords
-from shared.model import ClaimCheck
-from shared.ports import BlobStore, BlobsUnavailable, Clock, EventSink, QueueUnavailable
-from shared.timing import SYSTEM_CLOCK, Deadline
+from shared.core.idempotency import Claim, IdempotentRecords
+from shared.core.model import ClaimCheck
+from shared.core.ports import BlobStore, BlobsUnavailable, Clock, EventSink, QueueUnavailable
+from shared.core.timing import SYSTEM_CLOCK, Deadline
 
 log = logging.getLogger("events.delivery")
 

@@ -1,11 +1,12 @@
 """Idempotent publish, decided: an event's identity and content, what a record of it means, and
 how a publish claims, commits and releases it. Pure decisions over a small storage port
-(``RecordTables``, shared/ports.py: insert, read, replace, delete), so that every rule here is
-tested in milliseconds against an in-memory store and the Azure Table adapter (shared/records.py)
-only carries out storage operations. docs/idempotency.md states the contract in full.
+(``RecordTables``, shared/core/ports.py: insert, read, replace, delete), so that every rule here is
+tested in milliseconds against an in-memory store and the Azure Table adapter
+(shared/adapters/tables.py) only carries out storage operations. docs/idempotency.md states the
+contract in full.
 
-**Identity.** (publisher, ``source``, ``id``), the publisher being the token's org code in lower
-case (authorization compares it so), else its organisation number, else its issuer and subject.
+**Identity.** (publisher, ``source``, ``id``), the publisher being ``Publisher.identity`` (the
+token's org code in lower case, else its organisation number, else its issuer and subject).
 Hashed into a key: ids and sources are arbitrary strings, table keys are not.
 
 **Content.** The event under the CloudEvents type system (shared/cloudevents/canonical.py),
@@ -41,9 +42,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from shared.cloudevents import CloudEvent
 from shared.cloudevents.canonical import content_digest
-from shared.model import CloudEvent, Publisher, Record, RecordState, Reservation, Stored
-from shared.ports import Clock, RecordChanged, RecordExists, RecordsUnavailable, RecordTables
+from shared.core.model import Publisher, Record, RecordState, Reservation, Stored
+from shared.core.ports import Clock, RecordChanged, RecordExists, RecordsUnavailable, RecordTables
 
 log = logging.getLogger("events.records")
 
@@ -68,21 +70,9 @@ POLLS_PER_REQUEST: Final = 16
 # -- identity and content ----------------------------------------------------------------------
 
 
-def publisher_identity(publisher: Publisher) -> str:
-    """The token's stable identity: the org code in lower case (``TTD`` and ``ttd`` are one
-    publisher, as authorization says), else the organisation number, else issuer and subject."""
-    if publisher.org:
-        return publisher.org.lower()
-    return (
-        publisher.org_number
-        or publisher.consumer_org_number
-        or f"{publisher.issuer}{_SEPARATOR}{publisher.subject or ''}"
-    )
-
-
 def record_key(publisher: Publisher, event: CloudEvent) -> str:
     """The key of an event's identity: a SHA-256 hex digest (64 characters)."""
-    identity = _SEPARATOR.join((publisher_identity(publisher), event.source, event.id))
+    identity = _SEPARATOR.join((publisher.identity, event.source, event.id))
     return hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()
 
 

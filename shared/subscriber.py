@@ -1,8 +1,12 @@
-"""The claim check: an event too large for one queue message travels as a reference to its data.
+"""What a subscriber needs to read a queued event back, with the data of a large one: a helper
+subscribers may copy whole, for it needs only the standard library (and ``azure-storage-blob``
+for ``blob_fetcher``, imported only there). It imports nothing else of this project, and is the
+format's one description: the endpoint's writing half (shared/core/claimcheck.py) uses its names.
 
-The publish endpoint stores such an event's data as a blob and queues the event without ``data``
-or ``data_base64``, with the CloudEvents ``dataref`` extension attribute (a URL) naming the
-blob; ``datacontenttype`` stays. The blob holds exactly the data's bytes:
+An event too large for one queue message travels as a reference to its data (the claim check).
+The publish endpoint stores such an event's data as a blob and queues the event without
+``data`` or ``data_base64``, with the CloudEvents ``dataref`` extension attribute (a URL)
+naming the blob; ``datacontenttype`` stays. The blob holds exactly the data's bytes:
 
 - ``data`` with a JSON ``datacontenttype`` (or none): the data's compact JSON;
 - ``data`` with any other ``datacontenttype`` (then always a string): the string as UTF-8;
@@ -11,11 +15,9 @@ blob; ``datacontenttype`` stays. The blob holds exactly the data's bytes:
 The blob's metadata ``cedataform`` says which member the bytes came from (``data`` or
 ``data_base64``), so that reading the event back gives exactly the event that was published.
 
-**Reading an event back** (downstream consumers may copy the reading half of this module, from
-``restored`` on: it needs only the standard library, and ``azure-storage-blob`` for
-``blob_fetcher``)::
+**Reading an event back**::
 
-    from shared.claimcheck import blob_fetcher, restore_event
+    from shared.subscriber import blob_fetcher, restore_event
 
     fetch = blob_fetcher(DefaultAzureCredential())       # Storage Blob Data Reader on the container
     event = restore_event(message, fetch, container_url="https://<account>.blob.core.windows.net/events-data")
@@ -34,8 +36,7 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from shared.model import StoredData
-
+#: The JSON format's data members (as shared/cloudevents/event.py names them).
 DATA = "data"
 DATA_BASE64 = "data_base64"
 DATAREF = "dataref"
@@ -44,36 +45,16 @@ FORM_METADATA = "cedataform"
 
 
 def is_json_media_type(media_type: str | None) -> bool:
-    """JSON per the CloudEvents JSON format: absent, or ``*/json`` or ``*/*+json``."""
+    """JSON per the CloudEvents JSON format: absent, or ``*/json`` or ``*/*+json`` (the same rule
+    as shared/cloudevents/attributes.py's, which tests/unit/test_claimcheck.py keeps in step)."""
     if media_type is None:
         return True
     essence = media_type.split(";", 1)[0].strip().lower()
     return essence.endswith("/json") or essence.endswith("+json")
 
 
-def stored_data(members: Mapping[str, Any], encode_json: Callable[[Any], bytes]) -> StoredData:
-    """The exact bytes of an event's data, and how to read them back. ``encode_json`` is the
-    endpoint's compact JSON encoder (the one its queue messages use)."""
-    content_type = members.get("datacontenttype")
-    if DATA_BASE64 in members:
-        content = base64.b64decode(members[DATA_BASE64], validate=True)
-        return StoredData(content, content_type or "application/octet-stream", DATA_BASE64)
-    data = members[DATA]
-    if is_json_media_type(content_type):
-        return StoredData(encode_json(data), content_type or "application/json", DATA)
-    assert isinstance(data, str), "validation allows only strings with a non-JSON type"
-    return StoredData(data.encode("utf-8"), content_type or "text/plain", DATA)
-
-
 def has_data(members: Mapping[str, Any]) -> bool:
     return DATA in members or DATA_BASE64 in members
-
-
-def with_reference(members: Mapping[str, Any], dataref: str) -> dict[str, Any]:
-    """The event's members as queued: no data, and ``dataref`` naming the blob."""
-    kept = {name: value for name, value in members.items() if name not in (DATA, DATA_BASE64)}
-    kept[DATAREF] = dataref
-    return kept
 
 
 def restored(event: Mapping[str, Any], content: bytes, form: str) -> dict[str, Any]:

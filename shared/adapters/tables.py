@@ -1,5 +1,6 @@
-"""Azure Table Storage as the store under idempotent publish: a ``RecordTables`` (shared/ports.py)
-that carries out storage operations and decides nothing (shared/idempotency.py does).
+"""Azure Table Storage as the store under idempotent publish: a ``RecordTables``
+(shared/core/ports.py) that carries out storage operations and decides nothing
+(shared/core/idempotency.py does).
 
 Each record is one entity: PartitionKey the key's first two hex digits (256 partitions), RowKey
 the key, and the record's fields (``fingerprint``, ``state``, ``at``, ``until``, ``owner``).
@@ -36,11 +37,9 @@ from azure.core.pipeline.policies import (
 from azure.core.pipeline.transport import AioHttpTransport
 from azure.core.rest import HttpRequest
 
-from shared.identity import ManagedIdentity
-from shared.model import Record, RecordState, Stored
-from shared.ports import RecordChanged, RecordExists, RecordsUnavailable
-from shared.queue import environment_configures_http
-from shared.settings import Settings, has_table_endpoint
+from shared.adapters.common import environment_configures_http, has_table_endpoint, table_endpoint
+from shared.core.model import Record, RecordState, Stored
+from shared.core.ports import RecordChanged, RecordExists, RecordsUnavailable
 
 log = logging.getLogger("events.records")
 
@@ -89,37 +88,6 @@ class _DatePolicy(SansIOHTTPPolicy[HttpRequest, Any]):
         request.http_request.headers["x-ms-date"] = formatdate(usegmt=True)
 
 
-def _connection_parts(connection_string: str) -> dict[str, str]:
-    parts = {}
-    for part in connection_string.split(";"):
-        name, equals, value = part.partition("=")
-        if equals:
-            parts[name.strip().lower()] = value.strip()
-    return parts
-
-
-#: Azurite's well-known development account (what ``UseDevelopmentStorage=true`` means).
-_DEVELOPMENT_ACCOUNT = (
-    "devstoreaccount1",
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==",
-    "http://127.0.0.1:10002/devstoreaccount1",
-)
-
-
-def table_endpoint(connection_string: str) -> tuple[str, str, str]:
-    """The account name, key and table endpoint a connection string names."""
-    parts = _connection_parts(connection_string)
-    if parts.get("usedevelopmentstorage", "").lower() == "true":
-        return _DEVELOPMENT_ACCOUNT
-    account, key = parts["accountname"], parts["accountkey"]
-    endpoint = parts.get("tableendpoint")
-    if endpoint is None:
-        protocol = parts.get("defaultendpointsprotocol", "https")
-        suffix = parts.get("endpointsuffix", "core.windows.net")
-        endpoint = f"{protocol}://{account}.table.{suffix}"
-    return account, key, endpoint.rstrip("/")
-
-
 class TableStorage:
     """``RecordTables`` on Azure Table Storage; see the module docstring."""
 
@@ -128,41 +96,45 @@ class TableStorage:
         self._endpoint = endpoint.rstrip("/")
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings, identity: ManagedIdentity, **transport_options: Any
+    def connect(
+        cls,
+        *,
+        connection_string: str | None,
+        account_url: str | None,
+        credential: Any = None,
+        **transport_options: Any,
     ) -> TableStorage:
-        """The table service of ``EVENTS_QUEUE_CONNECTION`` (its ``TableEndpoint``), else
-        ``EVENTS_TABLE_ACCOUNT_URL`` with the managed identity. ``transport_options`` go to the
+        """The table service of a connection string (its ``TableEndpoint``), else of an account
+        URL with ``credential`` (the managed identity's). ``transport_options`` go to the
         aiohttp transport (tests pass ``connection_verify``). Call it inside the event loop that
         will use the store."""
         options: dict[str, Any] = {
             "connection_timeout": 2.0,
             "read_timeout": 10.0,
-            # as the queue's client (shared/queue.py): without proxy variables or a netrc file,
-            # aiohttp's per-request lookup of both finds nothing, so it is switched off
+            # as the queue's client (shared/adapters/queue.py): without proxy variables or a
+            # netrc file, aiohttp's per-request lookup of both finds nothing: switched off
             "use_env_settings": environment_configures_http(),
             **transport_options,
         }
-        connection = settings.queue_connection
-        credential: Any
-        if connection is not None and has_table_endpoint(connection.get_secret_value()):
-            account, key, endpoint = table_endpoint(connection.get_secret_value())
-            credential = SharedKeyPolicy(account, key)
-            dated: list[Any] = []
+        authentication: Any
+        if connection_string is not None and has_table_endpoint(connection_string):
+            account, key, endpoint = table_endpoint(connection_string)
+            authentication = [SharedKeyPolicy(account, key)]
         else:
-            assert settings.table_account_url is not None  # Settings makes sure
-            endpoint = settings.table_account_url
-            credential = AsyncBearerTokenCredentialPolicy(identity.credential(), STORAGE_SCOPE)
-            dated = [_DatePolicy()]
+            assert account_url is not None
+            endpoint = account_url
+            authentication = [
+                _DatePolicy(),
+                AsyncBearerTokenCredentialPolicy(credential, STORAGE_SCOPE),
+            ]
         policies: list[Any] = [
             HeadersPolicy(
                 {"x-ms-version": API_VERSION, "DataServiceVersion": "3.0", "Accept": _JSON}
             ),
             # connections that could not be opened, and the service's busy answers: a
-            # repeated write is recognised by its owner (shared/idempotency.py)
+            # repeated write is recognised by its owner (shared/core/idempotency.py)
             AsyncRetryPolicy(retry_total=2, retry_backoff_factor=0.1, retry_read=0),
-            *dated,
-            credential,
+            *authentication,
             DistributedTracingPolicy(),
         ]
         return cls(AsyncPipeline(AioHttpTransport(**options), policies), endpoint)

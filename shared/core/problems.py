@@ -8,16 +8,20 @@ unit test keeps the two in step.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from shared.altinn import REQUEST_BODY
-from shared.ports import (
+from shared.cloudevents import InvalidEvent
+from shared.cloudevents.attributes import ATTRIBUTE_NAME
+from shared.cloudevents.http import BATCH_JSON, PLAIN_JSON, STRUCTURED_JSON
+from shared.core.altinn import REQUEST_BODY, reference_errors
+from shared.core.ports import (
     BlobsUnavailable,
+    InvalidToken,
     KeysUnavailable,
+    MissingToken,
     QueueUnavailable,
     RecordsUnavailable,
     RegistryUnavailable,
@@ -26,11 +30,7 @@ from shared.ports import (
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:altinn:events:problem:"
-ACCEPTED_CONTENT_TYPES = (
-    "application/cloudevents+json",
-    "application/cloudevents-batch+json",
-    "application/json",
-)
+ACCEPTED_CONTENT_TYPES = (STRUCTURED_JSON, BATCH_JSON, PLAIN_JSON)
 
 #: Retry-After for 503s, in seconds. Short: most outages we see are brief and publishers queue.
 RETRY_AFTER_SECONDS = 5
@@ -38,7 +38,6 @@ RETRY_AFTER_SECONDS = 5
 MAX_REPORTED_ATTRIBUTES = 50
 MAX_REPORTED_NAME_CHARACTERS = 100
 MAX_MESSAGE_CHARACTERS = 500
-_ATTRIBUTE_NAME = re.compile(r"[a-z0-9]+")
 #: Longest ``error_description`` in a ``WWW-Authenticate`` header.
 MAX_AUTH_PARAM_CHARACTERS = 200
 
@@ -230,7 +229,7 @@ def _bounded_errors(
     # thousandth misspelt name); sorted() is stable, so each group keeps the input order.
     names = sorted(
         errors,
-        key=lambda name: (name != REQUEST_BODY, _ATTRIBUTE_NAME.fullmatch(name) is None),
+        key=lambda name: (name != REQUEST_BODY, ATTRIBUTE_NAME.fullmatch(name) is None),
     )
     reported: dict[str, tuple[str, ...]] = {}
     for name in names[:MAX_REPORTED_ATTRIBUTES]:
@@ -394,3 +393,34 @@ def internal_error() -> Problem:
         "An unexpected error occurred; the event was not published. The traceId identifies "
         "this request in the service's logs.",
     )
+
+
+# -- one table from what went wrong to the problem that says so --------------------------------
+
+
+class Rejected(Exception):
+    """A step's refusal: the problem that ends the request (or the batch element)."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.kind.slug)
+        self.problem = problem
+
+
+#: What each kind of error answers. Looked up by the error's type (and its bases, the most
+#: specific first): once per request, and once per element of a batch.
+_ANSWERS: dict[type[Exception], Callable[[Any], Problem]] = {
+    Rejected: lambda error: error.problem,
+    InvalidEvent: lambda error: invalid_event(reference_errors(error)),
+    MissingToken: lambda _: missing_token(),
+    InvalidToken: lambda error: invalid_token(str(error)),
+    Unavailable: unavailable,
+}
+
+
+def problem_for(error: Exception) -> Problem | None:
+    """The problem an error answers; None for an error no step raises (a bug: a 500)."""
+    for kind in type(error).__mro__:
+        answer = _ANSWERS.get(kind)
+        if answer is not None:
+            return answer(error)
+    return None

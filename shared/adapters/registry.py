@@ -15,8 +15,8 @@ from urllib.parse import quote
 import aiohttp
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from shared.model import Attribute, PolicyRule
-from shared.ports import RegistryCredentials, RegistryUnavailable
+from shared.core.model import Attribute, PolicyRule
+from shared.core.ports import RegistryCredentials, RegistryUnavailable
 
 #: A policy larger than this is not a policy we want to evaluate on the request path.
 MAX_RESPONSE_BYTES = 1024 * 1024

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import ClassVar, Protocol
 
-from shared.model import Lookup, PolicyRule, Publisher, Record, Stored, StoredData
+from shared.core.model import Lookup, PolicyRule, Publisher, Record, Stored, StoredData
 
 
 class Unavailable(Exception):
@@ -148,7 +148,7 @@ class RecordChanged(Exception):
 class RecordTables(Protocol):
     """The storage under idempotent publish: tables of records, each record under a key, with
     an etag for conditional writes. What the records mean, and which table holds which, is
-    decided in shared/idempotency.py; a store only carries out these operations. Every one of
+    decided in shared/core/idempotency.py; a store only carries out these operations. Every one of
     them raises RecordsUnavailable when the store gives no answer."""
 
     async def insert(self, table: str, key: str, record: Record) -> str:
@@ -185,7 +185,7 @@ class Cancellable(Protocol):
 
 class Clock(Protocol):
     """Time, for everything whose outcome depends on it (records' timestamps and leases, the
-    time budgets of a publish): the system's in production (shared/timing.py), one a test moves
+    time budgets of a publish): the system's in production (shared/core/timing.py), one a test moves
     by hand (tests/support/timing.py), so that clocks and timeouts can be tested exactly."""
 
     def time(self) -> float:

@@ -1,4 +1,4 @@
-"""The system's clock (a ``Clock``, shared/ports.py), and a send's time budget measured on any
+"""The system's clock (a ``Clock``, shared/core/ports.py), and a send's time budget measured on any
 clock.
 
 Everything whose outcome depends on time takes a ``Clock``: the records' timestamps and leases,
@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
-from shared.ports import Cancellable, Clock
+from shared.core.ports import Cancellable, Clock
 
 
 class SystemClock:

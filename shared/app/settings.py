@@ -7,7 +7,6 @@ once with the variable's name instead of surfacing as a confusing failure on som
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -15,38 +14,12 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from shared.idempotency import minimum_window_seconds
+from shared.adapters.common import has_table_endpoint
+from shared.core.idempotency import minimum_window_seconds
+from shared.core.urls import is_loopback_host, require_https_unless_loopback
 
-LOOPBACK_HOSTS = frozenset({"localhost"})
 QUEUE_NAME_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
 TABLE_PREFIX_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9]{2,39}")
-
-
-def is_loopback_host(host: str | None) -> bool:
-    """True for localhost, 127.0.0.0/8 and ::1: the only hosts where plain HTTP is allowed."""
-    if not host:
-        return False
-    if host.lower() in LOOPBACK_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def require_https_unless_loopback(url: str, variable: str) -> str:
-    """Refuse URLs that would send tokens or authorization data in clear text over a network."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError(f"{variable} must be an absolute https:// URL, got {url!r}")
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-        raise ValueError(
-            f"{variable} must use https:// (plain http is allowed only for 127.0.0.1, ::1 and "
-            f"localhost), got {url!r}"
-        )
-    if parts.query or parts.fragment:
-        raise ValueError(f"{variable} must not have a query or fragment, got {url!r}")
-    return url
 
 
 class Settings(BaseSettings):
@@ -303,29 +276,6 @@ def unchecked_audience_warning(settings: Settings) -> str | None:
         "whatever audience (aud) they were issued for; set EVENTS_AUDIENCE to this service's "
         "audience unless those issuers' tokens carry none"
     )
-
-
-def reaches_service(connection_string: str, service: str) -> bool:
-    """Whether a storage connection string reaches ``service`` ("blob", "queue" or "table"):
-    it names that endpoint, is Azurite's shorthand, or names an account without any endpoints
-    (then every service of the account is reached)."""
-    parts = {
-        name.strip().lower(): value
-        for name, _, value in (part.partition("=") for part in connection_string.split(";"))
-    }
-    if f"{service}endpoint" in parts or parts.get("usedevelopmentstorage", "").lower() == "true":
-        return True
-    return "accountname" in parts and not any(name.endswith("endpoint") for name in parts)
-
-
-def has_table_endpoint(connection_string: str) -> bool:
-    """Whether a storage connection string reaches a table service."""
-    return reaches_service(connection_string, "table")
-
-
-def has_blob_endpoint(connection_string: str) -> bool:
-    """Whether a storage connection string reaches a blob service."""
-    return reaches_service(connection_string, "blob")
 
 
 def describe_settings_error(error: Exception) -> str:

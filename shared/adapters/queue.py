@@ -3,16 +3,14 @@
 The message body is the event's compact structured JSON, Base64-encoded, which is what Azure
 Functions queue triggers read by default. A send either completes or fails with
 ``QueueUnavailable``; the caller answers 200 only after a completed send, and decides how long to
-wait for one (shared/delivery.py).
+wait for one (shared/core/delivery.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import urllib.request
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 from azure.core.exceptions import (
@@ -25,11 +23,8 @@ from azure.core.exceptions import (
 from azure.storage.queue import TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 
-from shared.ports import QueueUnavailable
-
-if TYPE_CHECKING:
-    from shared.identity import ManagedIdentity
-    from shared.settings import Settings
+from shared.adapters.common import environment_configures_http
+from shared.core.ports import QueueUnavailable
 
 log = logging.getLogger("events.queue")
 
@@ -57,7 +52,7 @@ def _maybe_stored(error: BaseException) -> bool:
 
 #: How long one attempt may wait for the queue's answer. Longer than any answer's budget: the
 #: pipeline stops waiting at its deadline (a 503), but the send goes on until the queue answers,
-#: so that a slow or briefly frozen queue still has a definite outcome (shared/delivery.py).
+#: so that a slow or briefly frozen queue still has a definite outcome (shared/core/delivery.py).
 READ_TIMEOUT_SECONDS = 30.0
 
 
@@ -77,22 +72,9 @@ def _retry_policy(budget_seconds: float) -> Any:
     )
 
 
-def environment_configures_http() -> bool:
-    """True when proxy variables or a netrc file could change how the queue client connects.
-
-    The SDK's aiohttp session honours them (``trust_env``) by looking both up again, in a thread,
-    on every request: about a quarter of the function's CPU per publish (docs/performance.md).
-    Without any of them that lookup always finds nothing, so it is switched off; with one, the
-    SDK's default behaviour is kept.
-    """
-    if urllib.request.getproxies():
-        return True
-    return os.path.exists(os.environ.get("NETRC") or os.path.expanduser("~/.netrc"))
-
-
 class StorageQueueSink:
     """Sends through one ``azure.storage.queue.aio.QueueClient``, reused for the process.
-    An ``EventSink`` (shared/ports.py)."""
+    An ``EventSink`` (shared/core/ports.py)."""
 
     max_message_bytes = MAX_EVENT_BYTES
 
@@ -101,39 +83,37 @@ class StorageQueueSink:
         self.destination: str = client.queue_name
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings, identity: ManagedIdentity, **client_options: Any
+    def connect(
+        cls,
+        *,
+        connection_string: str | None,
+        account_url: str | None,
+        queue_name: str,
+        budget_seconds: float,
+        credential: Any = None,
+        **client_options: Any,
     ) -> StorageQueueSink:
-        """Build the client; call it inside the event loop that will use it.
-
-        ``client_options`` go to the QueueClient as well (tests pass ``connection_verify``).
-        """
-        budget = settings.queue_timeout_seconds
+        """The sink of a connection string, else of an account URL with ``credential`` (the
+        managed identity's). Call it inside the event loop that will use it. ``client_options``
+        go to the QueueClient as well (tests pass ``connection_verify``)."""
         options: dict[str, Any] = {
             "message_encode_policy": TextBase64EncodePolicy(),
-            "retry_policy": _retry_policy(budget),
-            "connection_timeout": min(2.0, budget),
+            "retry_policy": _retry_policy(budget_seconds),
+            "connection_timeout": min(2.0, budget_seconds),
             "read_timeout": READ_TIMEOUT_SECONDS,
             "use_env_settings": environment_configures_http(),
             **client_options,
         }
-        if settings.queue_connection is not None:
-            client = QueueClient.from_connection_string(
-                settings.queue_connection.get_secret_value(), settings.queue_name, **options
-            )
-            return cls(client)
-        assert settings.queue_account_url is not None
-        client = QueueClient(
-            settings.queue_account_url,
-            settings.queue_name,
-            credential=identity.credential(),
-            **options,
-        )
+        if connection_string is not None:
+            client = QueueClient.from_connection_string(connection_string, queue_name, **options)
+        else:
+            assert account_url is not None
+            client = QueueClient(account_url, queue_name, credential=credential, **options)
         return cls(client)
 
     async def send(self, message: bytes) -> None:
         """Store the message, or raise QueueUnavailable. No deadline of its own: the caller
-        decides how long to wait for the outcome (shared/delivery.py).
+        decides how long to wait for the outcome (shared/core/delivery.py).
 
         A connection that could not be opened is tried again (the message never left); one that
         broke after the message went out is not (the queue may have stored it:

@@ -36,8 +36,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shared.model import CacheOutcome, Lookup, PolicyRule, Rules
-from shared.ports import RegistryUnavailable, RuleSource, TooManyLookups
+from shared.core.model import CacheOutcome, Lookup, PolicyRule, Rules
+from shared.core.ports import RegistryUnavailable, RuleSource, TooManyLookups
 
 log = logging.getLogger("events.registry")
 

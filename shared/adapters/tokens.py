@@ -1,9 +1,9 @@
 """Bearer token -> Publisher: JWT verification (PyJWT) against the trusted issuers' keys.
 
-Only the ``Authorization: Bearer`` header is read (never a query string or a cookie). The keys
-come from a ``SigningKeys`` source: OpenID discovery in production (shared/oidc.py), fixed key
-sets in tests. Everything in a token is the caller's choice until its signature verifies, so
-every failure to read one, of any kind, is a 401 ``invalid_token``, never a 500.
+Only the ``Authorization: Bearer`` header is read (never a query string or a cookie). The keys come
+from a ``SigningKeys`` source: OpenID discovery in production (shared/adapters/oidc.py), fixed key
+sets in tests. Everything in a token is the caller's choice until its signature verifies, so every
+failure to read one, of any kind, is a 401 ``invalid_token``, never a 500.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import Any, Protocol
 
 import jwt
 
-from shared.model import Publisher
-from shared.oidc import shown
-from shared.ports import InvalidToken, MissingToken
+from shared.adapters.common import shown
+from shared.core.model import Publisher
+from shared.core.ports import InvalidToken, MissingToken
 
 log = logging.getLogger("events.tokens")
 

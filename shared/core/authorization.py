@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from shared.model import ACTION_ID, Attribute, CloudEvent, PolicyRule, Publisher
+from shared.cloudevents import CloudEvent
+from shared.core.model import ACTION_ID, Attribute, PolicyRule, Publisher
 
 PUBLISH = "publish"
 ORG = "urn:altinn:org"

@@ -1,0 +1,219 @@
+"""Traces and metrics through the OpenTelemetry API (no exporter here: in Azure the Functions
+Python worker configures Azure Monitor's, docs/deploy.md "Telemetry"; locally the dev host can
+configure a console exporter, devtools/devhost.py).
+
+``OpenTelemetry`` is the recording implementation of the core's ``Telemetry`` (shared/core/
+telemetry.py, where ``NoTelemetry`` is the other); ``telemetry_for`` picks one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from shared.core.report import PublishReport
+from shared.core.telemetry import NoTelemetry, PublishSpan, StepKind, StepSpan, Telemetry
+from shared.core.tracecontext import Parent, TraceIds, new_ids
+
+_KINDS = {"internal": SpanKind.INTERNAL, "producer": SpanKind.PRODUCER}
+
+
+class RecordedSpan:
+    """A publish's span in the SDK: its ids, and the span its attributes go to."""
+
+    __slots__ = ("_span", "ids")
+    recording = True
+
+    def __init__(self, ids: TraceIds, span: Span) -> None:
+        self.ids = ids
+        self._span = span
+
+    def set(self, name: str, value: Any) -> None:
+        self._span.set_attribute(name, value)
+
+    def fail(self, error_type: str) -> None:
+        self._span.set_attribute("error.type", error_type)
+        self._span.set_status(Status(StatusCode.ERROR))
+
+
+def _describe(span: PublishSpan, report: PublishReport) -> None:
+    """The CloudEvents semantic conventions' attributes (never data or alternativesubject)."""
+    if report.event_id == "-":
+        return
+    span.set("cloudevents.event_id", report.event_id)
+    span.set("cloudevents.event_source", report.source)
+    span.set("cloudevents.event_type", report.type)
+    span.set("cloudevents.event_spec_version", "1.0")
+
+
+class OpenTelemetry:
+    """Spans and metrics through the configured OpenTelemetry SDK.
+
+    Counts go to observable counters, read at each export from counters kept here (one
+    dictionary increment on the request's path); durations and sizes to histograms.
+    """
+
+    enabled = True
+
+    def __init__(
+        self,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+    ) -> None:
+        self._tracer = trace.get_tracer("events.publish", tracer_provider=tracer_provider)
+        meter = metrics.get_meter("events.publish", meter_provider=meter_provider)
+        self._lock = threading.Lock()
+        self._published: Counter[tuple[int, str, str, bool]] = Counter()
+        self._lookups: Counter[str] = Counter()
+        meter.create_observable_counter(
+            "events.published",
+            callbacks=[self._observe_published],
+            unit="{event}",
+            description="Events answered, by HTTP status, problem type and content mode",
+        )
+        meter.create_observable_counter(
+            "events.replays",
+            callbacks=[self._observe_replays],
+            unit="{event}",
+            description="Events answered as a replay (published before; not queued again)",
+        )
+        meter.create_observable_counter(
+            "events.registry.lookups",
+            callbacks=[self._observe_lookups],
+            unit="{lookup}",
+            description="Resource Registry rule lookups, by how the cache answered",
+        )
+        self._enqueue = meter.create_histogram(
+            "events.enqueue.duration",
+            unit="s",
+            description="How long the queue took to confirm a message (or the answer gave up)",
+        )
+        self._batch = meter.create_histogram(
+            "events.batch.size", unit="{event}", description="Events in one batch request"
+        )
+
+    @contextmanager
+    def publish(
+        self, name: str, parent: Parent | None, attributes: Mapping[str, Any] | None = None
+    ) -> Iterator[PublishSpan]:
+        context = None if parent is None else _context_of(parent)
+        with self._tracer.start_as_current_span(
+            name, context=context, kind=SpanKind.INTERNAL, attributes=attributes
+        ) as span:
+            ids = _ids_of(span)
+            yield RecordedSpan(ids if ids is not None else new_ids(parent), span)
+
+    @contextmanager
+    def element(
+        self, within: PublishSpan, attributes: Mapping[str, Any] | None = None
+    ) -> Iterator[PublishSpan]:
+        # the batch's span is the current one in every element's task: the new span's parent
+        with self._tracer.start_as_current_span(
+            "publish event", kind=SpanKind.INTERNAL, attributes=attributes
+        ) as span:
+            ids = _ids_of(span)
+            yield RecordedSpan(ids if ids is not None else new_ids(None), span)
+
+    def step(
+        self,
+        name: str,
+        attributes: Mapping[str, Any] | None = None,
+        kind: StepKind = "internal",
+    ) -> AbstractContextManager[StepSpan | None]:
+        return self._tracer.start_as_current_span(name, kind=_KINDS[kind], attributes=attributes)
+
+    def finished(self, report: PublishReport, span: PublishSpan) -> None:
+        if report.mode != "-":
+            span.set("events.content_mode", report.mode)
+        if report.batch_size is not None:
+            span.set("events.batch.size", report.batch_size)
+            self.batch(report.batch_size)
+        _describe(span, report)
+        span.set("http.response.status_code", report.status)
+        if report.problem != "-":
+            span.fail(report.problem)
+        for outcome in report.lookups:
+            self.looked_up(outcome)
+        for seconds, sent in report.sends:
+            self.enqueued(seconds, sent)
+        self.published(report.status, report.problem, report.mode, report.replayed)
+
+    def element_finished(self, report: PublishReport, span: PublishSpan) -> None:
+        _describe(span, report)
+        if report.problem != "-":
+            span.fail(report.problem)
+
+    def published(self, status: int, problem: str, mode: str, replayed: bool) -> None:
+        with self._lock:
+            self._published[(status, problem, mode, replayed)] += 1
+
+    def looked_up(self, outcome: str) -> None:
+        with self._lock:
+            self._lookups[outcome] += 1
+
+    def enqueued(self, seconds: float, outcome: str) -> None:
+        self._enqueue.record(seconds, {"outcome": outcome})
+
+    def batch(self, size: int) -> None:
+        self._batch.record(size)
+
+    def _observe_published(self, options: Any) -> Iterator[metrics.Observation]:
+        with self._lock:
+            counts = list(self._published.items())
+        for (status, problem, mode, replayed), count in counts:
+            yield metrics.Observation(
+                count,
+                {
+                    "http.response.status_code": status,
+                    "events.problem": problem,
+                    "events.content_mode": mode,
+                    "events.replayed": replayed,
+                },
+            )
+
+    def _observe_replays(self, options: Any) -> Iterator[metrics.Observation]:
+        with self._lock:
+            replays = sum(n for (_, _, _, replayed), n in self._published.items() if replayed)
+        yield metrics.Observation(replays)
+
+    def _observe_lookups(self, options: Any) -> Iterator[metrics.Observation]:
+        with self._lock:
+            counts = list(self._lookups.items())
+        for outcome, count in counts:
+            yield metrics.Observation(count, {"events.cache.outcome": outcome})
+
+
+def _context_of(parent: Parent) -> Any:
+    span_context = trace.SpanContext(
+        trace_id=int(parent.trace_id, 16),
+        span_id=int(parent.span_id, 16),
+        is_remote=True,
+        trace_flags=trace.TraceFlags(1 if parent.sampled else 0),
+        trace_state=trace.TraceState.from_header([parent.tracestate])
+        if parent.tracestate
+        else None,
+    )
+    return trace.set_span_in_context(trace.NonRecordingSpan(span_context))
+
+
+def _ids_of(span: Span) -> TraceIds | None:
+    context = span.get_span_context()
+    if not context.is_valid:
+        return None
+    return TraceIds(
+        f"{context.trace_id:032x}", f"{context.span_id:016x}", bool(context.trace_flags.sampled)
+    )
+
+
+def telemetry_for(tracer_provider: Any = None, meter_provider: Any = None) -> Telemetry:
+    """OpenTelemetry when an SDK's provider is configured (or given), else NoTelemetry."""
+    provider = tracer_provider or trace.get_tracer_provider()
+    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+        return NoTelemetry()
+    return OpenTelemetry(provider, meter_provider)

@@ -1,0 +1,367 @@
+"""The steps of a publish, in the order docs/contract.md gives them: each returns its value or
+raises what ends the request (a ``Rejected`` carrying its problem, an ``InvalidEvent``, a
+dependency's ``Unavailable``); shared/core/problems.py turns each into its answer. Each step
+writes what it found into the publish's report (shared/core/report.py). All I/O goes through
+the ports (shared/core/ports.py); the pipeline (shared/core/pipeline.py) runs the steps in order
+for one event, the batch processor (shared/core/batch.py) for each element of a batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from shared.cloudevents import (
+    CloudEvent,
+    ContentMode,
+    content_mode,
+    parse_binary,
+    parse_structured,
+    serialize,
+)
+from shared.cloudevents.jsonformat import encode_compact
+from shared.core import claimcheck, problems
+from shared.core.altinn import ALTINN_PROFILE, registry_identifier
+from shared.core.authorization import permits_publish, resource_attributes, subject_attributes
+from shared.core.delivery import Delivery
+from shared.core.idempotency import (
+    Claim,
+    Content,
+    IdempotentRecords,
+    Polls,
+    UncertainClaim,
+    content_of,
+    record_key,
+)
+from shared.core.model import (
+    PUBLISHED,
+    REPLAYED,
+    ClaimCheck,
+    Lookup,
+    Published,
+    Publisher,
+    Reservation,
+)
+from shared.core.ports import (
+    Authenticator,
+    BlobStore,
+    Clock,
+    EventSink,
+    PolicyLookup,
+    RegistryUnavailable,
+    TooManyLookups,
+)
+from shared.core.problems import Rejected
+from shared.core.report import PublishReport
+from shared.core.telemetry import Telemetry
+from shared.core.timing import SYSTEM_CLOCK, Deadline
+from shared.core.tracecontext import TraceIds
+
+log = logging.getLogger("events.publish")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The pipeline's limits and knobs: one value, built where the settings are read
+    (shared/app/runtime.py). The defaults are the settings' defaults."""
+
+    publish_scope: str = "altinn:events.publish"
+    admin_scope: str = "altinn:events.publish.admin"
+    max_body_bytes: int = 1024 * 1024
+    max_batch_events: int = 100
+    #: The largest event (compact JSON) accepted; over one queue message, its data goes to a blob.
+    max_event_bytes: int = 1024 * 1024
+    #: One send's time budget (and, in idempotent publish, the unit of every record budget).
+    queue_timeout_seconds: float = 3.0
+    #: Registry lookups of not-cached resources one publisher may cause per minute (for the 429).
+    lookups_per_minute: int = 120
+    #: Without the records table, answer 503 rather than publish without de-duplication.
+    records_required: bool = False
+    #: Each 200 waits for its record's commit.
+    commit_before_answer: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Ports:
+    """The outside, as the core sees it."""
+
+    verifier: Authenticator
+    rules: PolicyLookup
+    sink: EventSink
+    records: IdempotentRecords | None = None
+    blobs: BlobStore | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PublishRequest:
+    """What the pipeline needs of an HTTP request. ``headers`` keys must be lower case."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    body: bytes
+    #: The Functions host's invocation span (``func.Context.trace_context``), when there is one:
+    #: it already continues the caller's ``traceparent``.
+    trace_parent: str | None = None
+    trace_state: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventTrace:
+    """The trace context a queued event carries: its publish span, and the caller's state."""
+
+    ids: TraceIds
+    tracestate: str | None
+
+    def members(self) -> dict[str, str]:
+        """The distributed-tracing extension's attributes."""
+        members = {"traceparent": self.ids.traceparent}
+        if self.tracestate:
+            members["tracestate"] = self.tracestate
+        return members
+
+
+@dataclass(frozen=True, slots=True)
+class ReadEvent:
+    """An event that passed validation, its content as idempotent publish compares it (None
+    without de-duplication), and its queue message (the event with the trace context the
+    endpoint adds, and for an event too large for one message, ``dataref`` instead of its
+    data: ``claim_check``)."""
+
+    event: CloudEvent
+    resource: str
+    content: Content | None
+    message: bytes
+    claim_check: ClaimCheck | None = None
+
+
+def _recorded(found: Reservation, event: CloudEvent) -> Published:
+    """What a claim that found the identity recorded answers: a replay, or a rejection."""
+    if found is Reservation.REPLAY:
+        return REPLAYED
+    if found is Reservation.CONFLICT:
+        raise Rejected(problems.duplicate_event_id(event.source, event.id))
+    raise Rejected(problems.publish_in_progress())
+
+
+def _declared_length(headers: Mapping[str, str]) -> int | None:
+    value = headers.get("content-length", "").strip()
+    return int(value) if value.isdigit() else None
+
+
+class PublishSteps:
+    """The steps, over the ports, within the limits."""
+
+    def __init__(
+        self, ports: Ports, limits: Limits, telemetry: Telemetry, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
+        self.ports = ports
+        self.limits = limits
+        self.telemetry = telemetry
+        self.clock = clock
+        self.delivery = Delivery(
+            ports.sink,
+            ports.records,
+            ports.blobs,
+            clock,
+            commit_before_answer=limits.commit_before_answer,
+        )
+
+    def deadline(self) -> Deadline:
+        """A send's time budget, started when the send starts."""
+        return Deadline(self.limits.queue_timeout_seconds, self.clock)
+
+    # -- once per request ------------------------------------------------------------------------
+
+    def check_method(self, request: PublishRequest) -> None:
+        method = request.method.upper()
+        if method != "POST":
+            raise Rejected(problems.method_not_allowed(method))
+
+    async def authenticate(self, request: PublishRequest, report: PublishReport) -> Publisher:
+        """The bearer token and the publish scope, before the body is looked at."""
+        with self.telemetry.step("verify token"):
+            publisher = await self.ports.verifier.authenticate(request.headers.get("authorization"))
+        report.publisher = publisher.label[:128]
+        if not publisher.has_scope(self.limits.publish_scope):
+            raise Rejected(problems.insufficient_scope(self.limits.publish_scope))
+        return publisher
+
+    def content_mode(self, request: PublishRequest, report: PublishReport) -> ContentMode:
+        """The content mode and the body's size."""
+        headers = request.headers
+        decision = content_mode(headers.get("content-type"), headers.keys())
+        if decision.mode is ContentMode.UNSUPPORTED:
+            raise Rejected(problems.unsupported_media_type(decision.reason))
+        report.mode = decision.mode.value
+        limit = self.limits.max_body_bytes
+        declared = _declared_length(headers)
+        if declared is not None and declared > limit:
+            raise Rejected(problems.body_too_large(limit, declared))
+        if len(request.body) > limit:
+            raise Rejected(problems.body_too_large(limit, None))
+        return decision.mode
+
+    def read_event(
+        self, mode: ContentMode, request: PublishRequest, report: PublishReport, trace: EventTrace
+    ) -> ReadEvent:
+        """One event, structured or binary, validated and ready for the queue."""
+        if mode is ContentMode.BINARY:
+            event = parse_binary(request.headers, request.body, ALTINN_PROFILE)
+        else:
+            event = parse_structured(request.body, ALTINN_PROFILE)
+        return self.prepare(event, report, trace)
+
+    # -- once per event ----------------------------------------------------------------------------
+
+    def prepare(self, event: CloudEvent, report: PublishReport, trace: EventTrace) -> ReadEvent:
+        """A valid event's queue message: the event with the distributed-tracing extension
+        naming its publish span, unless it has a ``traceparent`` of its own (kept as sent). An
+        event too large for one message, up to ``max_event_bytes``, gets a claim check
+        (shared/core/claimcheck.py)."""
+        own = "traceparent" in event.members
+        extra = None if own else trace.members()
+        message = serialize(event, extra=extra)
+        content = None
+        if self.ports.records is not None:
+            # records written before the canonical content hold the digest of this message
+            # without the trace context (the event's own, if any, kept)
+            content = content_of(event, lambda: message if own else serialize(event))
+        resource = str(event.attribute("resource"))
+        report.event(event.id, event.source, event.type, resource)
+        claimcheck.check_own_dataref(event, self.ports.blobs)
+        if len(message) <= self.ports.sink.max_message_bytes:
+            return ReadEvent(event, resource, content, message)
+        # the event as sent, without the trace context: what the size limits measure
+        message, check = claimcheck.plan(
+            event,
+            message if own else serialize(event),
+            blobs=self.ports.blobs,
+            message_limit=self.ports.sink.max_message_bytes,
+            max_event_bytes=self.limits.max_event_bytes,
+            serialize=lambda referenced: serialize(referenced, extra=extra),
+            encode_json=encode_compact,
+        )
+        report.claim_checked = True
+        return ReadEvent(event, resource, content, message, check)
+
+    async def authorize(self, publisher: Publisher, read: ReadEvent, report: PublishReport) -> None:
+        """May this publisher publish on the event's ``resource``? The admin scope skips the
+        registry; otherwise its rules decide. Raises RegistryUnavailable."""
+        if publisher.has_scope(self.limits.admin_scope):
+            report.decision = "admin"
+            return
+        identifier = registry_identifier(read.resource)
+        report.decision = "error"  # until the rules are known
+        found = await self._rules(identifier, publisher, report)
+        report.lookups.append(found.outcome.value)
+        report.authz = found.outcome.value
+        permitted = found.rules is not None and permits_publish(
+            found.rules, subject_attributes(publisher), resource_attributes(identifier, read.event)
+        )
+        report.decision = "permit" if permitted else ("unknown" if found.rules is None else "deny")
+        if not permitted:
+            raise Rejected(problems.not_authorized_for_resource(read.resource))
+
+    async def _rules(self, identifier: str, publisher: Publisher, report: PublishReport) -> Lookup:
+        """The resource's rules, in the span of the lookup; the 429 when this publisher may not
+        make the registry look up one more resource now (an answer, not a failed lookup: its
+        span is not marked failed)."""
+        attributes = {"events.resource": identifier} if self.telemetry.enabled else None
+        limited: TooManyLookups | None = None
+        with self.telemetry.step("look up resource rules", attributes) as step:
+            try:
+                found = await self.ports.rules.lookup(identifier, requester=publisher.label)
+            except TooManyLookups as error:
+                limited = error
+            except RegistryUnavailable:
+                report.lookups.append("error")
+                raise
+            else:
+                if step is not None:
+                    step.set_attribute("events.cache.outcome", found.outcome.value)
+        if limited is None:
+            return found
+        report.decision = "limited"
+        report.lookups.append("limited")
+        per_minute = self.limits.lookups_per_minute
+        raise Rejected(problems.too_many_resource_lookups(per_minute, limited.retry_after_seconds))
+
+    async def claim(
+        self, publisher: Publisher, read: ReadEvent, report: PublishReport, polls: Polls
+    ) -> Claim | Published | None:
+        """Claim the event's identity (idempotent publish): the claim to settle once the send
+        ends (None: nothing claimed, de-duplication is off), or the replay (the event was
+        published before); a conflict or a publish in flight is a rejection. A claim the
+        records did not answer (in time) is published all the same, unless de-duplication is
+        required: UncertainClaim (503) then, and what it may have written is taken back."""
+        records = self.ports.records
+        if records is None or read.content is None:
+            return None
+        key = record_key(publisher, read.event)
+        try:
+            with self.telemetry.step("claim event id") as step:
+                outcome = await records.claim(key, read.content, polls)
+                if step is not None:
+                    found = outcome if isinstance(outcome, Reservation) else Reservation.NEW
+                    step.set_attribute("events.dedup", found.value)
+        except UncertainClaim as error:
+            if self.limits.records_required:
+                self.delivery.abandon(error.claim)
+                raise
+            report.dedup = "unavailable"
+            log.warning("publishing without de-duplication: the records answered %s", error)
+            return error.claim  # settled by what happens: committed if stored
+        if isinstance(outcome, Claim):
+            report.dedup = Reservation.NEW.value
+            return outcome
+        report.dedup = outcome.value
+        return _recorded(outcome, read.event)
+
+    async def enqueue(
+        self, read: ReadEvent, deadline: Deadline, claim: Claim | None, report: PublishReport
+    ) -> None:
+        """The event on the queue within the deadline (its data first, when claim-checked).
+        Raises QueueUnavailable or BlobsUnavailable."""
+        started = time.perf_counter()
+        outcome = "failed"
+        try:
+            attributes = self._enqueue_attributes(read) if self.telemetry.enabled else None
+            with self.telemetry.step("enqueue", attributes, "producer"):
+                await self.delivery.send(
+                    read.message, deadline, claim=claim, claim_check=read.claim_check
+                )
+            outcome = "stored"
+        finally:
+            report.sends.append((time.perf_counter() - started, outcome))
+
+    def _enqueue_attributes(self, read: ReadEvent) -> dict[str, Any]:
+        """The enqueue span's attributes (OpenTelemetry's messaging semantic conventions)."""
+        return {
+            "messaging.system": "azure_storage_queue",
+            "messaging.operation.type": "send",
+            "messaging.operation.name": "send_message",
+            "messaging.destination.name": self.ports.sink.destination,
+            "messaging.message.body.size": len(read.message),
+            "cloudevents.event_id": read.event.id,
+            "events.claim_check": read.claim_check is not None,
+        }
+
+    async def publish_event(
+        self,
+        publisher: Publisher,
+        read: ReadEvent,
+        report: PublishReport,
+        deadline: Deadline,
+        polls: Polls,
+    ) -> Published:
+        """The steps of one event after reading it: authorize, claim, enqueue."""
+        await self.authorize(publisher, read, report)
+        claimed = await self.claim(publisher, read, report, polls)
+        if isinstance(claimed, Published):
+            return claimed
+        await self.enqueue(read, deadline, claimed, report)
+        return PUBLISHED
