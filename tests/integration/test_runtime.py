@@ -68,4 +68,3 @@ async def test_the_runtime_of_a_closed_loop_is_dropped(function_env: dict[str, s
         assert current_runtime() is not old
     finally:
         await close_current_runtime()
-
