@@ -202,6 +202,9 @@ param eventsMaxBodyBytes int = 1048576
 @description('EVENTS_MAX_BATCH_EVENTS: most events in one batch (application/cloudevents-batch+json); more is 413.')
 param eventsMaxBatchEvents int = 100
 
+@description('EVENTS_BATCH_TIMEOUT_SECONDS: a batch is answered within this many seconds (decimal), whatever its dependencies do; keep it below host.json\'s functionTimeout (30 s).')
+param eventsBatchTimeoutSeconds string = '20'
+
 // Large events (the claim check): an event over one queue message, up to EVENTS_MAX_EVENT_BYTES,
 // has its data written as a blob into EVENTS_BLOB_CONTAINER of the queue's storage account
 // (created by app/storage.bicep, with the lifecycle rule that deletes it after blobRetentionDays).
@@ -310,6 +313,7 @@ var eventsAppSettings = {
   EVENTS_QUEUE_TIMEOUT_SECONDS: eventsQueueTimeoutSeconds
   EVENTS_MAX_BODY_BYTES: string(eventsMaxBodyBytes)
   EVENTS_MAX_BATCH_EVENTS: string(eventsMaxBatchEvents)
+  EVENTS_BATCH_TIMEOUT_SECONDS: eventsBatchTimeoutSeconds
   EVENTS_MAX_EVENT_BYTES: string(eventsMaxEventBytes)
   EVENTS_BLOB_ACCOUNT_URL: blobAccountUrl
   EVENTS_BLOB_CONTAINER: eventsBlobContainer

@@ -32,9 +32,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
+import posixpath
+import re
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
 #: The JSON format's data members (as shared/cloudevents/event.py names them).
 DATA = "data"
@@ -86,13 +91,60 @@ def read_message(message: str | bytes) -> dict[str, Any]:
     return event
 
 
+def blob_in(reference: str, container_url: str) -> str | None:
+    """Where ``reference`` points in the container at ``container_url``: that blob's URL,
+    written from the container's own URL; None when it points anywhere else.
+
+    Compared as the storage service will read it, not as spelled: the scheme and the host
+    without regard to case, a host's trailing dot and user information ignored, a numeric host
+    (``0x7f000001``, ``127.1``) as the address it names, the account's private-link name as the
+    account's, the default port of the scheme,
+    percent-escapes decoded, ``.`` and ``..`` segments resolved, repeated and back slashes as
+    one slash, and the container's name without regard to case."""
+    target, container = _location(reference), _location(container_url)
+    if target is None or container is None or target[:2] != container[:2]:
+        return None
+    path, prefix = target[2], container[2].rstrip("/") + "/"
+    if not path.lower().startswith(prefix.lower()) or len(path) == len(prefix):
+        return None
+    return container_url.rstrip("/") + "/" + quote(path[len(prefix) :], safe="/")
+
+
+def _location(url: str) -> tuple[str, int | None, str] | None:
+    """(host, port, path) of an absolute http(s) URL as a server reads it; None for others."""
+    try:
+        parts = urlsplit(url.strip().replace("\\", "/"))
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    host = unquote(parts.hostname).rstrip(".")
+    try:
+        host = host.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return None
+    with contextlib.suppress(OSError):  # 0x7f000001, 2130706433, 127.1: the address they name
+        host = socket.inet_ntoa(socket.inet_aton(host))
+    host = _PRIVATE_LINK.sub(r"\1.", host)  # <account>.privatelink.blob...: the same account
+    if port is None or port == _DEFAULT_PORTS[parts.scheme.lower()]:
+        port = None
+    path = posixpath.normpath("/" + re.sub("/+", "/", unquote(parts.path)))
+    return host, port, re.sub("/+", "/", path)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_PRIVATE_LINK = re.compile(r"^([^.]+)\.privatelink\.")
+
+
 def claim_checked(event: Mapping[str, Any], container_url: str) -> str | None:
     """Our blob's URL when the event's data was claim-checked into ``container_url``; None
-    otherwise (no ``dataref``, data present, or a publisher's own ``dataref``)."""
+    otherwise (no ``dataref``, data present, or a ``dataref`` that points anywhere else: a
+    subscriber follows only references into its own container)."""
     reference = event.get(DATAREF)
     if not isinstance(reference, str) or has_data(event):
         return None
-    return reference if reference.startswith(container_url.rstrip("/") + "/") else None
+    return blob_in(reference, container_url)
 
 
 #: Fetches a blob by URL: its content and its metadata.

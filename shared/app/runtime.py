@@ -57,6 +57,7 @@ def limits_of(settings: Settings) -> Limits:
         lookups_per_minute=settings.registry_lookups_per_minute,
         records_required=settings.idempotency_required,
         commit_before_answer=settings.commit_before_answer,
+        batch_timeout_seconds=settings.batch_timeout_seconds,
     )
 
 

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     #: Each 200 waits for its record's commit, so that no commit is left running when the
     #: worker is stopped (docs/deploy.md, "When an instance stops").
     commit_before_answer: bool = False
+    #: A batch is answered within this (below host.json's functionTimeout, 30 s).
+    batch_timeout_seconds: float = Field(default=20.0, gt=0, le=600)
     idempotency_table: str = "eventids"
     table_account_url: str | None = None
 

@@ -62,7 +62,10 @@ LEAP_SECOND_DAYS = frozenset(
 
 # RFC 2045/9110 media type: type "/" subtype *( OWS ";" OWS token "=" ( token / quoted-string ) )
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"  # noqa: S105 - an RFC 9110 token, not a secret
-_QUOTED_STRING = r'"(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[^\x00-\x08\x0a-\x1f\x7f])*"'
+#: RFC 9110 quoted-string, ASCII only: qdtext and quoted-pair without obs-text (bytes from 0x80
+#: up), so that every media type accepted here is a valid header value (binary mode's
+#: Content-Type, and a claim-checked blob's Content-Type header) as it stands.
+_QUOTED_STRING = r'"(?:[\t\x20\x21\x23-\x5b\x5d-\x7e]|\\[\t\x20-\x7e])*"'
 MEDIA_TYPE = re.compile(
     rf"({_TOKEN})/({_TOKEN})((?:[ \t]*;[ \t]*{_TOKEN}=(?:{_TOKEN}|{_QUOTED_STRING}))*)[ \t]*"
 )
@@ -281,6 +284,11 @@ def check_media_type(value: object) -> str | None:
         return problem
     assert isinstance(value, str)
     if MEDIA_TYPE.fullmatch(value) is None:
+        if not value.isascii():
+            return (
+                "must be ASCII: a media type and its parameters are ASCII (RFC 9110); "
+                "percent-encode other characters in a parameter's value"
+            )
         return "must be a media type such as application/json or text/plain; charset=utf-8"
     return None
 

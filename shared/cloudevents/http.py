@@ -85,6 +85,8 @@ def _classify(content_type: str | None, has_specversion: bool) -> ContentModeDec
         return _unsupported("The request has no Content-Type.")
     match = MEDIA_TYPE.fullmatch(content_type.strip())
     if match is None:
+        if has_specversion:  # binary mode: it is the event's datacontenttype, validated as one
+            return ContentModeDecision(ContentMode.BINARY)
         return _unsupported(f"The Content-Type '{content_type}' is not a valid media type.")
     essence = f"{match.group(1)}/{match.group(2)}".lower()
     parameters = _parameters(match.group(3))
@@ -135,6 +137,11 @@ def decode_header_value(raw: str) -> str:
         # such a character means a sender that did not, or two header lines joined by the
         # server (the dev host joins them with ", "): either way the value is not one value.
         raise ValueError(_MUST_BE_ENCODED + ", and a ce- header may be sent only once")
+    elif "," in raw:
+        # The Functions host joins repeated header lines with a bare ","
+        # (StringValues.ToString(), docs/contract.md "Binary mode"): a comma cannot tell one
+        # value from two, so a value's own comma must come percent-encoded.
+        raise ValueError(_REPEATED)
     if "%" not in raw:
         return raw
     decoded = bytearray()
@@ -157,6 +164,11 @@ def decode_header_value(raw: str) -> str:
 
 _PERCENT = re.compile(r"%([0-9A-Fa-f]{2})?")
 _UNENCODED = re.compile(r"[^\x21-\x7e]")
+_REPEATED = (
+    "has a ',': a ce- header may be sent only once, and the Functions host joins repeated "
+    "header lines with ','; percent-encode a comma in a value as %2C (or send the value as a "
+    "quoted-string)"
+)
 _MUST_BE_ENCODED = (
     "has a space, a control character or a character outside ASCII; percent-encode it as "
     "UTF-8 (%20 for a space)"
@@ -196,7 +208,12 @@ def binary_members(
     # The common header is plain printable ASCII without escapes or quotes: one search over all
     # of them finds that out, and only the others are decoded one by one.
     joined = "!".join(ce.values())
-    plain = not _UNENCODED.search(joined) and "%" not in joined and '"' not in joined
+    plain = (
+        not _UNENCODED.search(joined)
+        and "%" not in joined
+        and '"' not in joined
+        and "," not in joined
+    )
     if plain and len(joined) <= MAX_HEADER_VALUE_CHARACTERS and BODY_ATTRIBUTES.isdisjoint(ce):
         members.update(ce)
         ce = {}

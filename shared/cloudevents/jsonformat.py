@@ -364,6 +364,24 @@ def parse_batch(body: bytes) -> list[Any]:
     return value
 
 
+#: A batch longer than this is counted from its first this many bytes before it is decoded.
+BATCH_PREFIX_BYTES = 64 * 1024
+
+
+def batch_length_at_least(body: bytes) -> int:
+    """A lower bound on how many elements a JSON array has, from decoding only its first
+    ``BATCH_PREFIX_BYTES`` (jiter's partial mode): so that an over-long batch is refused without
+    building every element. 0 when the body is short (it is decoded whole anyway) or does not
+    start as an array (the decoder then says what it is)."""
+    if len(body) <= BATCH_PREFIX_BYTES:
+        return 0
+    try:
+        prefix = jiter.from_json(body[:BATCH_PREFIX_BYTES], partial_mode=True)
+    except ValueError:
+        return 0
+    return len(prefix) if isinstance(prefix, list) else 0
+
+
 def batch_element(element: Any, profile: ExtensionProfile, *, may_nest: bool) -> CloudEvent:
     """One element of a batch, validated as a structured event."""
     if not isinstance(element, dict):

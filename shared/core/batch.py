@@ -18,18 +18,37 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.cloudevents import batch_element, parse_batch
-from shared.cloudevents.jsonformat import MAX_DATA_DEPTH, encode_compact, may_nest_deeper_than
+from shared.cloudevents.jsonformat import (
+    MAX_DATA_DEPTH,
+    batch_length_at_least,
+    encode_compact,
+    may_nest_deeper_than,
+)
 from shared.core import problems
 from shared.core.altinn import ALTINN_PROFILE
-from shared.core.idempotency import Polls, record_key
+from shared.core.idempotency import Claim, Polls, record_key
 from shared.core.model import REPLAYED, Published, Publisher, Reservation
 from shared.core.ports import QueueUnavailable
 from shared.core.problems import Problem, Rejected, problem_for
 from shared.core.report import PublishReport
 from shared.core.steps import EventTrace, PublishSteps, ReadEvent
 from shared.core.telemetry import PublishSpan
+from shared.core.timing import Deadline
 
 BATCH_RESULT_CONTENT_TYPE = "application/json"
+#: A batch's answer is at most twice its request's size, or this, whichever is more.
+MIN_ANSWER_CAP_BYTES = 64 * 1024
+
+
+def _without_errors(problem: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in problem.items() if k not in ("errors", "omittedErrors")}
+
+
+def _briefly(problem: dict[str, Any]) -> dict[str, Any]:
+    return {**{k: problem[k] for k in ("type", "title", "status")}, "detail": _LEFT_OUT}
+
+
+_LEFT_OUT = "Left out to keep the answer small; publish this event alone to get all of it."
 _RETRYABLE = frozenset({429, 503})
 
 
@@ -38,15 +57,22 @@ class BatchOutcome:
     ids: tuple[str | None, ...]
     #: Per element: how its publish ended, or the problem that ended it.
     outcomes: tuple[Published | Problem, ...]
+    #: The largest answer body (None: no limit).
+    max_bytes: int | None = None
 
     @classmethod
-    def of(cls, elements: Sequence[Any], outcomes: Sequence[Published | Problem]) -> BatchOutcome:
+    def of(
+        cls,
+        elements: Sequence[Any],
+        outcomes: Sequence[Published | Problem],
+        max_bytes: int | None = None,
+    ) -> BatchOutcome:
         ids = tuple(
             element.get("id") if isinstance(element, dict) and isinstance(element.get("id"), str)
             else None
             for element in elements
         )  # fmt: skip
-        return cls(ids, tuple(outcomes))
+        return cls(ids, tuple(outcomes), max_bytes)
 
     @property
     def problems(self) -> list[Problem]:
@@ -89,7 +115,32 @@ class BatchOutcome:
         return {"accepted": self.accepted, "failed": self.failed, "results": results}
 
     def to_json(self) -> bytes:
-        return encode_compact(self.body())
+        """The answer's body, at most ``max_bytes`` when that is set: then problems are
+        shortened, the last entries' first (their ``errors`` dropped, then all but ``type``,
+        ``title`` and ``status``, with a detail saying so), and ``omittedDetails`` says how many
+        were, so that a batch of tiny invalid events cannot make an answer many times its size."""
+        body = self.body()
+        encoded = encode_compact(body)
+        if self.max_bytes is None or len(encoded) <= self.max_bytes:
+            return encoded
+        results: list[dict[str, Any]] = body["results"]
+        sizes = [len(encode_compact(entry)) + 1 for entry in results]
+        total, shortened = len(encoded), set()
+        for shorten in (_without_errors, _briefly):
+            for index in reversed(range(len(results))):
+                if total <= self.max_bytes:
+                    break
+                problem = results[index].get("problem")
+                if problem is None:
+                    continue
+                entry = {**results[index], "problem": shorten(problem)}
+                size = len(encode_compact(entry)) + 1
+                if size < sizes[index]:
+                    total -= sizes[index] - size
+                    results[index], sizes[index] = entry, size
+                    shortened.add(index)
+        body["omittedDetails"] = len(shortened)
+        return encode_compact(body)
 
     def headers(self) -> dict[str, str]:
         headers = {"Content-Type": BATCH_RESULT_CONTENT_TYPE}
@@ -111,6 +162,7 @@ class BatchOutcome:
 MAX_SENDS_IN_FLIGHT = 16
 #: Why an element of a batch was not sent (the log line's note).
 NOT_SENT = "not sent: an earlier send of this batch failed"
+BATCH_TIME_UP = "the batch's time was up while this event's send was under way (it goes on)"
 
 
 class BatchProcessor:
@@ -121,7 +173,13 @@ class BatchProcessor:
     answered 503 at once, so that a broken queue ends the batch within about one budget, and
     nothing is queued for an element answered 503 unless its send had started. Elements with the
     same identity are published one after another, in input order, and claimed once: a later
-    one is answered from how the earlier one ended (its replay, or 409 for other content)."""
+    one is answered from how the earlier one ended (its replay, or 409 for other content).
+
+    The whole batch is answered within ``batch_timeout_seconds``, whatever its dependencies do
+    (the Functions host's own timeout is above it): an element whose publish had not started by
+    then is answered 503 ``batch-timeout`` and is not sent (it stops before its send, its claim
+    taken back); one whose send was under way is answered 503 "may have been stored", and its
+    send goes on, its record following its real outcome."""
 
     def __init__(self, steps: PublishSteps) -> None:
         self.steps = steps
@@ -134,16 +192,42 @@ class BatchProcessor:
         span: PublishSpan,
         trace: EventTrace,
     ) -> BatchOutcome:
+        limits = self.steps.limits
+        at_least = batch_length_at_least(body)  # counted before every element is built
+        if at_least > limits.max_batch_events:
+            raise Rejected(problems.batch_too_large(limits.max_batch_events, at_least, more=True))
         elements = parse_batch(body)
-        limit = self.steps.limits.max_batch_events
-        if len(elements) > limit:
-            raise Rejected(problems.batch_too_large(limit, len(elements)))
+        if len(elements) > limits.max_batch_events:
+            raise Rejected(problems.batch_too_large(limits.max_batch_events, len(elements)))
         report.batch_size = len(elements)
         run = _BatchRun(self.steps, publisher, report, span, trace, body)
-        outcomes = await asyncio.gather(
-            *(run.element(index, element) for index, element in enumerate(elements))
-        )
-        return BatchOutcome.of(elements, outcomes)
+        tasks = [
+            asyncio.ensure_future(run.element(index, element))
+            for index, element in enumerate(elements)
+        ]
+        everything = asyncio.gather(*tasks, return_exceptions=True)
+        deadline = Deadline(limits.batch_timeout_seconds, self.steps.clock)
+        cap = max(MIN_ANSWER_CAP_BYTES, 2 * len(body))
+        try:
+            await deadline.wait(everything)
+        except TimeoutError:
+            run.closed = True  # elements not sending yet stop before they send
+            self.steps.delivery.keep(everything)  # the sends under way go on; drain waits
+            return BatchOutcome.of(elements, [run.answer(task) for task in tasks], cap)
+        for result in everything.result():
+            if isinstance(result, BaseException):
+                raise result  # not a problem of the element: a bug (500), as for one event
+        return BatchOutcome.of(elements, [task.result() for task in tasks], cap)
+
+
+class _Element:
+    """How far one element's publish got, for an answer given before it ended."""
+
+    __slots__ = ("recorded", "sending")
+
+    def __init__(self) -> None:
+        self.sending = False
+        self.recorded = False
 
 
 class _BatchRun:
@@ -166,12 +250,28 @@ class _BatchRun:
         self.may_nest = may_nest_deeper_than(body, MAX_DATA_DEPTH)
         self.in_flight = asyncio.Semaphore(MAX_SENDS_IN_FLIGHT)
         self.queue_failed = False
+        #: The batch's time is up: no element starts a send any more.
+        self.closed = False
         self.polls = Polls()  # the elements share one request's polling
         #: per identity, the outcome of its latest element so far: the fingerprint published
         #: (or replayed) under it in this batch, None if none was
         self.latest: dict[str, asyncio.Future[str | None]] = {}
+        self.states: dict[asyncio.Future[Any], _Element] = {}
+
+    def answer(self, task: asyncio.Future[Published | Problem]) -> Published | Problem:
+        """An element's answer when the batch's time is up: its outcome if it has one."""
+        if task.done():
+            return task.result()
+        state = self.states.get(task, _Element())
+        if state.sending:
+            pending = QueueUnavailable(BATCH_TIME_UP, pending=True, recorded=state.recorded)
+            return problems.unavailable(pending)
+        return problems.batch_timeout(self.steps.limits.batch_timeout_seconds)
 
     async def element(self, index: int, element: Any) -> Published | Problem:
+        task = asyncio.current_task()
+        assert task is not None
+        state = self.states[task] = _Element()
         telemetry = self.steps.telemetry
         attributes = {"events.batch.index": index} if telemetry.enabled else None
         with telemetry.element(self.span, attributes) as element_span:
@@ -181,7 +281,7 @@ class _BatchRun:
             )
             outcome: Published | Problem
             try:
-                outcome = await self._publish(element, element_span, report)
+                outcome = await self._publish(element, element_span, report, state)
             except Exception as error:
                 problem = problem_for(error)
                 if problem is None:
@@ -193,14 +293,14 @@ class _BatchRun:
             return outcome
 
     async def _publish(
-        self, element: Any, element_span: PublishSpan, report: PublishReport
+        self, element: Any, element_span: PublishSpan, report: PublishReport, state: _Element
     ) -> Published:
         event = batch_element(element, ALTINN_PROFILE, may_nest=self.may_nest)
         read = self.steps.prepare(
             event, report, EventTrace(element_span.ids, self.trace.tracestate)
         )
         if read.content is None:
-            return await self._send(read, report)
+            return await self._send(read, report, state)
         # This runs before the element's first await, so in input order: each identity's
         # elements form a chain, each waiting for the one before it.
         key = record_key(self.publisher, read.event)
@@ -211,7 +311,7 @@ class _BatchRun:
         try:
             if earlier is not None:
                 known = await earlier
-            outcome = await self._send(read, report, known)
+            outcome = await self._send(read, report, state, known)
             if known is None:
                 known = read.content.fingerprint
             return outcome
@@ -219,7 +319,7 @@ class _BatchRun:
             mine.set_result(known)
 
     async def _send(
-        self, read: ReadEvent, report: PublishReport, known: str | None = None
+        self, read: ReadEvent, report: PublishReport, state: _Element, known: str | None = None
     ) -> Published:
         """The element's steps after reading; ``known``: the fingerprint an earlier element of
         the batch published under its identity."""
@@ -233,12 +333,24 @@ class _BatchRun:
                     return REPLAYED
                 report.dedup = Reservation.CONFLICT.value
                 raise Rejected(problems.duplicate_event_id(read.event.source, read.event.id))
-            if self.queue_failed:  # not sent: nothing queued, a retry is safe
-                raise QueueUnavailable(NOT_SENT)
+            self._may_start()
+
+            def before_send(claim: Claim | None) -> None:
+                self._may_start()
+                state.sending = True
+                state.recorded = claim is not None and claim.certain
+
             try:
                 return await steps.publish_event(
-                    self.publisher, read, report, steps.deadline(), self.polls
+                    self.publisher, read, report, steps.deadline(), self.polls, before_send
                 )
             except QueueUnavailable:
                 self.queue_failed = True
                 raise
+
+    def _may_start(self) -> None:
+        """Whether an element may still start its send (raises why not)."""
+        if self.closed:
+            raise Rejected(problems.batch_timeout(self.steps.limits.batch_timeout_seconds))
+        if self.queue_failed:  # not sent: nothing queued, a retry is safe
+            raise QueueUnavailable(NOT_SENT)

@@ -5,8 +5,8 @@ is the reading half's (shared/subscriber.py, which subscribers copy): its names 
 An event whose queue message would exceed the queue's limit, up to ``max_event_bytes``, has its
 data stored as a blob and is queued without ``data``/``data_base64``, with ``dataref`` naming the
 blob. It cannot be when there is no blob store, when it carries its own ``dataref`` as well as
-data, or when its attributes alone do not fit in one message. A publisher's own ``dataref`` must
-not point into this endpoint's container.
+data, or when its attributes alone do not fit in one message. A publisher's own ``dataref`` is an
+``https`` URL or a relative reference, and must not point into this endpoint's container.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from shared.cloudevents import DATA, DATA_BASE64, CloudEvent
 from shared.cloudevents.attributes import is_json_media_type
@@ -21,9 +22,17 @@ from shared.core import problems
 from shared.core.model import ClaimCheck, StoredData
 from shared.core.ports import BlobStore
 from shared.core.problems import Rejected
-from shared.subscriber import DATAREF, FORM_METADATA, has_data
+from shared.subscriber import DATAREF, FORM_METADATA, blob_in, has_data
 
-__all__ = ["DATAREF", "FORM_METADATA", "has_data", "plan", "stored_data", "with_reference"]
+__all__ = [
+    "DATAREF",
+    "FORM_METADATA",
+    "check_dataref",
+    "has_data",
+    "plan",
+    "stored_data",
+    "with_reference",
+]
 
 #: Why an event over one queue message cannot have a claim check (the 413's detail goes on).
 NO_BLOB_SERVICE = (
@@ -37,6 +46,11 @@ OWN_DATAREF = (
 ATTRIBUTES_TOO_LARGE = (
     "its attributes alone do not fit in one message (only the data can be stored by "
     "reference). Make the attributes smaller."
+)
+DATAREF_SCHEMES = (
+    "must be an https URL (or a reference relative to your own base, without a host): a "
+    "subscriber follows it to your data, so other schemes (http, file, javascript, ...) are "
+    "not accepted."
 )
 FOREIGN_DATAREF = (
     "must not point into this endpoint's own storage for large events' data; a 'dataref' of "
@@ -65,13 +79,19 @@ def with_reference(members: Mapping[str, Any], dataref: str) -> dict[str, Any]:
     return kept
 
 
-def check_own_dataref(event: CloudEvent, blobs: BlobStore | None) -> None:
-    """A publisher's own ``dataref`` never points into this endpoint's container: 400."""
-    if blobs is None:
-        return
+def check_dataref(event: CloudEvent, blobs: BlobStore | None) -> None:
+    """A publisher's own ``dataref`` is an ``https`` URL or a relative reference without a host
+    (the forms a subscriber can follow safely: no ``file:``, ``javascript:``, or cleartext
+    ``http:``), and never points into this endpoint's container, however it is spelled
+    (shared/subscriber.py, ``blob_in``): 400."""
     dataref = event.members.get(DATAREF)
-    if dataref is not None and str(dataref).startswith(blobs.url("")):
+    if not isinstance(dataref, str):
+        return
+    if blobs is not None and blob_in(dataref, blobs.url("")) is not None:
         raise Rejected(problems.invalid_event({DATAREF: (FOREIGN_DATAREF,)}))
+    parts = urlsplit(dataref)
+    if parts.scheme.lower() not in ("", "https") or (not parts.scheme and parts.netloc):
+        raise Rejected(problems.invalid_event({DATAREF: (DATAREF_SCHEMES,)}))
 
 
 def plan(

@@ -50,7 +50,7 @@ class Delivery:
         self._records = records
         self._blobs = blobs
         self._clock = clock
-        self._background: set[asyncio.Future[None]] = set()
+        self._background: set[asyncio.Future[Any]] = set()
         #: Sends given up at their claim's cutoff, their outcome unknown (for tests and logs).
         self.given_up = 0
 
@@ -87,15 +87,14 @@ class Delivery:
         try:
             await deadline.wait(sending)
         except TimeoutError:
-            self.track(self._settle_later(sending, claim))
+            self.track(self._settle_later(sending, claim, claim_check))
             raise QueueUnavailable(
                 f"no confirmation within {deadline.seconds:g} s (the send goes on)",
                 pending=True,
                 recorded=claim is not None and claim.certain,
             ) from None
         except QueueUnavailable as refused:
-            if claim_check is not None and not refused.maybe_stored:
-                self._forget_data(claim_check)
+            self._forget_unsent(claim_check, refused)
             await self.release(claim)
             raise
         if claim is not None and self._records is not None:
@@ -140,18 +139,31 @@ class Delivery:
         assert self._blobs is not None
         await self._blobs.delete(claim_check.name)
 
+    def _forget_unsent(self, claim_check: ClaimCheck | None, error: QueueUnavailable) -> None:
+        """Delete the data of a message the queue definitely did not store; never of one it
+        may have stored (its event may refer to it)."""
+        if claim_check is not None and not error.maybe_stored:
+            self._forget_data(claim_check)
+
     def _forget_data(self, claim_check: ClaimCheck) -> None:
         assert self._blobs is not None
         self.track(self._blobs.delete(claim_check.name))
 
-    async def _settle_later(self, sending: asyncio.Future[None], claim: Claim | None) -> None:
-        """The send the answer stopped waiting for: its claim follows how it ends, and it is
-        given up at the claim's cutoff."""
+    async def _settle_later(
+        self,
+        sending: asyncio.Future[None],
+        claim: Claim | None,
+        claim_check: ClaimCheck | None = None,
+    ) -> None:
+        """The send the answer stopped waiting for: its claim follows how it ends (and its
+        data, when it definitely failed, is deleted: no message refers to it), and it is given
+        up at the claim's cutoff (its data kept then: the message may have been stored)."""
         if claim is None or self._records is None:
             try:
                 await sending
             except QueueUnavailable as error:
                 log.warning("a send the answer stopped waiting for failed: %s", error)
+                self._forget_unsent(claim_check, error)
             return
         try:
             async with self._clock.timeout(max(0.0, self._records.send_cutoff(claim))):
@@ -167,6 +179,7 @@ class Delivery:
             return
         except QueueUnavailable as error:
             log.warning("a send the answer stopped waiting for failed: %s", error)
+            self._forget_unsent(claim_check, error)
             await self._records.release(claim)
             return
         log.info("a send the answer stopped waiting for was stored after all")
@@ -174,11 +187,14 @@ class Delivery:
 
     def track(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` in the background, and wait for it on ``drain``."""
-        future: asyncio.Future[None] = asyncio.ensure_future(work)
-        self._background.add(future)
-        future.add_done_callback(self._finished)
+        self.keep(asyncio.ensure_future(work))
 
-    def _finished(self, work: asyncio.Future[None]) -> None:
+    def keep(self, work: asyncio.Future[Any]) -> None:
+        """Wait for ``work``, already running, on ``drain``."""
+        self._background.add(work)
+        work.add_done_callback(self._finished)
+
+    def _finished(self, work: asyncio.Future[Any]) -> None:
         self._background.discard(work)
         if not work.cancelled() and work.exception() is not None:
             log.warning("background delivery work failed: %s", type(work.exception()).__name__)

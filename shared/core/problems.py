@@ -63,6 +63,7 @@ class ProblemType(Enum):
     QUEUE_UNAVAILABLE = (503, "Event queue unavailable")
     RECORDS_UNAVAILABLE = (503, "Event records unavailable")
     BLOBS_UNAVAILABLE = (503, "Event data storage unavailable")
+    BATCH_TIMEOUT = (503, "The batch ran out of time")
     INTERNAL_ERROR = (500, "Internal error")
 
     def __init__(self, status: int, title: str) -> None:
@@ -188,10 +189,12 @@ def body_too_large(limit: int, size: int | None) -> Problem:
     )
 
 
-def batch_too_large(limit: int, count: int) -> Problem:
+def batch_too_large(limit: int, count: int, *, more: bool = False) -> Problem:
+    """``more``: ``count`` is what the batch's first part alone holds (it was not read whole)."""
+    counted = f"more than {count - 1}" if more else f"{count}"
     return Problem(
         ProblemType.BATCH_TOO_LARGE,
-        f"The batch has {count} events; at most {limit} are accepted in one request. Nothing "
+        f"The batch has {counted} events; at most {limit} are accepted in one request. Nothing "
         f"was published; send them in batches of at most {limit}.",
     )
 
@@ -385,6 +388,16 @@ def unavailable(error: Unavailable) -> Problem:
             maybe_stored=error.maybe_stored, pending=error.pending, recorded=error.recorded
         )
     return _UNAVAILABLE[error.dependency]()
+
+
+def batch_timeout(seconds: float) -> Problem:
+    """An element of a batch whose publish had not started when the batch's time was up."""
+    return _unavailable(
+        ProblemType.BATCH_TIMEOUT,
+        f"The batch reached its time limit ({seconds:g} s, EVENTS_BATCH_TIMEOUT_SECONDS) before "
+        "this event's publish started: nothing was published for it. Send it again after the "
+        "indicated delay, exactly as before (in smaller batches, if this happens again).",
+    )
 
 
 def internal_error() -> Problem:

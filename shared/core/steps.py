@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +82,8 @@ class Limits:
     records_required: bool = False
     #: Each 200 waits for its record's commit.
     commit_before_answer: bool = False
+    #: A batch is answered within this, whatever its dependencies do.
+    batch_timeout_seconds: float = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +234,7 @@ class PublishSteps:
             content = content_of(event, lambda: message if own else serialize(event))
         resource = str(event.attribute("resource"))
         report.event(event.id, event.source, event.type, resource)
-        claimcheck.check_own_dataref(event, self.ports.blobs)
+        claimcheck.check_dataref(event, self.ports.blobs)
         if len(message) <= self.ports.sink.max_message_bytes:
             return ReadEvent(event, resource, content, message)
         # the event as sent, without the trace context: what the size limits measure
@@ -357,11 +359,20 @@ class PublishSteps:
         report: PublishReport,
         deadline: Deadline,
         polls: Polls,
+        before_send: Callable[[Claim | None], None] | None = None,
     ) -> Published:
-        """The steps of one event after reading it: authorize, claim, enqueue."""
+        """The steps of one event after reading it: authorize, claim, enqueue. ``before_send``
+        may stop the publish between its claim and its send, by raising (the claim is then
+        taken back)."""
         await self.authorize(publisher, read, report)
         claimed = await self.claim(publisher, read, report, polls)
         if isinstance(claimed, Published):
             return claimed
+        if before_send is not None:
+            try:
+                before_send(claimed)
+            except BaseException:
+                await self.delivery.release(claimed)
+                raise
         await self.enqueue(read, deadline, claimed, report)
         return PUBLISHED

@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 from shared.core.ports import Cancellable, Clock
 
@@ -51,7 +52,7 @@ class Deadline:
             return self.seconds
         return max(0.0, self._at - self._clock.time())
 
-    async def wait(self, work: asyncio.Future[None]) -> None:
+    async def wait(self, work: asyncio.Future[Any]) -> None:
         """Wait for ``work`` until the deadline; TimeoutError after it. ``work`` is never
         cancelled, not even when the waiting is (as ``asyncio.shield``): it goes on either way.
 

@@ -252,6 +252,7 @@ PROBLEMS: dict[str, Callable[[], problems.Problem]] = {
     "publish-in-progress": problems.publish_in_progress,
     "records-unavailable": problems.records_unavailable,
     "blobs-unavailable": problems.blobs_unavailable,
+    "batch-timeout": lambda: problems.batch_timeout(20),
     "queue-unavailable-maybe-stored": lambda: problems.queue_unavailable(maybe_stored=True),
     "not-authorized-for-resource": lambda: problems.not_authorized_for_resource(DEMO_RESOURCE),
     "registry-unavailable": problems.registry_unavailable,

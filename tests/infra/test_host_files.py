@@ -146,3 +146,22 @@ def test_funcignore_keeps_development_files_out_of_the_package(path: str) -> Non
 )
 def test_funcignore_keeps_what_the_app_needs(path: str) -> None:
     assert not is_funcignored(path), f".funcignore must not exclude {path}"
+
+
+def seconds(timespan: str) -> float:
+    hours, minutes, secs = timespan.split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(secs)
+
+
+def test_the_hosts_timeout_stays_above_a_batchs() -> None:
+    """A batch is answered within EVENTS_BATCH_TIMEOUT_SECONDS: the host must not time out
+    first, or the caller gets no per-element results while most of them are queued. The
+    template's default and the code's both stay well below functionTimeout (with room for the
+    token check and the answer)."""
+    from tests.infra.bicep import MAIN, parameters
+
+    host_timeout = seconds(load("host.json")["functionTimeout"])
+    template = float(parameters(MAIN)["eventsBatchTimeoutSeconds"]["default"])
+    code = Settings.model_fields["batch_timeout_seconds"].default
+    assert template == code
+    assert host_timeout >= template + 5, (host_timeout, template)

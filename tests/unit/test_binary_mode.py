@@ -64,7 +64,8 @@ DECODED = [
     ("quoted-string", '"a b"', "a b"),
     ("quoted-string with escapes", '"a\\"b\\\\c"', 'a"b\\c'),
     ("quoted-string then percent", '"x%20y"', "x y"),
-    ("comma is allowed", "a,b", "a,b"),
+    ("an encoded comma", "a%2Cb", "a,b"),
+    ("a comma in a quoted-string", '"a,b"', "a,b"),
 ]
 
 
@@ -82,7 +83,9 @@ UNDECODABLE = [
     ("overlong UTF-8", "%C0%A0", "UTF-8"),
     ("lone continuation byte", "%80", "UTF-8"),
     ("raw space", "a b", "percent-encode"),
-    ("two header lines joined", "a, b", "sent only once"),
+    ("two header lines joined as the dev host does", "a, b", "sent only once"),
+    # the Functions host joins repeated lines with a bare "," (StringValues.ToString())
+    ("two header lines joined as the Functions host does", "a,b", "sent only once"),
     ("raw non-ASCII", "blåbær", "percent-encode"),
     ("raw control character", "a\tb", "percent-encode"),
     ("unescaped quote in quoted-string", '"a"b"', "quoted-string"),

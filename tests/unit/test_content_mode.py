@@ -25,6 +25,9 @@ CASES: list[tuple[str | None, list[str], ContentMode]] = [
     ("application/xml", ["ce-specversion", "ce-id"], ContentMode.BINARY),
     (None, ["ce-specversion"], ContentMode.BINARY),
     ("", ["ce-specversion"], ContentMode.BINARY),
+    # ... even an invalid one: it is the event's datacontenttype, a 400 on it when validated
+    ('text/plain; x="\u00e9"', ["ce-specversion"], ContentMode.BINARY),
+    ("not a media type", ["ce-specversion"], ContentMode.BINARY),
     # ... but without ce-specversion other ce- headers mean nothing: plain JSON is structured
     ("application/json", ["CE-ID", "ce-source"], ContentMode.STRUCTURED),
     ("text/plain", ["ce-id"], ContentMode.UNSUPPORTED),

@@ -10,9 +10,11 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.cloudevents import CloudEvent, InvalidEvent, parse_structured, serialize
-from shared.cloudevents.attributes import check_string_characters
+from shared.cloudevents.attributes import check_media_type, check_string_characters
 from shared.cloudevents.jsonformat import canonical
 from shared.core.altinn import ALTINN_PROFILE, reference_errors
 from tests.support import VALID_EVENT, body_of
@@ -366,3 +368,33 @@ def test_every_forbidden_character_is_unprintable() -> None:
         assert not character.isprintable(), f"U+{code_point:04X}"
         assert check_string_characters(f"a{character}b") is not None, f"U+{code_point:04X}"
     assert check_string_characters("\u00a0\u2028 æøå 🎉") is None  # unprintable but allowed
+
+
+# -- every value that reaches a header is a valid header value --------------------------------
+
+
+@settings(max_examples=300)
+@given(
+    st.builds(
+        lambda essence, name, value: f"{essence}; {name}={value}",
+        st.sampled_from(["text/plain", "application/json", "application/vnd.x+json"]),
+        st.from_regex(r"[a-z]{1,8}", fullmatch=True),
+        st.text(max_size=12).map(lambda text: '"' + text.replace('"', "") + '"')
+        | st.text(min_size=1, max_size=12),
+    )
+    | st.text(max_size=40)
+)
+def test_every_accepted_media_type_is_a_header_value(value: str) -> None:
+    """datacontenttype goes into headers (binary mode's Content-Type, a claim-checked blob's
+    Content-Type): whatever validation accepts is printable ASCII, so no storage call can
+    refuse it later (which would be a 503 for a client's error)."""
+    if check_media_type(value) is None:
+        assert value.isascii()
+        assert all(" " <= ch <= "~" or ch == "\t" for ch in value)
+        value.encode("latin-1")
+
+
+def test_a_non_ascii_media_type_parameter_is_refused_saying_why() -> None:
+    problem = check_media_type('text/plain; x="\u00e9"')
+    assert problem is not None
+    assert "ASCII" in problem
