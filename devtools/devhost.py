@@ -11,6 +11,7 @@ With Azure Functions Core Tools installed, ``func start`` serves the same ``func
 from __future__ import annotations
 
 import argparse
+import asyncio
 import inspect
 import json
 import logging
@@ -27,6 +28,7 @@ import azure.functions as func
 from azure.functions.decorators.function_app import Function
 from azure.functions.decorators.http import HttpTrigger
 
+from devtools.guard import Limits, guarded_protocol
 from devtools.invocation import DevContext
 
 Scope = MutableMapping[str, Any]
@@ -71,6 +73,7 @@ class FunctionsDevHost:
         *,
         host_json: Path = HOST_JSON,
         max_body_bytes: int = 100 * 1024 * 1024,
+        body_timeout: float = Limits.body_timeout,
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         settings = json.loads(host_json.read_text(encoding="utf-8"))
@@ -78,6 +81,7 @@ class FunctionsDevHost:
         prefix = http.get("routePrefix", "api")
         self.custom_headers: dict[str, str] = dict(http.get("customHeaders", {}))
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
         self._on_shutdown = on_shutdown
         self.routes: list[_Route] = []
         for function in functions:
@@ -115,18 +119,20 @@ class FunctionsDevHost:
                 return
 
     async def _read_body(self, receive: Receive, declared: int | None) -> bytes:
-        """The body, but never more than ``max_body_bytes + 1`` bytes: enough to refuse it."""
+        """The body, but never more than ``max_body_bytes + 1`` bytes: enough to refuse it.
+        Raises TimeoutError when it has not all arrived within ``body_timeout`` seconds."""
         if declared is not None and declared > self.max_body_bytes:
             return b""  # the function refuses it from Content-Length alone
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            chunks.append(chunk)
-            if size > self.max_body_bytes or not message.get("more_body", False):
-                return b"".join(chunks)
+        async with asyncio.timeout(self.body_timeout):
+            while True:
+                message = await receive()
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                chunks.append(chunk)
+                if size > self.max_body_bytes or not message.get("more_body", False):
+                    return b"".join(chunks)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
@@ -145,9 +151,17 @@ class FunctionsDevHost:
         headers: dict[str, str] = {}
         for raw_name, raw_value in scope["headers"]:
             name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+            # a repeated header's values joined with a bare ",", as the Functions host does
+            # (docs/local.md, "How the dev host differs")
+            headers[name] = f"{headers[name]},{value}" if name in headers else value
         length = headers.get("content-length", "")
-        body = await self._read_body(receive, int(length) if length.isdigit() else None)
+        try:
+            body = await self._read_body(receive, int(length) if length.isdigit() else None)
+        except TimeoutError:
+            log.warning("answered 408: the body did not arrive in %ss", self.body_timeout)
+            headers_out = {"Content-Type": "text/plain", "Connection": "close"}
+            await _send(send, 408, headers_out, b"Request Timeout")
+            return
         query = scope.get("query_string", b"").decode("latin-1")
         host = headers.get("host", "127.0.0.1")
         url = f"{scope.get('scheme', 'http')}://{host}{path}" + (f"?{query}" if query else "")
@@ -202,6 +216,7 @@ def build(*, broken_settings_allowed: bool = False) -> FunctionsDevHost:
     return FunctionsDevHost(
         app.get_functions(),
         max_body_bytes=max_body_bytes,
+        body_timeout=Limits.from_environment().body_timeout,
         on_shutdown=close_current_runtime,
     )
 
@@ -286,6 +301,7 @@ def main(argv: list[str] | None = None) -> None:
     log.info("dev host (not the Azure Functions host) on http://127.0.0.1:%d", port)
     uvicorn.run(
         host,
+        http=guarded_protocol(Limits.from_environment()),
         host="127.0.0.1",
         port=port,
         log_level="warning",

@@ -415,8 +415,13 @@ def canonical(members: Mapping[str, Any]) -> dict[str, Any]:
 
 def serialize(event: CloudEvent, extra: Mapping[str, Any] | None = None) -> bytes:
     """The event as compact structured-mode JSON (UTF-8) in ``CANONICAL_ORDER``: the queue
-    message's content; with ``extra``, attributes the endpoint adds (trace context)."""
-    members = event.members if extra is None else {**event.members, **extra}
+    message's content; with ``extra``, attributes the endpoint adds (trace context), a None
+    value removing one."""
+    members = event.members
+    if extra is not None:
+        members = {**members, **extra}
+        if None in extra.values():
+            members = {name: value for name, value in members.items() if value is not None}
     try:
         return encode_compact(canonical(members))
     except JsonFormatError as error:

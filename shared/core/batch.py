@@ -40,15 +40,22 @@ BATCH_RESULT_CONTENT_TYPE = "application/json"
 MIN_ANSWER_CAP_BYTES = 64 * 1024
 
 
-def _without_errors(problem: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in problem.items() if k not in ("errors", "omittedErrors")}
+def _without_errors(entry: dict[str, Any]) -> dict[str, Any]:
+    problem = {k: v for k, v in entry["problem"].items() if k not in ("errors", "omittedErrors")}
+    return {**entry, "problem": problem}
 
 
-def _briefly(problem: dict[str, Any]) -> dict[str, Any]:
-    return {**{k: problem[k] for k in ("type", "title", "status")}, "detail": _LEFT_OUT}
+def _briefly(entry: dict[str, Any]) -> dict[str, Any]:
+    problem = entry["problem"]
+    return {**entry, "problem": {k: problem[k] for k in ("type", "title", "status")}}
 
 
-_LEFT_OUT = "Left out to keep the answer small; publish this event alone to get all of it."
+def _status_only(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in entry.items() if k != "problem"}
+
+
+#: How an entry's problem is shortened when the answer is over its cap, step by step.
+_SHORTER = (_without_errors, _briefly, _status_only)
 _RETRYABLE = frozenset({429, 503})
 
 
@@ -115,25 +122,26 @@ class BatchOutcome:
         return {"accepted": self.accepted, "failed": self.failed, "results": results}
 
     def to_json(self) -> bytes:
-        """The answer's body, at most ``max_bytes`` when that is set: then problems are
-        shortened, the last entries' first (their ``errors`` dropped, then all but ``type``,
-        ``title`` and ``status``, with a detail saying so), and ``omittedDetails`` says how many
-        were, so that a batch of tiny invalid events cannot make an answer many times its size."""
+        """The answer's body, at most ``max_bytes`` when that is set (docs/errors.md,
+        "Batches"): then problems are shortened, the last entries' first, a step at a time
+        (their ``errors`` dropped; then all but ``type``, ``title`` and ``status``; then the
+        problem itself, the entry's ``status`` staying), and ``omittedDetails`` says how many
+        entries were, so that a batch of tiny invalid events cannot make an answer many times
+        its size."""
         body = self.body()
         encoded = encode_compact(body)
         if self.max_bytes is None or len(encoded) <= self.max_bytes:
             return encoded
         results: list[dict[str, Any]] = body["results"]
         sizes = [len(encode_compact(entry)) + 1 for entry in results]
-        total, shortened = len(encoded), set()
-        for shorten in (_without_errors, _briefly):
+        total, shortened = len(encoded) + len(',"omittedDetails":1000'), set()
+        for shorten in _SHORTER:
             for index in reversed(range(len(results))):
                 if total <= self.max_bytes:
                     break
-                problem = results[index].get("problem")
-                if problem is None:
+                if "problem" not in results[index]:
                     continue
-                entry = {**results[index], "problem": shorten(problem)}
+                entry = shorten(results[index])
                 size = len(encode_compact(entry)) + 1
                 if size < sizes[index]:
                     total -= sizes[index] - size
@@ -335,8 +343,13 @@ class _BatchRun:
                 raise Rejected(problems.duplicate_event_id(read.event.source, read.event.id))
             self._may_start()
 
-            def before_send(claim: Claim | None) -> None:
-                self._may_start()
+            async def before_send(claim: Claim | None) -> None:
+                try:
+                    self._may_start()
+                except BaseException:
+                    # once the batch is answered, nobody waits: take it back patiently
+                    await steps.delivery.release(claim, patient=self.closed)
+                    raise
                 state.sending = True
                 state.recorded = claim is not None and claim.certain
 

@@ -103,9 +103,9 @@ class Delivery:
             else:
                 self.track(self._records.commit(claim))
 
-    async def release(self, claim: Claim | None) -> None:
+    async def release(self, claim: Claim | None, *, patient: bool = False) -> None:
         if claim is not None and self._records is not None:
-            await self._records.release(claim)
+            await self._records.release(claim, patient=patient)
 
     def abandon(self, claim: Claim) -> None:
         """Take back, in the background, a claim whose publish was not made (its answer lost)."""

@@ -422,11 +422,16 @@ class IdempotentRecords:
                 continue
         return False
 
-    async def release(self, claim: Claim) -> None:
+    async def release(self, claim: Claim, *, patient: bool = False) -> None:
         """The claimed event was not published (or may not have been): take the claim back, so
-        that a retry publishes at once. Only this claim's own records are removed."""
+        that a retry publishes at once. Only this claim's own records are removed. Within one
+        budget; ``patient`` (nobody waits for it: the answer was given) until the claim's lease
+        would lapse anyway."""
+        budget = self.budgets.claim
+        if patient:
+            budget = max(budget, claim.at + self.budgets.lease - self.clock.time())
         try:
-            async with self.clock.timeout(self.budgets.claim):
+            async with self.clock.timeout(budget):
                 if claim.certain:
                     for generation, etag in claim.held.items():
                         await self._let_go(self.generations.table(generation), claim.key, etag)

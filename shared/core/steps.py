@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +58,7 @@ from shared.core.problems import Rejected
 from shared.core.report import PublishReport
 from shared.core.telemetry import Telemetry
 from shared.core.timing import SYSTEM_CLOCK, Deadline
-from shared.core.tracecontext import TraceIds
+from shared.core.tracecontext import TraceIds, valid_tracestate
 
 log = logging.getLogger("events.publish")
 
@@ -124,6 +124,22 @@ class EventTrace:
         if self.tracestate:
             members["tracestate"] = self.tracestate
         return members
+
+    def extension_for(self, members: Mapping[str, Any]) -> dict[str, str | None] | None:
+        """What the queued event's distributed-tracing attributes change (None: nothing; a
+        None value: that attribute dropped). An event with its own ``traceparent`` keeps it as
+        sent, and its own ``tracestate`` with it when that is valid W3C; otherwise the event
+        gets this span's ``traceparent`` and the caller's ``tracestate``, never its own (a
+        state belongs to the trace it came with)."""
+        if "traceparent" in members:
+            state = members.get("tracestate")
+            if state is None or valid_tracestate(state) is not None:
+                return None
+            return {"tracestate": None}
+        extension: dict[str, str | None] = dict(self.members())
+        if "tracestate" in members and "tracestate" not in extension:
+            extension["tracestate"] = None
+        return extension
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,14 +240,17 @@ class PublishSteps:
         naming its publish span, unless it has a ``traceparent`` of its own (kept as sent). An
         event too large for one message, up to ``max_event_bytes``, gets a claim check
         (shared/core/claimcheck.py)."""
-        own = "traceparent" in event.members
-        extra = None if own else trace.members()
+        extra = trace.extension_for(event.members)
         message = serialize(event, extra=extra)
+
+        def as_sent() -> bytes:
+            return message if extra is None else serialize(event)
+
         content = None
         if self.ports.records is not None:
             # records written before the canonical content hold the digest of this message
             # without the trace context (the event's own, if any, kept)
-            content = content_of(event, lambda: message if own else serialize(event))
+            content = content_of(event, as_sent)
         resource = str(event.attribute("resource"))
         report.event(event.id, event.source, event.type, resource)
         claimcheck.check_dataref(event, self.ports.blobs)
@@ -240,7 +259,7 @@ class PublishSteps:
         # the event as sent, without the trace context: what the size limits measure
         message, check = claimcheck.plan(
             event,
-            message if own else serialize(event),
+            as_sent(),
             blobs=self.ports.blobs,
             message_limit=self.ports.sink.max_message_bytes,
             max_event_bytes=self.limits.max_event_bytes,
@@ -359,20 +378,16 @@ class PublishSteps:
         report: PublishReport,
         deadline: Deadline,
         polls: Polls,
-        before_send: Callable[[Claim | None], None] | None = None,
+        before_send: Callable[[Claim | None], Awaitable[None]] | None = None,
     ) -> Published:
         """The steps of one event after reading it: authorize, claim, enqueue. ``before_send``
-        may stop the publish between its claim and its send, by raising (the claim is then
-        taken back)."""
+        may stop the publish between its claim and its send, by raising once it has taken the
+        claim back (``delivery.release``)."""
         await self.authorize(publisher, read, report)
         claimed = await self.claim(publisher, read, report, polls)
         if isinstance(claimed, Published):
             return claimed
         if before_send is not None:
-            try:
-                before_send(claimed)
-            except BaseException:
-                await self.delivery.release(claimed)
-                raise
+            await before_send(claimed)
         await self.enqueue(read, deadline, claimed, report)
         return PUBLISHED

@@ -18,8 +18,16 @@ _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f
 _ids = random.Random()  # noqa: S311
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
-#: tracestate: at most 32 list members of at most 256 characters each (W3C), 512 kept in all.
-_TRACESTATE = re.compile(r"[\x20-\x7e]{1,512}")
+#: tracestate (W3C Trace Context, section 3.3): a list of ``key=value`` members separated by
+#: commas with optional blanks around them; a key is a simple key or ``tenant@system``; a value
+#: is up to 256 printable ASCII characters other than ``,`` and ``=``, not ending in a blank.
+_KEY = re.compile(
+    r"[a-z][a-z0-9_\-*/]{0,255}|[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13}"
+)
+_VALUE = re.compile(r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]")
+#: At most 32 list members (W3C), and 512 characters in all: what a vendor must pass on.
+MAX_TRACESTATE_MEMBERS = 32
+MAX_TRACESTATE_CHARS = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +52,32 @@ def parse_traceparent(value: str | None, tracestate: str | None = None) -> Paren
         return None
     if span_id == _ZERO_SPAN:
         return None
-    state = tracestate.strip() if tracestate else None
-    if state is not None and not _TRACESTATE.fullmatch(state):
-        state = None
-    return Parent(trace_id, span_id, bool(int(flags, 16) & 1), state or None)
+    return Parent(trace_id, span_id, bool(int(flags, 16) & 1), valid_tracestate(tracestate))
+
+
+def valid_tracestate(value: object) -> str | None:
+    """A ``tracestate`` as sent (its outer blanks stripped) when it is valid under the W3C
+    grammar, else None: an invalid one is dropped as a whole, never repaired. Valid means at
+    most 32 list members and 512 characters, each member a ``key=value`` (or empty), and each
+    key at most once."""
+    if not isinstance(value, str):
+        return None
+    state = value.strip(" \t")
+    if not state or len(state) > MAX_TRACESTATE_CHARS:
+        return None
+    members = state.split(",")
+    if len(members) > MAX_TRACESTATE_MEMBERS:
+        return None
+    keys: set[str] = set()
+    for member in members:
+        member = member.strip(" \t")
+        if not member:
+            continue
+        key, equals, rest = member.partition("=")
+        if not equals or not _KEY.fullmatch(key) or not _VALUE.fullmatch(rest) or key in keys:
+            return None
+        keys.add(key)
+    return state if keys else None
 
 
 @dataclass(frozen=True, slots=True)

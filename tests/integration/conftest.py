@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 import aiohttp
@@ -17,6 +18,7 @@ from devtools.registry import DevRegistry
 from shared.adapters.registry import ResourceRegistryClient
 from shared.app.runtime import close_current_runtime
 from tests.support import body_of
+from tests.support.faults import FaultProxy, through_proxy
 
 
 @functools.cache
@@ -100,3 +102,40 @@ def problem_of(response: func.HttpResponse) -> dict[str, Any]:
     assert body["instance"] == "/events"
     assert body["traceId"].startswith("00-")
     return body
+
+
+# -- a fault proxy in front of one of Azurite's services (tests/support/faults.py) ---------------
+
+
+def proxy_for(service: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
+    """A proxy in front of ``service``, the function's connection string pointed at it (also
+    when another service is proxied already)."""
+    connection = os.environ["EVENTS_QUEUE_CONNECTION"]
+    endpoint = {"table": "TableEndpoint", "queue": "QueueEndpoint", "blob": "BlobEndpoint"}[service]
+    upstream = next(
+        part.split("=", 1)[1] for part in connection.split(";") if part.startswith(endpoint)
+    )
+    with FaultProxy(upstream.rsplit("/", 1)[0]) as proxy:
+        monkeypatch.setenv("EVENTS_QUEUE_CONNECTION", through_proxy(connection, service, proxy))
+        yield proxy
+
+
+@pytest.fixture
+def table_proxy(
+    function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FaultProxy]:
+    yield from proxy_for("table", monkeypatch)
+
+
+@pytest.fixture
+def queue_proxy(
+    function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FaultProxy]:
+    yield from proxy_for("queue", monkeypatch)
+
+
+@pytest.fixture
+def blob_proxy(
+    function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FaultProxy]:
+    yield from proxy_for("blob", monkeypatch)

@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from azure.storage.blob import ContainerClient
@@ -17,10 +18,12 @@ from azure.storage.blob import ContainerClient
 from devtools.azurite import Azurite
 from devtools.stack import LocalStack
 from shared.adapters.queue import MAX_EVENT_BYTES
+from shared.app.runtime import current_runtime
 from shared.cloudevents.jsonformat import encode_compact
 from shared.subscriber import FORM_METADATA, restore_event
 from tests.integration.conftest import Post, problem_of
 from tests.support import VALID_EVENT, QueueReader
+from tests.support.faults import Fault, FaultProxy
 
 KiB, MiB = 1024, 1024 * 1024
 BATCH = "application/cloudevents-batch+json"
@@ -43,6 +46,11 @@ def container(
         function_env["EVENTS_QUEUE_CONNECTION"], queue_name
     )
     return client
+
+
+async def settled() -> None:
+    """Every send and record write the last publishes left running has ended."""
+    await current_runtime().pipeline.close(10)
 
 
 def blobs(container: ContainerClient) -> dict[str, tuple[bytes, dict[str, str], str]]:
@@ -275,6 +283,179 @@ async def test_a_dataref_into_our_container_is_refused(
     assert answer.status_code == 400
     assert "own storage" in problem_of(answer)["errors"]["dataref"][0]
     assert queue.drain() == []
+
+
+def spellings_of(container_url: str) -> list[str]:
+    """The container's own blob ``x``, spelled as a storage service reads it but not as the
+    endpoint writes it (the findings of docs/errors.md, "dataref")."""
+    parts = urlsplit(container_url.rstrip("/"))
+    host, port, path = parts.hostname, parts.port, parts.path
+    assert host == "127.0.0.1"
+    assert port is not None
+    account, container = path.strip("/").split("/")
+    encoded = (
+        container.replace("-", "%2D")
+        if "-" in container
+        else "%" + container[0].encode().hex() + container[1:]
+    )
+    return [
+        f"HTTP://{host}:{port}/{account}/{container}/x",
+        f"http://{host}:{port}/{account}/{encoded}/x",
+        f"http://{host}:{port}/{account}/./{container}/x",
+        f"http://{host}:{port}/{account}/elsewhere/../{container}/x",
+        f"http://{host}:{port}/{account}//{container}/x",
+        f"http://{host}:{port}/{account}\\{container}\\x",
+        f"http://user@{host}:{port}/{account}/{container}/x",
+        f"http://{host}.:{port}/{account}/{container}/x",
+        f"http://0x7f000001:{port}/{account}/{container}/x",
+        f"http://127.1:{port}/{account}/{container}/x",
+        f"http://{host}:{port}/{account.upper()}/{container.upper()}/x",
+    ]
+
+
+async def test_a_dataref_into_our_container_is_refused_however_it_is_spelled(
+    post: Post, queue: QueueReader, container: ContainerClient
+) -> None:
+    attributes = {k: v for k, v in VALID_EVENT.items() if k != "data"}
+    for n, spelling in enumerate(spellings_of(container.url)):
+        answer = await post({**attributes, "id": f"spelled-{n}", "dataref": spelling})
+        assert answer.status_code == 400, spelling
+        [message] = problem_of(answer)["errors"]["dataref"]
+        # a backslash is no URI character: refused before the container is looked at
+        assert ("own storage" if "\\" not in spelling else "not allowed") in message, spelling
+    assert queue.drain() == []
+
+
+@pytest.mark.parametrize(
+    "dataref",
+    [
+        "file:///etc/passwd",
+        "javascript:alert(1)",
+        "http://files.example.org/a.pdf",  # cleartext: a subscriber would follow it unprotected
+        "ftp://files.example.org/a.pdf",
+        "//files.example.org/a.pdf",  # scheme-relative: whatever scheme the reader has
+        "data:text/plain,hello",
+    ],
+)
+async def test_a_dataref_may_only_be_https_or_relative(
+    post: Post, queue: QueueReader, container: ContainerClient, dataref: str
+) -> None:
+    answer = await post(
+        {k: v for k, v in VALID_EVENT.items() if k != "data"} | {"dataref": dataref}
+    )
+    assert answer.status_code == 400
+    [message] = problem_of(answer)["errors"]["dataref"]
+    assert "https" in message
+    assert queue.drain() == []
+
+
+async def test_the_reader_follows_only_references_into_its_own_container(
+    post: Post, queue: QueueReader, container: ContainerClient
+) -> None:
+    """restore_event fetches our own blobs, whatever the spelling, and nothing else: a
+    reference anywhere else is the publisher's own, left for the subscriber to judge."""
+    event = sized(80 * KiB, id="restored")
+    assert (await post(body(event))).status_code == 200
+    [message] = queued_raw(queue)
+    fetched: list[str] = []
+
+    def fetch(url: str) -> tuple[bytes, dict[str, str]]:
+        fetched.append(url)
+        return fetcher(container)(url)
+
+    restored = restore_event(json.dumps(message), fetch, container_url=container.url)
+    assert restored["data"] == event["data"]
+    assert fetched == [message["dataref"]]
+    name = message["dataref"].removeprefix(container.url.rstrip("/") + "/")
+    for spelling in spellings_of(container.url):
+        spelled = {
+            **message,
+            "dataref": spelling.removesuffix("x") + name,
+        }
+        fetched.clear()
+        assert (
+            restore_event(json.dumps(spelled), fetch, container_url=container.url)["data"]
+            == event["data"]
+        ), spelling
+        assert fetched == [message["dataref"]], "fetched by its own URL, not as spelled"
+    for elsewhere in (
+        "https://files.example.org/a.pdf",
+        "file:///etc/passwd",
+        f"{container.url}-other/{name}",
+    ):
+        fetched.clear()
+        foreign = {**message, "dataref": elsewhere}
+        assert restore_event(json.dumps(foreign), fetch, container_url=container.url) == foreign
+        assert fetched == []
+
+
+async def test_a_non_ascii_media_type_of_a_large_event_is_400_not_503(
+    post: Post, queue: QueueReader, container: ContainerClient
+) -> None:
+    """Its blob would carry it as Content-Type, which a storage call refuses: a client's error,
+    found before anything is stored."""
+    answer = await post(body(sized(80 * KiB, datacontenttype='text/plain; x="\u00e9"')))
+    assert answer.status_code == 400
+    assert "ASCII" in problem_of(answer)["errors"]["datacontenttype"][0]
+    assert queue.drain() == []
+    assert blobs(container) == {}
+
+
+async def test_a_large_events_blob_is_deleted_when_its_send_definitely_failed(
+    post: Post, queue: QueueReader, container: ContainerClient, queue_proxy: FaultProxy
+) -> None:
+    """The queue refuses the message: nothing refers to the blob, so it goes; the retry stores
+    one blob, not a second."""
+    assert (await post({**VALID_EVENT, "id": "warm-up"})).status_code == 200  # makes the queue
+    queue.drain()
+    event = sized(80 * KiB, id="refused")
+    queue_proxy.add(Fault.REFUSE, method="POST", path_contains="/messages", times=None)
+    answer = await post(body(event))
+    assert answer.status_code == 503
+    await settled()
+    assert blobs(container) == {}
+    queue_proxy.clear()
+    assert (await post(body(event))).status_code == 200
+    [message] = queued_raw(queue)
+    assert list(blobs(container)) == [
+        message["dataref"].removeprefix(container.url.rstrip("/") + "/")
+    ]
+
+
+async def test_a_large_events_blob_is_deleted_when_its_send_failed_after_the_answer(
+    post: Post, queue: QueueReader, container: ContainerClient, queue_proxy: FaultProxy
+) -> None:
+    """The finding: the queue refuses, but only after the answer's budget (2 s here), so the
+    publisher got 503 "may have been stored". When the refusal comes, the send has definitely
+    failed: nothing refers to the blob, and it is deleted then."""
+    assert (await post({**VALID_EVENT, "id": "warm-up"})).status_code == 200  # makes the queue
+    queue.drain()
+    queue_proxy.add(Fault.REFUSE, method="POST", path_contains="/messages", times=None, seconds=1)
+    answer = await post(body(sized(80 * KiB, id="refused-late")))
+    assert answer.status_code == 503
+    assert "may have been stored" in problem_of(answer)["detail"]
+    await settled()
+    assert queue.drain() == []
+    assert blobs(container) == {}
+
+
+async def test_a_large_events_blob_is_kept_when_its_send_may_have_been_stored(
+    post: Post, queue: QueueReader, container: ContainerClient, queue_proxy: FaultProxy
+) -> None:
+    """The queue stored the message but its answer was lost: the message refers to the blob,
+    so the blob stays (nobody can tell that the send failed)."""
+    assert (await post({**VALID_EVENT, "id": "warm-up"})).status_code == 200  # makes the queue
+    queue.drain()
+    queue_proxy.add(Fault.DROP_ANSWER, method="POST", path_contains="/messages", times=None)
+    answer = await post(body(sized(80 * KiB, id="maybe")))
+    assert answer.status_code == 503
+    await settled()
+    queue_proxy.clear()
+    messages = queued_raw(queue)
+    assert messages, "the message was stored, only its answer lost"
+    for message in messages:
+        name = message["dataref"].removeprefix(container.url.rstrip("/") + "/")
+        assert name in blobs(container)
 
 
 async def test_an_own_dataref_with_data_too_large_is_413(

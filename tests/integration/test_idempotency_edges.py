@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from devtools.issuer import DevIssuer
 from shared.app.runtime import current_runtime
 from tests.integration.conftest import Post, problem_of
 from tests.support import VALID_EVENT, QueueReader
-from tests.support.faults import Fault, FaultProxy, through_proxy
+from tests.support.faults import Fault, FaultProxy
 
 BATCH = "application/cloudevents-batch+json"
 REPLAYED = "Idempotent-Replayed"
@@ -26,33 +25,6 @@ REPLAYED = "Idempotent-Replayed"
 async def settled() -> None:
     """Every record write the last publishes left running in the background has ended."""
     await current_runtime().pipeline.close(10)
-
-
-def proxy_for(
-    service: str, function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[FaultProxy]:
-    connection = function_env["EVENTS_QUEUE_CONNECTION"]
-    endpoint = {"table": "TableEndpoint", "queue": "QueueEndpoint"}[service]
-    upstream = next(
-        part.split("=", 1)[1] for part in connection.split(";") if part.startswith(endpoint)
-    )
-    with FaultProxy(upstream.rsplit("/", 1)[0]) as proxy:
-        monkeypatch.setenv("EVENTS_QUEUE_CONNECTION", through_proxy(connection, service, proxy))
-        yield proxy
-
-
-@pytest.fixture
-def table_proxy(
-    function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[FaultProxy]:
-    yield from proxy_for("table", function_env, monkeypatch)
-
-
-@pytest.fixture
-def queue_proxy(
-    function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[FaultProxy]:
-    yield from proxy_for("queue", function_env, monkeypatch)
 
 
 def records_insert(function_env: dict[str, str]) -> dict[str, Any]:

@@ -94,6 +94,43 @@ async def test_an_events_own_traceparent_is_kept_as_sent(post: Post, queue: Queu
     assert queue.drain(keep_trace=True) == [own]
 
 
+@pytest.mark.parametrize(
+    "state",
+    ['};{"x":1, <script>', "Upper=1", "a=1,a=2", "a=" + "x" * 257, ",".join(["k=v"] * 33)],
+)
+async def test_an_invalid_tracestate_header_is_not_queued(
+    post: Post, queue: QueueReader, state: str
+) -> None:
+    response = await post(VALID_EVENT, headers={"traceparent": CALLER, "tracestate": state})
+    assert response.status_code == 200
+    [event] = queue.drain(keep_trace=True)
+    assert trace_of(event["traceparent"])[0] == CALLER_TRACE  # the trace still continues
+    assert "tracestate" not in event
+
+
+async def test_an_events_own_tracestate_goes_only_with_its_own_traceparent(
+    post: Post, queue: QueueReader
+) -> None:
+    """Without its own traceparent, the event gets the publish span's, and a state from another
+    trace would be paired with it: the caller's tracestate (here none) is queued instead."""
+    stray = {**VALID_EVENT, "tracestate": "vendor=1"}
+    assert (await post(stray, headers={"traceparent": CALLER})).status_code == 200
+    headers = {"traceparent": CALLER, "tracestate": "ro=2"}
+    assert (await post({**stray, "id": "second"}, headers=headers)).status_code == 200
+    without, with_callers = queue.drain(keep_trace=True)
+    assert trace_of(without["traceparent"])[0] == CALLER_TRACE
+    assert "tracestate" not in without
+    assert with_callers["tracestate"] == "ro=2"
+
+
+async def test_an_events_own_invalid_tracestate_is_dropped_its_traceparent_kept(
+    post: Post, queue: QueueReader
+) -> None:
+    own = {**VALID_EVENT, "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    assert (await post({**own, "tracestate": "<script>"})).status_code == 200
+    assert queue.drain(keep_trace=True) == [own]
+
+
 async def test_binary_mode_carries_the_trace_context_too(post: Post, queue: QueueReader) -> None:
     headers = {
         f"ce-{name}": str(value)

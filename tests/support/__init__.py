@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -117,14 +117,17 @@ class Served:
 
 
 @contextmanager
-def serve_function(stack: LocalStack, *, queue_prefix: str) -> Iterator[Served]:
-    """`make serve` on a free port with a queue of its own, until the block ends; the registry
-    reset and the issuer available."""
+def serve_function(
+    stack: LocalStack, *, queue_prefix: str, variables: Mapping[str, str] | None = None
+) -> Iterator[Served]:
+    """`make serve` on a free port with a queue of its own (and ``variables`` set), until the
+    block ends; the registry reset and the issuer available."""
     reset_registry(stack.registry)
     assert stack.issuer is not None
     stack.issuer.available = True
     queue_name = f"{queue_prefix}-{uuid.uuid4().hex[:16]}"
-    with stack.serve(queue_name=queue_name, variables={"LOG_LEVEL": "WARNING"}) as function:
+    environment = {"LOG_LEVEL": "WARNING", **(variables or {})}
+    with stack.serve(queue_name=queue_name, variables=environment) as function:
         yield Served(
             function.url, QueueReader(stack.azurite.connection_string, queue_name), function
         )

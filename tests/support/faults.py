@@ -191,6 +191,8 @@ class FaultProxy:
             self._record(request.method, path, fault, None)
             return _cut(request)
         if fault is Fault.REFUSE:
+            if rule is not None and rule.seconds:
+                await asyncio.sleep(rule.seconds)  # a slow refusal: that is the fault
             self._record(request.method, path, fault, 503)
             return web.Response(
                 status=503, headers={"x-ms-error-code": "ServerBusy"}, text="refused by the proxy"

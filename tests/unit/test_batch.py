@@ -9,11 +9,17 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from devtools.issuer import DevIssuer
 from shared.adapters.oidc import KeySet, StaticSigningKeys
 from shared.adapters.tokens import TokenVerifier
+from shared.cloudevents.jsonformat import BATCH_PREFIX_BYTES, batch_length_at_least
+from shared.core import batch as batch_module
 from shared.core import problems
-from shared.core.batch import MAX_SENDS_IN_FLIGHT, BatchOutcome
+from shared.core.batch import MAX_SENDS_IN_FLIGHT, MIN_ANSWER_CAP_BYTES, BatchOutcome
 from shared.core.model import (
     ACTION_ID,
     PUBLISHED,
@@ -69,18 +75,30 @@ class CountingSink:
     async def close(self) -> None: ...
 
 
-def pipeline(sink: CountingSink, issuer: DevIssuer, *, budget: float = 3.0) -> PublishPipeline:
+def pipeline(
+    sink: CountingSink,
+    issuer: DevIssuer,
+    *,
+    budget: float = 3.0,
+    batch_timeout: float = 20.0,
+    max_batch_events: int = 100,
+) -> PublishPipeline:
     keys = StaticSigningKeys({ISSUER: KeySet([issuer.current_key.public_jwk()])})
     verifier = TokenVerifier(
         trusted_issuers=(ISSUER,), keys=keys, audience=None, clock_skew_seconds=10
     )
     return PublishPipeline(
         Ports(verifier=verifier, rules=Rules(), sink=sink),
-        Limits(max_body_bytes=1024 * 1024, queue_timeout_seconds=budget),
+        Limits(
+            max_body_bytes=1024 * 1024,
+            queue_timeout_seconds=budget,
+            batch_timeout_seconds=batch_timeout,
+            max_batch_events=max_batch_events,
+        ),
     )
 
 
-def batch_request(issuer: DevIssuer, count: int) -> PublishRequest:
+def batch_request(issuer: DevIssuer, count: int, body: bytes | None = None) -> PublishRequest:
     events = [{**VALID_EVENT, "id": f"e{n}"} for n in range(count)]
     return PublishRequest(
         method="POST",
@@ -89,7 +107,7 @@ def batch_request(issuer: DevIssuer, count: int) -> PublishRequest:
             "authorization": f"Bearer {issuer.mint()}",
             "content-type": "application/cloudevents-batch+json",
         },
-        body=json.dumps(events).encode(),
+        body=json.dumps(events).encode() if body is None else body,
     )
 
 
@@ -173,3 +191,130 @@ def test_outcome_body_and_headers() -> None:
     assert "id" not in body["results"][1]
     assert set(body["results"][2]["problem"]) == {"type", "title", "status", "detail", "errors"}
     assert outcome.summary() == "batch events=4 statuses=200x2,400x1,503x1 replayed=1"
+
+
+# -- the batch's own deadline (EVENTS_BATCH_TIMEOUT_SECONDS) -----------------------------------
+
+
+async def test_the_batch_is_answered_at_its_deadline_and_each_answer_is_true() -> None:
+    """The queue hangs, and each send's own budget (10 s) is far beyond the batch's (0.2 s):
+    the answer still comes at the batch's deadline. The elements whose send was under way are
+    503 "may have been stored" (and are, once the queue answers); the others are 503
+    batch-timeout, and are never sent."""
+    issuer = DevIssuer(ISSUER)
+    release = asyncio.Event()
+    sink = CountingSink(release=release)
+    publishing = pipeline(sink, issuer, budget=10.0, batch_timeout=0.2)
+    async with asyncio.timeout(5):  # a bound: the deadline is 0.2 s
+        response = await publishing.handle(batch_request(issuer, 40))
+    assert response.status == 207
+    results = json.loads(response.body)["results"]
+    sending = [r["id"] for r in results if not r["problem"]["type"].endswith(":batch-timeout")]
+    timed_out = [r["id"] for r in results if r["problem"]["type"].endswith(":batch-timeout")]
+    assert len(sending) == MAX_SENDS_IN_FLIGHT
+    assert {r["status"] for r in results} == {503}
+    for entry in results:
+        if entry["id"] in sending:
+            assert "may have been stored" in entry["problem"]["detail"]
+    assert "EVENTS_BATCH_TIMEOUT_SECONDS" in results[-1]["problem"]["detail"]
+    release.set()
+    await publishing.close()
+    assert sorted(json.loads(message)["id"] for message in sink.sent) == sorted(sending)
+    assert not set(timed_out) & {json.loads(message)["id"] for message in sink.sent}
+
+
+async def test_a_batch_within_its_deadline_is_answered_in_full() -> None:
+    issuer = DevIssuer(ISSUER)
+    release = asyncio.Event()
+    release.set()
+    sink = CountingSink(release=release)
+    response = await pipeline(sink, issuer, batch_timeout=5).handle(batch_request(issuer, 40))
+    assert response.status == 200
+    assert len(sink.sent) == 40
+
+
+# -- an over-long batch is counted before it is parsed -----------------------------------------
+
+
+async def test_an_over_long_batch_is_refused_before_its_elements_are_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def parse_batch(body: bytes) -> list[Any]:
+        raise AssertionError("the whole batch was parsed")
+
+    monkeypatch.setattr(batch_module, "parse_batch", parse_batch)
+    issuer = DevIssuer(ISSUER)
+    sink = CountingSink(release=asyncio.Event())
+    body = b"[" + b",".join([b"{}"] * 100_000) + b"]"
+    response = await pipeline(sink, issuer).handle(batch_request(issuer, 0, body))
+    assert response.status == 413
+    problem = json.loads(response.body)
+    assert problem["type"].endswith(":batch-too-large")
+    assert "more than" in problem["detail"]
+    assert sink.sent == []
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(
+        st.none()
+        | st.integers()
+        | st.text(max_size=30)
+        | st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
+        max_size=6000,
+    ),
+    st.integers(min_value=0, max_value=40),
+)
+def test_the_count_before_parsing_never_exceeds_the_real_count(
+    elements: list[Any], padding: int
+) -> None:
+    body = json.dumps(elements, indent=padding or None).encode()
+    counted = batch_length_at_least(body)
+    assert counted <= len(elements)
+    if len(body) > BATCH_PREFIX_BYTES:
+        assert counted > 0
+
+
+# -- the answer's size is bounded by the request's ---------------------------------------------
+
+
+async def test_a_batch_of_tiny_invalid_events_gets_an_answer_of_bounded_size() -> None:
+    """1000 ``{}`` (3 kB) would get 1000 full problems (about 700 kB): the answer stays within
+    its cap (64 KiB, or twice the request), every element still has its status, and
+    ``omittedDetails`` says how many problems were shortened, the last ones most."""
+    issuer = DevIssuer(ISSUER)
+    sink = CountingSink(release=asyncio.Event())
+    body = b"[" + b",".join([b"{}"] * 1000) + b"]"
+    publishing = pipeline(sink, issuer, max_batch_events=1000)
+    response = await publishing.handle(batch_request(issuer, 0, body))
+    assert response.status == 207
+    assert len(response.body) <= max(MIN_ANSWER_CAP_BYTES, 2 * len(body))
+    answer = json.loads(response.body)
+    assert (answer["accepted"], answer["failed"]) == (0, 1000)
+    assert [entry["index"] for entry in answer["results"]] == list(range(1000))
+    assert {entry["status"] for entry in answer["results"]} == {400}
+    assert answer["omittedDetails"] == 1000
+    assert answer["results"][0]["problem"]["type"].endswith(":invalid-event")  # the first: brief
+    assert answer["results"][-1] == {"index": 999, "status": 400}  # the last ones shortest
+
+
+def test_an_answer_within_its_cap_is_left_whole() -> None:
+    outcome = BatchOutcome.of(
+        [{"id": "a"}], [problems.invalid_event({"id": ("bad",)})], max_bytes=64 * 1024
+    )
+    assert "omittedDetails" not in json.loads(outcome.to_json())
+
+
+async def test_a_shortened_answer_keeps_the_first_problems_whole() -> None:
+    """200 ``{}``: some problems shortened to fit, the last ones; the first keep everything."""
+    issuer = DevIssuer(ISSUER)
+    sink = CountingSink(release=asyncio.Event())
+    body = b"[" + b",".join([b"{}"] * 200) + b"]"
+    publishing = pipeline(sink, issuer, max_batch_events=1000)
+    answer = await publishing.handle(batch_request(issuer, 0, body))
+    assert len(answer.body) <= MIN_ANSWER_CAP_BYTES
+    results = json.loads(answer.body)
+    assert 0 < results["omittedDetails"] < 200
+    kept = 200 - results["omittedDetails"]
+    assert all("errors" in entry["problem"] for entry in results["results"][:kept])
+    assert not any("errors" in entry["problem"] for entry in results["results"][kept:])
