@@ -14,10 +14,16 @@ Three checks, each answer read the way a publisher would read it:
 Any other answer fails the run (exit status 1) with a line that names the likely
 misconfiguration. A freshly deployed app may take a while to answer; answers that mean "not
 started yet" (no connection, 404, 502, 503 without a problem body) are retried for --wait
-seconds before they count.
+seconds before they count. So is 500 internal-error (the app cannot load its settings): right
+after the first deploy that is usually a Key Vault reference the platform tried to resolve before
+the app's role on the vault applied, and it stays unresolved until the references are fetched
+again. On the first such answer the script asks the platform to fetch them (`az rest ... /config/
+configreferences/appsettings/refresh`, when the Azure CLI is there and azd has put the app's id in
+the environment), then keeps asking the app.
 
-Only the standard library, so that the hook runs with any Python 3.11 and nothing installed.
-The problem type URNs are the ones of shared/core/problems.py (a unit test keeps them equal).
+Only the standard library, and Python 3.9 or newer, so that the hook runs with the python3 of an
+older Ubuntu or of macOS and nothing installed (tests/e2e/test_smoke.py runs it under 3.9). The
+problem type URNs are the ones of shared/core/problems.py (a unit test keeps them equal).
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import subprocess
 import sys
 import time
 import urllib.error
@@ -33,7 +41,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from email.message import Message
 from typing import Any
 
@@ -89,6 +97,10 @@ class Answer:
         """Whether this looks like an app that has not started yet (worth waiting for)."""
         return self.status in (0, 404, 502, 503) and self.problem is None
 
+    def unconfigured(self) -> bool:
+        """Whether the app runs but cannot load its settings (worth a refresh and a wait)."""
+        return self.status == 500 and self.problem_type == INTERNAL_ERROR
+
     def describe(self) -> str:
         if self.status == 0:
             return f"no answer ({self.error})"
@@ -116,19 +128,69 @@ def call(url: str, method: str, headers: dict[str, str], body: bytes | None = No
         return Answer(0, error=str(reason))
 
 
+REFRESH_API = "config/configreferences/appsettings/refresh?api-version=2022-03-01"
+
+
+def site_id() -> str | None:
+    """The function app's resource id, from the azd environment (the AZURE_FUNCTION_ID output, or
+    the subscription, resource group and name azd also puts there)."""
+    if os.environ.get("AZURE_FUNCTION_ID"):
+        return os.environ["AZURE_FUNCTION_ID"].rstrip("/")
+    parts = [os.environ.get(n, "") for n in ("AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP")]
+    name = os.environ.get("AZURE_FUNCTION_NAME", "")
+    if all(parts) and name:
+        return (
+            f"/subscriptions/{parts[0]}/resourceGroups/{parts[1]}"
+            f"/providers/Microsoft.Web/sites/{name}"
+        )
+    return None
+
+
+def refresh_key_vault_references() -> str:
+    """Ask the platform to resolve the app settings' Key Vault references again; what happened."""
+    site = site_id()
+    if site is None:
+        return "no AZURE_FUNCTION_ID in the environment: references not refreshed"
+    command = ["az", "rest", "--method", "post", "--url", f"{site}/{REFRESH_API}"]
+    if shutil.which("az") is None:
+        return "no Azure CLI: to refresh the references run " + " ".join(command)
+    try:
+        done = subprocess.run(  # noqa: S603 - a fixed command; the URL is azd's output
+            command, capture_output=True, text=True, timeout=120, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as error:
+        return f"could not refresh the references ({error})"
+    if done.returncode != 0:
+        return f"could not refresh the references: {done.stderr.strip()[:200]}"
+    return "asked the platform to resolve the Key Vault references again"
+
+
 def call_when_started(
-    url: str, method: str, headers: dict[str, str], body: bytes | None, wait: float
+    url: str,
+    method: str,
+    headers: dict[str, str],
+    body: bytes | None,
+    wait: float,
+    refresh: Callable[[], str] = refresh_key_vault_references,
 ) -> Answer:
-    """call(), repeated while the answer means the app is still starting, for up to wait s."""
+    """call(), repeated while the answer means the app is still starting or cannot load its
+    settings yet, for up to wait s; the first of the latter also refreshes the references."""
     deadline = time.monotonic() + wait
     pause = 2.0
+    refreshed = False
     while True:
         answer = call(url, method, headers, body)
-        if not answer.starting() or time.monotonic() + pause > deadline:
+        waiting = answer.starting() or answer.unconfigured()
+        if not waiting or time.monotonic() + pause > deadline:
             return answer
-        print(
-            f"  ... {method} {url}: {answer.describe()}, the app may still be starting", flush=True
-        )
+        if answer.unconfigured():
+            note = "the app cannot load its settings yet"
+            if not refreshed:
+                refreshed = True
+                note += f" ({refresh()})"
+        else:
+            note = "the app may still be starting"
+        print(f"  ... {method} {url}: {answer.describe()}, {note}", flush=True)
         time.sleep(pause)  # polling a deploy that is still starting, bounded by --wait
         pause = min(pause * 1.5, 15.0)
 
@@ -162,7 +224,9 @@ def common_cause(answer: Answer, url: str) -> str | None:
             "500 internal-error: the app cannot load its configuration, so it refuses every "
             "request. Likely: a missing or invalid EVENTS_* app setting (the function's log "
             "names it: traces | where message startswith 'cannot serve /events'; "
-            "docs/operations.md), or a Key Vault reference that did not resolve."
+            "docs/operations.md), or a Key Vault reference that did not resolve (the app's "
+            "identity lacks Key Vault Secrets User, or the role had not applied yet: refresh "
+            "the references once it has; docs/deploy.md, Secrets)."
         )
     if answer.problem is None and answer.status >= 500:
         return (
@@ -272,7 +336,7 @@ def smoke_event(url: str, resource: str) -> dict[str, Any]:
         "id": str(uuid.uuid4()),
         "source": f"https://{host}/smoke-test",
         "type": "no.altinn.events.smoke-test",
-        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "resource": resource,
         "data": {"purpose": "post-deploy smoke test"},
     }

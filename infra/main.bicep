@@ -9,8 +9,44 @@ targetScope = 'subscription'
 @description('Name of the azd environment; seeds the unique suffix of every resource name.')
 param environmentName string
 
+// The regions that offer Flex Consumption (`az functionapp list-flexconsumption-locations`), as
+// the azd Flex quickstart lists them, without the canary region. regionsWithoutZones below are
+// the ones among them without availability zones.
 @minLength(1)
-@description('Region of every resource. It must offer Flex Consumption (az functionapp list-flexconsumption-locations).')
+@description('Region of every resource, one that offers Flex Consumption. In a region without availability zones the storage account is locally redundant and the plan cannot be zone-redundant (docs/deploy.md, "Regions").')
+@allowed([
+  'australiaeast'
+  'australiasoutheast'
+  'brazilsouth'
+  'canadacentral'
+  'centralindia'
+  'centralus'
+  'eastasia'
+  'eastus'
+  'eastus2'
+  'francecentral'
+  'germanywestcentral'
+  'italynorth'
+  'japaneast'
+  'koreacentral'
+  'northcentralus'
+  'northeurope'
+  'norwayeast'
+  'southafricanorth'
+  'southcentralus'
+  'southeastasia'
+  'southindia'
+  'spaincentral'
+  'swedencentral'
+  'uaenorth'
+  'uksouth'
+  'ukwest'
+  'westcentralus'
+  'westeurope'
+  'westus'
+  'westus2'
+  'westus3'
+])
 @metadata({
   azd: {
     type: 'location'
@@ -18,7 +54,7 @@ param environmentName string
 })
 param location string
 
-@description('Object id of the deploying user or pipeline (azd sets AZURE_PRINCIPAL_ID). Used only when grantPrincipalQueueReader is true.')
+@description('Object id of the deploying user or pipeline (azd sets AZURE_PRINCIPAL_ID). Used only when grantPrincipalQueueReader or grantPrincipalDataRoles is true.')
 param principalId string = ''
 
 @allowed([
@@ -26,11 +62,14 @@ param principalId string = ''
   'ServicePrincipal'
   'Group'
 ])
-@description('Kind of principal that principalId names.')
+@description('Kind of principal that principalId names (azd sets AZURE_PRINCIPAL_TYPE from the signed-in principal).')
 param principalType string = 'User'
 
 @description('Grant principalId "Storage Queue Data Reader" on the events queue, so that it can peek at messages with `az storage message peek --auth-mode login`. Leave false in production.')
 param grantPrincipalQueueReader bool = false
+
+@description('GRANT_PRINCIPAL_DATA_ROLES: grant principalId the data roles a developer needs to run the code locally against this deployment\'s storage (Storage Blob Data Owner, Storage Queue Data Contributor and Storage Table Data Contributor on the account), as the azd quickstart\'s allowUserIdentityPrincipal does. Off by default; leave it off in production.')
+param grantPrincipalDataRoles bool = false
 
 @description('SUBSCRIBER_PRINCIPAL_ID: object id of a downstream subscriber (its managed identity or service principal), granted "Storage Blob Data Reader" on the container of large events\' data only, to read claim-checked data back (docs/deploy.md). Empty: no assignment.')
 param subscriberPrincipalId string = ''
@@ -50,18 +89,32 @@ param blobRetentionDays int = 7
 @description('Integrate the app into a new virtual network and reach storage only through private endpoints (storage public network access disabled).')
 param vnetEnabled bool = false
 
-@description('Zone-redundant Flex Consumption plan. Needs a region with availability zones and keeps always-ready instances (billed); see docs/deploy.md.')
+@description('ZONE_REDUNDANT: zone-redundant Flex Consumption plan. Only in a region with availability zones (not in regionsWithoutZones). The platform then keeps at least two instances ready, spread over zones and billed as always-ready instances, whatever alwaysReadyInstances says; see docs/deploy.md.')
 param zoneRedundant bool = false
 
+@minValue(0)
+@maxValue(1000)
+@description('ALWAYS_READY_INSTANCES: instances of the HTTP function kept running when idle (billed while idle, no cold start for the first requests). 0, the default: none, the app scales from zero.')
+param alwaysReadyInstances int = 0
+
 @allowed([
+  'RollingUpdate'
+  'Recreate'
+])
+@description('SITE_UPDATE_STRATEGY: how a deploy or a settings change reaches running instances. RollingUpdate (the default) drains and replaces instances in batches, so publishes in flight complete; Recreate restarts every instance at once and fails the publishes in flight (docs/deploy.md, "What a deploy does to publishes in flight").')
+param siteUpdateStrategy string = 'RollingUpdate'
+
+@allowed([
+  ''
+  'Standard_LRS'
   'Standard_ZRS'
   'Standard_GZRS'
   'Standard_RAGZRS'
   'Standard_GRS'
   'Standard_RAGRS'
 ])
-@description('Replication of the storage account that holds the events queue. Zone-redundant by default: an accepted event must survive the loss of one zone.')
-param storageSkuName string = 'Standard_ZRS'
+@description('STORAGE_SKU_NAME: replication of the storage account that holds the events queue. Empty, the default: Standard_ZRS where the region has availability zones (an accepted event survives the loss of one zone), Standard_LRS where it has none (ZRS cannot be provisioned there).')
+param storageSkuName string = ''
 
 // Optional name overrides; empty means "derive from the abbreviation and the resource token".
 param resourceGroupName string = ''
@@ -257,6 +310,19 @@ var appName = !empty(functionAppName) ? functionAppName : '${abbrs.webSitesFunct
 var storageName = !empty(storageAccountName) ? storageAccountName : '${abbrs.storageStorageAccounts}${resourceToken}'
 var deploymentStorageContainerName = 'app-package-${take(appName, 32)}-${take(toLower(uniqueString(appName, resourceToken)), 7)}'
 var virtualNetworkName = !empty(vNetName) ? vNetName : '${abbrs.networkVirtualNetworks}${resourceToken}'
+// The Flex regions of the location parameter's list without availability zones: zone-redundant
+// storage (and a zone-redundant plan) cannot be provisioned there, so the account is locally
+// redundant (docs/deploy.md, "Regions").
+var regionsWithoutZones = [
+  'australiasoutheast'
+  'northcentralus'
+  'southindia'
+  'ukwest'
+  'westcentralus'
+  'westus'
+]
+var regionHasZones = !contains(regionsWithoutZones, location)
+var storageSku = empty(storageSkuName) ? (regionHasZones ? 'Standard_ZRS' : 'Standard_LRS') : storageSkuName
 var vaultName = empty(keyVaultName) ? '${abbrs.keyVaultVaults}${resourceToken}' : keyVaultName
 
 // The registry secrets' vault exists only when there is something to keep in it. Altinn's
@@ -360,7 +426,7 @@ module storage './app/storage.bicep' = {
     name: storageName
     location: location
     tags: tags
-    skuName: storageSkuName
+    skuName: storageSku
     deploymentContainerName: deploymentStorageContainerName
     queueName: eventsQueueName
     dataContainerName: eventsBlobContainer
@@ -425,6 +491,7 @@ module rbac './app/rbac.bicep' = {
     userPrincipalId: principalId
     userPrincipalType: principalType
     grantUserQueueReader: grantPrincipalQueueReader
+    grantUserDataRoles: grantPrincipalDataRoles
     dataContainerName: storage.outputs.dataContainerName
     subscriberPrincipalId: subscriberPrincipalId
     subscriberPrincipalType: subscriberPrincipalType
@@ -458,6 +525,8 @@ module api './app/api.bicep' = {
     maximumInstanceCount: maximumInstanceCount
     perInstanceConcurrency: perInstanceConcurrency
     zoneRedundant: zoneRedundant
+    alwaysReadyInstances: alwaysReadyInstances
+    siteUpdateStrategy: siteUpdateStrategy
     virtualNetworkSubnetId: vnetEnabled ? vnet.outputs.appSubnetId : ''
   }
   // The app must not start before its identity may read its package, write its queue and blobs
@@ -518,6 +587,7 @@ output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = rg.name
 output AZURE_FUNCTION_NAME string = api.outputs.name
+output AZURE_FUNCTION_ID string = api.outputs.id
 output SERVICE_API_NAME string = api.outputs.name
 output SERVICE_API_URI string = api.outputs.uri
 output PUBLISH_ENDPOINT_URL string = '${api.outputs.uri}/events'

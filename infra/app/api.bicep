@@ -42,6 +42,18 @@ param perInstanceConcurrency int = 16
 
 param zoneRedundant bool = false
 
+@minValue(0)
+@maxValue(1000)
+@description('Always-ready instances of the HTTP function group; 0 for none (scale from zero).')
+param alwaysReadyInstances int = 0
+
+@allowed([
+  'RollingUpdate'
+  'Recreate'
+])
+@description('functionAppConfig.siteUpdateStrategy.type: RollingUpdate drains instances in batches on a deploy; Recreate restarts them all at once.')
+param siteUpdateStrategy string = 'RollingUpdate'
+
 @description('Subnet (delegated to Microsoft.App/environments) for VNet integration; empty for none.')
 param virtualNetworkSubnetId string = ''
 
@@ -97,7 +109,7 @@ var platformAppSettings = {
 
 var allAppSettings = union(appSettings, platformAppSettings)
 
-resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+resource plan 'Microsoft.Web/serverfarms@2024-11-01' = {
   // checkov:skip=CKV_AZURE_225: zone redundancy is a parameter (zoneRedundant, default false): on Flex it needs a region with availability zones and keeps always-ready instances that are billed around the clock; production deployments that need it set zoneRedundant=true.
   name: planName
   location: location
@@ -113,12 +125,14 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   }
 }
 
-resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+resource functionApp 'Microsoft.Web/sites@2024-11-01' = {
   // checkov:skip=CKV_AZURE_222: POST /events is a public API for event publishers on the internet; every request is authenticated in code with a bearer JWT from a trusted issuer (shared/adapters/tokens.py), so the site's public network access stays enabled by design.
   // checkov:skip=CKV_AZURE_17: client certificates are not the authentication mechanism: publishers present Maskinporten/Altinn bearer tokens, validated in code.
   // checkov:skip=CKV_AZURE_78: ftpsState is not supported on Flex Consumption (a site property Flex rejects); FTP and SCM basic-auth publishing are turned off through basicPublishingCredentialsPolicies below.
   // checkov:skip=CKV_AZURE_212: numberOfWorkers does not apply to Flex Consumption: instances are platform-managed and scale from zero up to functionAppConfig.scaleAndConcurrency.maximumInstanceCount.
   // checkov:skip=CKV_AZURE_213: platform health checks (siteConfig.healthCheckPath) are not supported on Flex Consumption.
+  // checkov:skip=CKV_AZURE_67: siteConfig.http20Enabled is left to the platform on Flex Consumption: Microsoft's Flex templates and samples set neither it nor remoteDebuggingEnabled (remote debugging is not offered on Flex), and publishers' clients speak HTTP/1.1 to the front end either way.
+  // checkov:skip=CKV_AZURE_18: the same siteConfig.http20Enabled as CKV_AZURE_67, checked under its web-app name; left to the platform on Flex Consumption, as Microsoft's Flex samples do.
   name: name
   location: location
   tags: union(tags, {
@@ -142,14 +156,19 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     virtualNetworkSubnetId: !empty(virtualNetworkSubnetId) ? virtualNetworkSubnetId : null
     siteConfig: {
       minTlsVersion: '1.2'
-      http20Enabled: true
-      remoteDebuggingEnabled: false
       appSettings: [for setting in items(allAppSettings): {
         name: setting.key
         value: setting.value
       }]
     }
     functionAppConfig: {
+      // RollingUpdate (sites API 2024-11-01 or later): a deploy or a settings change drains the
+      // running instances in batches instead of restarting them all, so a publish in flight is
+      // answered by the version it started on. Old and new code serve side by side for a while,
+      // which the queue message and the records' format must allow (docs/deploy.md).
+      siteUpdateStrategy: {
+        type: siteUpdateStrategy
+      }
       deployment: {
         storage: {
           type: 'blobContainer'
@@ -171,6 +190,14 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         // 40 instances x 16 concurrent requests already exceed the ~2,000 messages/s scale target
         // of one storage queue; a higher ceiling would only add cost and throttled retries.
         maximumInstanceCount: maximumInstanceCount
+        // None by default: the app scales from zero and pays nothing while idle. The HTTP
+        // functions scale as one group named 'http'.
+        alwaysReady: (alwaysReadyInstances > 0) ? [
+          {
+            name: 'http'
+            instanceCount: alwaysReadyInstances
+          }
+        ] : []
         triggers: {
           http: {
             // The handler is async and I/O-bound (registry lookup, enqueue) and shares one event
@@ -187,7 +214,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
 
 // Publishing with a user name and password (FTP, and Kudu/SCM basic auth) is off: azd deploys with
 // an Entra token.
-resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-11-01' = {
   parent: functionApp
   name: 'ftp'
   properties: {
@@ -195,7 +222,7 @@ resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2
   }
 }
 
-resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-11-01' = {
   parent: functionApp
   name: 'scm'
   properties: {
@@ -204,5 +231,6 @@ resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2
 }
 
 output name string = functionApp.name
+output id string = functionApp.id
 output defaultHostName string = functionApp.properties.defaultHostName
 output uri string = 'https://${functionApp.properties.defaultHostName}'

@@ -27,6 +27,11 @@
 //   of claim-checked events (the dataref of a queued event names a blob in that container). It
 //   cannot list or read the host's containers or the app package, nor write or delete anything.
 //   Reading the events queue is up to the subscriber's own deployment (docs/deploy.md).
+// Granted to the deploying developer, only when grantUserDataRoles is set (opt-in, off by default;
+// main.bicep's grantPrincipalDataRoles): Storage Blob Data Owner, Storage Queue Data Contributor
+// and Storage Table Data Contributor on the account, so that the code run on a developer's
+// machine (func start, make serve) can use this deployment's storage with `az login`, as the azd
+// quickstart's allowUserIdentityPrincipal grants. Not for production: it reads and deletes events.
 // Not granted, because this app does not need it: Storage Queue Data Contributor (the host uses
 // queues only for queue/blob triggers and Durable Functions; this app has HTTP and timer triggers
 // and sends through the SDK with the Message Sender role).
@@ -49,6 +54,9 @@ param userPrincipalType string = 'User'
 
 @description('Grant userPrincipalId "Storage Queue Data Reader" on the events queue (to peek at messages).')
 param grantUserQueueReader bool = false
+
+@description('Grant userPrincipalId the data roles a developer needs against this account (Blob Data Owner, Queue Data Contributor, Table Data Contributor). Opt-in, off in production.')
+param grantUserDataRoles bool = false
 
 @description('The container of large events\' data (EVENTS_BLOB_CONTAINER), created by storage.bicep.')
 param dataContainerName string
@@ -75,6 +83,7 @@ var roles = {
   storageBlobDataReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
   storageQueueDataMessageSender: 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
   storageQueueDataReader: '19e7f393-937e-4f77-808e-94535e297925'
+  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
@@ -173,6 +182,40 @@ resource userQueueReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
   scope: eventsQueue
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataReader)
+    principalId: userPrincipalId
+    principalType: userPrincipalType
+  }
+}
+
+// Opt-in (grantPrincipalDataRoles in main.bicep): a developer's own identity on the account, for
+// running the code locally against this deployment's storage.
+var grantDeveloper = grantUserDataRoles && !empty(userPrincipalId)
+
+resource userBlobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantDeveloper) {
+  name: guid(storage.id, userPrincipalId, roles.storageBlobDataOwner)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
+    principalId: userPrincipalId
+    principalType: userPrincipalType
+  }
+}
+
+resource userQueueDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantDeveloper) {
+  name: guid(storage.id, userPrincipalId, roles.storageQueueDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataContributor)
+    principalId: userPrincipalId
+    principalType: userPrincipalType
+  }
+}
+
+resource userTableDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantDeveloper) {
+  name: guid(storage.id, userPrincipalId, roles.storageTableDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
     principalId: userPrincipalId
     principalType: userPrincipalType
   }

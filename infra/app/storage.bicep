@@ -9,6 +9,7 @@ param location string
 param tags object = {}
 
 @allowed([
+  'Standard_LRS'
   'Standard_ZRS'
   'Standard_GZRS'
   'Standard_RAGZRS'
@@ -40,7 +41,7 @@ param vnetEnabled bool = false
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_35: networkAcls.defaultAction is 'Deny' when vnetEnabled=true; without VNet integration the app has no network identity to allow, so the firewall cannot be closed; access still requires an Entra token because shared key access is disabled.
-  // checkov:skip=CKV_AZURE_206: replication is zone-redundant (Standard_ZRS by default, parameter storageSkuName allows GZRS/GRS); the check accepts only geo-redundant SKUs, which add cross-region cost and asynchronous-copy semantics the events queue does not need.
+  // checkov:skip=CKV_AZURE_206: replication is zone-redundant (Standard_ZRS) in regions with availability zones and locally redundant (Standard_LRS) in the Flex regions without them, where ZRS cannot be provisioned; storageSkuName allows GZRS/GRS. The check accepts only geo-redundant SKUs, which add cross-region cost and asynchronous-copy semantics the events queue does not need.
   name: name
   location: location
   tags: tags

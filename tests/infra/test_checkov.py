@@ -43,12 +43,19 @@ DOCUMENTED_SKIPS = {
     ("CKV_AZURE_213", "Microsoft.Web/sites.functionApp"): (
         "platform health checks are not supported on Flex Consumption"
     ),
+    ("CKV_AZURE_67", "Microsoft.Web/sites.functionApp"): (
+        "http20Enabled is left to the platform on Flex, as Microsoft's Flex samples do"
+    ),
+    ("CKV_AZURE_18", "Microsoft.Web/sites.functionApp"): (
+        "the same http20Enabled property as CKV_AZURE_67, under its web-app name"
+    ),
     ("CKV_AZURE_35", "Microsoft.Storage/storageAccounts.storage"): (
         "firewall is Deny with vnetEnabled; without VNet integration Flex reaches storage "
         "publicly, Entra-only (shared keys disabled)"
     ),
     ("CKV_AZURE_206", "Microsoft.Storage/storageAccounts.storage"): (
-        "zone-redundant (ZRS) replication; the check accepts geo-redundant SKUs only"
+        "zone-redundant (ZRS) replication where the region has zones, LRS where it has none; "
+        "the check accepts geo-redundant SKUs only"
     ),
     # The registry secrets' vault without VNet integration (infra/app/keyvault-public.bicep); with
     # vnetEnabled the vault is private and passes both (keyvault-private.bicep).
@@ -72,7 +79,6 @@ MUST_PASS = {
     ("CKV_AZURE_145", "Microsoft.Web/sites.functionApp"),  # minimum TLS 1.2
     ("CKV_AZURE_72", "Microsoft.Web/sites.functionApp"),  # remote debugging off
     ("CKV_AZURE_71", "Microsoft.Web/sites.functionApp"),  # managed identity
-    ("CKV_AZURE_67", "Microsoft.Web/sites.functionApp"),  # HTTP/2
     ("CKV_AZURE_3", "Microsoft.Storage/storageAccounts.storage"),  # secure transfer
     ("CKV_AZURE_44", "Microsoft.Storage/storageAccounts.storage"),  # TLS 1.2
     (

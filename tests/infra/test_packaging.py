@@ -126,3 +126,46 @@ def test_the_direct_requirements_are_the_in_files() -> None:
         assert requirement.specifier.contains(locked[name], prereleases=True), (
             f"{name}=={locked[name]} is outside {requirement.specifier}: run make lock"
         )
+
+
+def test_a_build_leaves_nothing_that_git_would_pick_up(tmp_path: Path) -> None:
+    """`pip install .` (azd restore) builds in the work tree: setuptools leaves build/ and
+    *.egg-info behind, which .gitignore must name, or they show up as changes to commit."""
+    source = copy_of_checkout(tmp_path / "source")
+    subprocess.run(  # noqa: S603
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--wheel-dir",
+            str(tmp_path / "wheel"),
+            ".",
+        ],
+        cwd=source,
+        check=True,
+        capture_output=True,
+    )
+    tracked = set(checkout_files())
+    left = sorted(
+        str(path.relative_to(source))
+        for path in source.rglob("*")
+        if path.is_file() and str(path.relative_to(source)) not in tracked
+    )
+    assert any(name.startswith("build/") for name in left), "the build leaves build/ (checked)"
+    checked = subprocess.run(
+        ["git", "check-ignore", "--no-index", "--verbose", "--non-matching", "--stdin"],  # noqa: S607
+        input="\n".join(left),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    not_ignored = [
+        line.split("\t")[-1] for line in checked.stdout.splitlines() if line.startswith("::")
+    ]
+    assert not_ignored == [], f".gitignore does not name what a build leaves: {not_ignored}"

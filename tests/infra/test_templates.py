@@ -81,16 +81,23 @@ ROLE = {
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
     "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
     "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
+    "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
 }
 # Broader roles that must never appear: Owner, Contributor, User Access Administrator, Storage
-# Account Contributor, Storage Queue Data Contributor. (Storage Table Data Contributor is granted
-# once, to the app, for the records tables: test_records_tables_role_is_table_data_contributor_...)
+# Account Contributor. (Storage Table Data Contributor is granted to the app for the records
+# tables: test_records_tables_role_is_table_data_contributor_...; Storage Queue Data Contributor
+# only to a developer who asks for it: test_developer_data_roles_only_on_request.)
 FORBIDDEN_ROLES = {
     "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
     "b24988ac-6180-42a0-ab88-20f7382dd24c",
     "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",
     "17d1049b-9a84-46fb-8f53-869881c3d3ab",
-    "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+}
+# The developer's opt-in data roles (grantPrincipalDataRoles): assignment symbol -> role.
+DEVELOPER_ROLES = {
+    "userBlobDataOwner": "Storage Blob Data Owner",
+    "userQueueDataContributor": "Storage Queue Data Contributor",
+    "userTableDataContributor": "Storage Table Data Contributor",
 }
 
 # Flex Consumption rejects or ignores these (Azure Functions app settings reference, "Flex
@@ -300,10 +307,54 @@ def test_storage_account_is_entra_only_and_https_only() -> None:
     assert props["allowCrossTenantReplication"] is False
     assert props["defaultToOAuthAuthentication"] is True
     assert account.body["kind"] == "StorageV2"
-    sku = parameters(STORAGE)["skuName"]
-    assert sku["default"] == parameter_default("storageSkuName") == "Standard_ZRS"
-    allowed = next(d["argument"] for d in sku["decorators"] if d["type"] == "allowed")
-    assert not any(name.endswith("_LRS") for name in allowed), "an accepted event must survive"
+    assert parameters(STORAGE)["skuName"]["default"] == "Standard_ZRS"
+    assert modules()["storage"][1]["skuName"] == "storageSku"
+
+
+def _allowed(path: Any, name: str) -> list[str]:
+    return next(
+        d["argument"] for d in parameters(path)[name]["decorators"] if d["type"] == "allowed"
+    )
+
+
+# The Flex Consumption regions without availability zones (Azure's region list; the template review
+# named them): every listed region must provision with the default storage SKU.
+NO_ZONE_REGIONS = {
+    "australiasoutheast",
+    "northcentralus",
+    "southindia",
+    "ukwest",
+    "westcentralus",
+    "westus",
+}
+
+
+def test_location_is_a_flex_region_and_the_storage_sku_fits_it() -> None:
+    regions = _allowed(MAIN, "location")
+    assert len(regions) >= 30
+    assert len(set(regions)) == len(regions)
+    assert "eastus2euap" not in regions, "the canary region is not for deployments"
+    assert {"norwayeast", "swedencentral", "westeurope", "northeurope"} <= set(regions)
+    assert set(variable(MAIN, "regionsWithoutZones")) == NO_ZONE_REGIONS
+    assert set(regions) >= NO_ZONE_REGIONS
+    # Empty (the default) chooses by region: ZRS where there are zones, LRS where there are none.
+    assert parameter_default("storageSkuName") == ""
+    assert azd_parameter("storageSkuName") == ("STORAGE_SKU_NAME", "")
+    has_zones = variable(MAIN, "regionHasZones")
+    assert has_zones["operator"]["type"] == "not"
+    contains = has_zones["operator"]["operands"]["bool_value"]["function"]
+    assert contains == {
+        "type": "contains",
+        "parameters": {"container": "regionsWithoutZones", "item_to_find": "location"},
+    }
+    choice = variable(MAIN, "storageSku")["operator"]["operands"]
+    assert choice["condition"]["function"]["parameters"] == {"item_to_test": "storageSkuName"}
+    assert choice["false_value"] == "storageSkuName"
+    by_region = choice["true_value"]["operator"]["operands"]
+    assert by_region["condition"] == "regionHasZones"
+    assert (by_region["true_value"], by_region["false_value"]) == ("Standard_ZRS", "Standard_LRS")
+    # An explicit SKU is one of the storage module's, and LRS only by choice.
+    assert set(_allowed(MAIN, "storageSkuName")) - {""} == set(_allowed(STORAGE, "skuName"))
 
 
 def test_storage_network_is_closed_in_vnet_mode() -> None:
@@ -419,8 +470,10 @@ def test_site_hardening() -> None:
     assert site.properties["httpsOnly"] is True
     site_config = site.properties["siteConfig"]
     assert site_config["minTlsVersion"] == "1.2"
-    assert site_config["remoteDebuggingEnabled"] is False
-    assert site_config["http20Enabled"] is True
+    # Neither is a Flex Consumption setting (Microsoft's Flex samples set neither; remote
+    # debugging is not offered on Flex, and its default is off).
+    assert "remoteDebuggingEnabled" not in site_config
+    assert "http20Enabled" not in site_config
     assert "cors" not in site_config, "no browser callers: CORS stays closed"
     policies = {
         r.body["name"]: r
@@ -477,6 +530,42 @@ def test_function_app_config_runtime_deployment_and_scale() -> None:
     # Python's default on Flex is 1 request per instance; the async handler is set higher.
     assert parameter_default("perInstanceConcurrency") == 16
     assert parameters(API)["perInstanceConcurrency"]["default"] == 16
+
+
+def test_deploys_roll_and_always_ready_is_a_parameter() -> None:
+    """RollingUpdate needs a sites API version of at least 2024-11-01; always-ready instances are
+    none unless asked for, as the 'http' group's count."""
+    site = function_app()
+    assert site.api_version >= "2024-11-01", "siteUpdateStrategy needs sites@2024-11-01 or later"
+    config = site.properties["functionAppConfig"]
+    assert config["siteUpdateStrategy"] == {"type": "siteUpdateStrategy"}
+    assert parameter_default("siteUpdateStrategy") == "RollingUpdate"
+    assert set(_allowed(MAIN, "siteUpdateStrategy")) == {"RollingUpdate", "Recreate"}
+    assert azd_parameter("siteUpdateStrategy") == ("SITE_UPDATE_STRATEGY", "RollingUpdate")
+    api = modules()["api"][1]
+    assert api["siteUpdateStrategy"] == "siteUpdateStrategy"
+    assert api["alwaysReadyInstances"] == "alwaysReadyInstances"
+    assert parameter_default("alwaysReadyInstances") == 0
+    assert azd_parameter("alwaysReadyInstances") == ("ALWAYS_READY_INSTANCES", "0")
+    always = config["scaleAndConcurrency"]["alwaysReady"]["operator"]["operands"]
+    assert always["false_value"] == [], "no always-ready instances by default"
+    assert always["true_value"] == [{"name": "http", "instanceCount": "alwaysReadyInstances"}]
+    # Every Microsoft.Web resource is on the same API version as the site.
+    web = [r for r in all_resources() if r.type.startswith("Microsoft.Web/")]
+    assert {r.api_version for r in web} == {site.api_version}
+
+
+def test_zone_redundancy_text_matches_what_the_platform_does() -> None:
+    """Zone-redundant Flex keeps at least two always-ready instances whatever alwaysReady says;
+    the parameter's text must not promise what the template does not set."""
+    text = next(
+        d["argument"]
+        for d in parameters(MAIN)["zoneRedundant"]["decorators"]
+        if d["type"] == "description"
+    )
+    assert "at least two" in text
+    assert "alwaysReadyInstances" in text
+    assert "(billed)" not in text
 
 
 def test_no_deprecated_flex_settings_properties_or_keys() -> None:
@@ -550,6 +639,7 @@ def test_role_definition_ids_are_the_documented_ones() -> None:
         "storageBlobDataReader": ROLE["Storage Blob Data Reader"],
         "storageQueueDataMessageSender": ROLE["Storage Queue Data Message Sender"],
         "storageQueueDataReader": ROLE["Storage Queue Data Reader"],
+        "storageQueueDataContributor": ROLE["Storage Queue Data Contributor"],
         "monitoringMetricsPublisher": ROLE["Monitoring Metrics Publisher"],
         "storageTableDataContributor": ROLE["Storage Table Data Contributor"],
         "keyVaultSecretsUser": ROLE["Key Vault Secrets User"],
@@ -636,7 +726,9 @@ def test_records_tables_role_is_table_data_contributor_on_the_events_storage_acc
         "principalId",
     ]
     holders = [
-        a for a in role_assignments() if role_of(a) == ROLE["Storage Table Data Contributor"]
+        a
+        for a in role_assignments()
+        if role_of(a) == ROLE["Storage Table Data Contributor"] and a.symbol not in DEVELOPER_ROLES
     ]
     assert holders == [assignment], "Storage Table Data Contributor is granted once, to the app"
 
@@ -651,7 +743,31 @@ def test_only_the_expected_role_assignments_exist() -> None:
         "appKeyVaultSecretsUser": ROLE["Key Vault Secrets User"],
         "userQueueReader": ROLE["Storage Queue Data Reader"],
         "subscriberBlobDataReader": ROLE["Storage Blob Data Reader"],
+        **{symbol: ROLE[role] for symbol, role in DEVELOPER_ROLES.items()},
     }
+
+
+def test_developer_data_roles_only_on_request() -> None:
+    """The quickstart's allowUserIdentityPrincipal, opt-in: off by default, to principalId only,
+    on the account, and nobody but the developer ever gets Queue Data Contributor."""
+    assert parameter_default("grantPrincipalDataRoles") is False
+    assert azd_parameter("grantPrincipalDataRoles") == ("GRANT_PRINCIPAL_DATA_ROLES", "false")
+    rbac = modules()["rbac"][1]
+    assert rbac["grantUserDataRoles"] == "grantPrincipalDataRoles"
+    assert parameters(RBAC)["grantUserDataRoles"]["default"] is False
+    condition = variable(RBAC, "grantDeveloper")["operator"]["operands"]
+    assert condition["operand_1"] == "grantUserDataRoles"
+    for symbol, role in DEVELOPER_ROLES.items():
+        assignment = resource(RBAC, symbol)
+        assert assignment.condition == "grantDeveloper", symbol
+        assert role_of(assignment) == ROLE[role]
+        assert assignment.body["scope"] == "storage"
+        assert assignment.properties["principalId"] == "userPrincipalId"
+        assert assignment.properties["principalType"] == "userPrincipalType"
+    contributors = {
+        a.symbol for a in role_assignments() if role_of(a) == ROLE["Storage Queue Data Contributor"]
+    }
+    assert contributors == {"userQueueDataContributor"}
 
 
 def test_deploying_user_gets_queue_reader_only_on_request() -> None:

@@ -100,6 +100,33 @@ def test_only_answers_of_an_app_still_starting_are_waited_for() -> None:
     assert not problem(ProblemType.QUEUE_UNAVAILABLE).starting(), "the app runs: report it"
     assert not problem(ProblemType.INTERNAL_ERROR).starting()
     assert not answer(401).starting()
+    # The app runs but cannot load its settings: waited for too (an unresolved Key Vault
+    # reference right after the first deploy), with a refresh of the references.
+    assert problem(ProblemType.INTERNAL_ERROR).unconfigured()
+    assert not answer(500).unconfigured(), "a 500 without our problem is not the app's"
+    assert not problem(ProblemType.QUEUE_UNAVAILABLE).unconfigured()
+
+
+def test_the_site_id_comes_from_the_azd_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AZURE_FUNCTION_ID", "AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AZURE_FUNCTION_NAME", "func-api-x")
+    assert smoke.site_id() is None
+    assert "references not refreshed" in smoke.refresh_key_vault_references()
+    monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", "sub")
+    monkeypatch.setenv("AZURE_RESOURCE_GROUP", "rg-events")
+    assert smoke.site_id() == (
+        "/subscriptions/sub/resourceGroups/rg-events/providers/Microsoft.Web/sites/func-api-x"
+    )
+    monkeypatch.setenv(
+        "AZURE_FUNCTION_ID", "/subscriptions/s/resourceGroups/r/providers/x/sites/y/"
+    )
+    assert smoke.site_id() == "/subscriptions/s/resourceGroups/r/providers/x/sites/y"
+    monkeypatch.setenv("PATH", "")
+    told = smoke.refresh_key_vault_references()
+    assert told.startswith("no Azure CLI")
+    assert "az rest --method post --url /subscriptions/s/" in told
+    assert told.endswith("/sites/y/" + smoke.REFRESH_API)
 
 
 def test_the_url_comes_from_the_argument_or_azd(monkeypatch: pytest.MonkeyPatch) -> None:
