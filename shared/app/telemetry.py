@@ -9,6 +9,7 @@ telemetry.py, where ``NoTelemetry`` is the other); ``telemetry_for`` picks one.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
@@ -42,8 +43,54 @@ class RecordedSpan:
         self._span.set_status(Status(StatusCode.ERROR))
 
 
+class _Step:
+    """A step's span, recorded when the step ends: started then with the step's start time and
+    ended at once, a child of the current (publish) span, with every attribute the step set
+    given at its start. It is never made the current span, which saves making and restoring a
+    context per step (about a fifth of a span's cost in the SDK); what the step calls (the
+    Azure SDK's own spans, when Azure SDK tracing is on) is then a child of the publish span,
+    next to the step's span, not under it."""
+
+    __slots__ = ("_attributes", "_kind", "_name", "_started", "_tracer")
+
+    def __init__(
+        self, tracer: trace.Tracer, name: str, kind: SpanKind, attributes: Mapping[str, Any] | None
+    ) -> None:
+        self._tracer = tracer
+        self._name = name
+        self._kind = kind
+        self._attributes: dict[str, Any] = dict(attributes) if attributes else {}
+        self._started = 0
+
+    def __enter__(self) -> _Step:
+        self._started = time.time_ns()
+        return self
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self._attributes[key] = value
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _: Any
+    ) -> None:
+        if error is not None:
+            self._attributes["error.type"] = kind.__qualname__ if kind is not None else "error"
+        span = self._tracer.start_span(
+            self._name, kind=self._kind, attributes=self._attributes, start_time=self._started
+        )
+        if error is not None:
+            span.set_status(Status(StatusCode.ERROR, str(error)[:200]))
+        span.end()
+
+
 def _describe(span: PublishSpan, report: PublishReport) -> None:
-    """The CloudEvents semantic conventions' attributes (never data or alternativesubject)."""
+    """What the steps answered from memory (the rules' cache, the authorization, the record),
+    and the CloudEvents semantic conventions' attributes (never data or alternativesubject)."""
+    if report.authz != "-":
+        span.set("events.cache.outcome", report.authz)
+    if report.decision != "-":
+        span.set("events.decision", report.decision)
+    if report.dedup != "-":
+        span.set("events.dedup", report.dedup)
     if report.event_id == "-":
         return
     span.set("cloudevents.event_id", report.event_id)
@@ -126,7 +173,7 @@ class OpenTelemetry:
         attributes: Mapping[str, Any] | None = None,
         kind: StepKind = "internal",
     ) -> AbstractContextManager[StepSpan | None]:
-        return self._tracer.start_as_current_span(name, kind=_KINDS[kind], attributes=attributes)
+        return _Step(self._tracer, name, _KINDS[kind], attributes)
 
     def finished(self, report: PublishReport, span: PublishSpan) -> None:
         if report.mode != "-":

@@ -96,6 +96,11 @@ class RuleSource(Protocol):
 
 
 class PolicyLookup(Protocol):
+    def cached(self, identifier: str) -> Lookup | None:
+        """A resource's rules when memory answers them (a fresh entry, or a fresh "not
+        registered"), without I/O; None when only ``lookup`` can. Counted as a hit."""
+        ...
+
     async def lookup(self, identifier: str, *, requester: str | None = None) -> Lookup:
         """A resource's rules and how they were found.
 

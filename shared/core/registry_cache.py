@@ -208,12 +208,9 @@ class CachedPolicyRules:
     async def rules_for(self, identifier: str) -> Rules:
         return (await self.lookup(identifier)).rules
 
-    async def lookup(self, identifier: str, *, requester: str | None = None) -> Lookup:
-        """The rules for ``identifier``, and how they were found.
-
-        Raises RegistryUnavailable when there is no answer to trust, and TooManyLookups when
-        the answer needs a registry call that ``requester`` (a publisher) has no budget for.
-        """
+    def cached(self, identifier: str) -> Lookup | None:
+        """The rules for ``identifier`` when memory has a fresh answer (a hit); None when the
+        registry must be asked (or stale rules served), which only ``lookup`` does."""
         now = self._clock()
         self._maybe_log_summary(now)
         entry = self._rules.get(identifier)
@@ -230,7 +227,18 @@ class CachedPolicyRules:
                     self.stats.hits += 1
                     return Lookup(None, CacheOutcome.HIT)
                 del self._not_found[identifier]
+        return None
 
+    async def lookup(self, identifier: str, *, requester: str | None = None) -> Lookup:
+        """The rules for ``identifier``, and how they were found.
+
+        Raises RegistryUnavailable when there is no answer to trust, and TooManyLookups when
+        the answer needs a registry call that ``requester`` (a publisher) has no budget for.
+        """
+        found = self.cached(identifier)
+        if found is not None:
+            return found
+        now = self._clock()
         if self._backing_off(identifier, now):
             return self._stale_or_raise(identifier, RegistryUnavailable("recent registry failure"))
         if identifier not in self._flights:

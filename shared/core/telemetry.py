@@ -8,10 +8,13 @@
 - ``OpenTelemetry`` (shared/app/telemetry.py), through the OpenTelemetry API, when an SDK is (in
   Azure, the Functions Python worker configures Azure Monitor's): a ``publish`` span per request,
   a ``publish event`` span per element of a batch, a child span per step that talks to the
-  outside, and metrics.
+  outside (a registry lookup that memory could not answer, the record's claim, the send), and
+  metrics.
 
 A publish's attributes and metrics come from its report (shared/core/report.py), rendered once
-when it ends (``finished``): the steps only open a span around what they send out.
+when it ends (``finished``): the steps only open a span around what they send out. What they
+answer from memory (the token with the issuer's cached keys, the rules from the cache) has no
+span: it is an attribute of the publish span (``events.cache.outcome``, ``events.decision``).
 """
 
 from __future__ import annotations

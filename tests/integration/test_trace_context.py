@@ -229,13 +229,19 @@ async def test_the_queued_traceparent_names_a_recorded_span_in_the_callers_trace
     assert f"{publish.context.trace_id:032x}" == CALLER_TRACE
     assert publish.parent is not None
     assert f"{publish.parent.span_id:016x}" == CALLER_SPAN
-    for step in ("verify token", "look up resource rules", "claim event id", "enqueue"):
+    # A span for each step that talked to the outside (the registry, on this first lookup; the
+    # table; the queue), none for the token, checked with the issuer's keys in memory.
+    for step in ("look up resource rules", "claim event id", "enqueue"):
         [child] = recorded[step]
         assert child.parent is not None
         assert child.parent.span_id == publish.context.span_id, step
+    assert set(recorded) == {"publish", "look up resource rules", "claim event id", "enqueue"}
     attributes: dict[str, Any] = dict(publish.attributes or {})
     assert attributes["http.response.status_code"] == 200
     assert attributes["cloudevents.event_id"] == VALID_EVENT["id"]
+    assert attributes["events.cache.outcome"] == "miss"
+    assert attributes["events.decision"] == "permit"
+    assert attributes["events.dedup"] == "new"
     assert recorded["look up resource rules"][0].attributes["events.cache.outcome"] == "miss"
     enqueue = recorded["enqueue"][0]
     assert enqueue.attributes is not None
@@ -253,3 +259,57 @@ async def test_the_queued_traceparent_names_a_recorded_span_in_the_callers_trace
         for metric in scope.metrics
     }
     assert {"events.published", "events.registry.lookups", "events.enqueue.duration"} <= names
+
+
+async def test_steps_answered_from_memory_are_attributes_not_spans(
+    function_env: dict[str, str],
+    exporter: tuple[InMemorySpanExporter, InMemoryMetricReader, OpenTelemetry],
+    issuer: DevIssuer,
+    queue: QueueReader,
+) -> None:
+    """The second publish on a resource finds its rules in the cache and the issuer's keys in
+    memory: three spans (the publish, the record's claim, the send), the cache's answer an
+    attribute of the publish span. A batch element's span carries the same attributes."""
+    spans, _, telemetry = exporter
+    built = Runtime.build(Settings(), telemetry=telemetry)  # type: ignore[call-arg]
+    token = issuer.mint()
+    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+    try:
+        first = {**VALID_EVENT, "id": "memory-1"}
+        second = {**VALID_EVENT, "id": "memory-2"}
+        assert (
+            await built.pipeline.handle(PublishRequest("POST", "/events", headers, body_of(first)))
+        ).status == 200
+        spans.clear()
+        response = await built.pipeline.handle(
+            PublishRequest("POST", "/events", headers, body_of(second))
+        )
+        assert response.status == 200
+        await built.pipeline.delivery.drain(10)
+        recorded = by_name(spans.get_finished_spans())
+        assert sorted(recorded) == ["claim event id", "enqueue", "publish"]
+        [publish] = recorded["publish"]
+        attributes: dict[str, Any] = dict(publish.attributes or {})
+        assert attributes["events.cache.outcome"] == "hit"
+        assert attributes["events.decision"] == "permit"
+        assert attributes["events.dedup"] == "new"
+        spans.clear()
+        batch = [{**VALID_EVENT, "id": "memory-3"}, {**VALID_EVENT, "id": "memory-2"}]
+        batch_headers = {**headers, "content-type": "application/cloudevents-batch+json"}
+        response = await built.pipeline.handle(
+            PublishRequest("POST", "/events", batch_headers, json.dumps(batch).encode())
+        )
+        assert response.status == 200
+        await built.pipeline.delivery.drain(10)
+        recorded = by_name(spans.get_finished_spans())
+        assert "look up resource rules" not in recorded
+        elements = {
+            (span.attributes or {})["cloudevents.event_id"]: dict(span.attributes or {})
+            for span in recorded["publish event"]
+        }
+        assert elements["memory-3"]["events.dedup"] == "new"
+        assert elements["memory-2"]["events.dedup"] == "replay"
+        assert {e["events.cache.outcome"] for e in elements.values()} == {"hit"}
+    finally:
+        await built.close()
+    assert {event["id"] for event in queue.drain()} == {"memory-1", "memory-2", "memory-3"}
