@@ -34,6 +34,14 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project's wheel, built without the network from a copy of the checkout."""
     source = copy_of_checkout(tmp_path_factory.mktemp("source"))
     out = tmp_path_factory.mktemp("wheel")
+    build_wheel(source, out)
+    [built] = out.glob("*.whl")
+    return built
+
+
+def build_wheel(source: Path, out: Path) -> None:
+    """``pip wheel`` of the project in ``source`` into ``out``, offline, in the work tree (as
+    ``pip install .`` builds)."""
     subprocess.run(  # noqa: S603
         [
             sys.executable,
@@ -46,13 +54,12 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--no-index",
             "--wheel-dir",
             str(out),
-            str(source),
+            ".",
         ],
+        cwd=source,
         check=True,
         capture_output=True,
     )
-    [built] = out.glob("*.whl")
-    return built
 
 
 def test_the_wheel_holds_exactly_the_function_code(wheel: Path) -> None:
@@ -132,24 +139,7 @@ def test_a_build_leaves_nothing_that_git_would_pick_up(tmp_path: Path) -> None:
     """`pip install .` (azd restore) builds in the work tree: setuptools leaves build/ and
     *.egg-info behind, which .gitignore must name, or they show up as changes to commit."""
     source = copy_of_checkout(tmp_path / "source")
-    subprocess.run(  # noqa: S603
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "--wheel-dir",
-            str(tmp_path / "wheel"),
-            ".",
-        ],
-        cwd=source,
-        check=True,
-        capture_output=True,
-    )
+    build_wheel(source, tmp_path / "wheel")
     tracked = set(checkout_files())
     left = sorted(
         str(path.relative_to(source))
