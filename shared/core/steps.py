@@ -289,10 +289,10 @@ class PublishSteps:
             raise Rejected(problems.not_authorized_for_resource(read.resource))
 
     async def _rules(self, identifier: str, publisher: Publisher, report: PublishReport) -> Lookup:
-        """The resource's rules: from memory without a span (the publish span's ``events.authz``
-        says so), else in the span of the lookup; the 429 when this publisher may not make the
-        registry look up one more resource now (an answer, not a failed lookup: its span is not
-        marked failed)."""
+        """The resource's rules: from memory without a span (the publish span's
+        ``events.cache.outcome`` says so), else in the span of the lookup; the 429 when this
+        publisher may not make the registry look up one more resource now (an answer, not a
+        failed lookup: its span is not marked failed)."""
         cached = self.ports.rules.cached(identifier)
         if cached is not None:
             return cached
