@@ -2,12 +2,13 @@
 (shared/core/ports.py) that carries out storage operations and decides nothing
 (shared/core/idempotency.py does).
 
-Each record is one entity: PartitionKey the key's first two hex digits (256 partitions), RowKey
-the key, and the record's fields (``fingerprint``, ``state``, ``at``, ``until``, ``owner``).
-A missing table is made on its first insert.
+Each record is one entity: PartitionKey the key's partition (``partition_of`` in
+shared/core/idempotency.py), RowKey the key, and the record's fields (``fingerprint``, ``state``,
+``at``, ``until``, ``owner``). A missing table is made on its first write.
 
 The calls are the Table service's REST operations (Insert Entity, Get Entity, Update Entity with
-``If-Match``, Delete Entity, Query Tables, Create and Delete Table), sent through an azure-core
+``If-Match``, Delete Entity, Query Entities, an entity group transaction (``$batch``), Query
+Tables, Create and Delete Table), sent through an azure-core
 pipeline built here from public parts: the credential (Shared Key from a connection string, or
 the managed identity's bearer token), azure-core's retry and tracing policies and its aiohttp
 transport. The Tables SDK's generated layer is not used: its (de)serialisation cost about a
@@ -20,9 +21,11 @@ import base64
 import hashlib
 import hmac
 import logging
+from collections.abc import Sequence
 from email.utils import formatdate
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
+from uuid import uuid4
 
 import orjson
 from azure.core.exceptions import AzureError
@@ -38,8 +41,16 @@ from azure.core.pipeline.transport import AioHttpTransport
 from azure.core.rest import HttpRequest
 
 from shared.adapters.common import environment_configures_http, has_table_endpoint, table_endpoint
+from shared.core.idempotency import partition_of
 from shared.core.model import Record, RecordState, Stored
-from shared.core.ports import RecordChanged, RecordExists, RecordsUnavailable
+from shared.core.ports import (
+    MAX_KEYS_PER_QUERY,
+    RecordChanged,
+    RecordExists,
+    RecordsUnavailable,
+    TransactionRefused,
+    Write,
+)
 
 log = logging.getLogger("events.records")
 
@@ -47,6 +58,7 @@ log = logging.getLogger("events.records")
 API_VERSION = "2019-02-02"
 STORAGE_SCOPE = "https://storage.azure.com/.default"
 _JSON = "application/json;odata=nometadata"
+_WITH_ETAGS = "application/json;odata=minimalmetadata"  # a query's entities carry their etags
 _DOUBLE = "Edm.Double"
 
 
@@ -128,9 +140,7 @@ class TableStorage:
                 AsyncBearerTokenCredentialPolicy(credential, STORAGE_SCOPE),
             ]
         policies: list[Any] = [
-            HeadersPolicy(
-                {"x-ms-version": API_VERSION, "DataServiceVersion": "3.0", "Accept": _JSON}
-            ),
+            HeadersPolicy({"x-ms-version": API_VERSION, "DataServiceVersion": "3.0"}),
             # connections that could not be opened, and the service's busy answers: a
             # repeated write is recognised by its owner (shared/core/idempotency.py)
             AsyncRetryPolicy(retry_total=2, retry_backoff_factor=0.1, retry_read=0),
@@ -180,6 +190,46 @@ class TableStorage:
             raise RecordChanged(key)
         raise _unavailable(response)
 
+    async def transact(self, table: str, writes: Sequence[Write]) -> list[str]:
+        response = await self._transaction(table, writes)
+        failed = _failed_part(response)
+        if failed is not None and failed[1] == 404 and failed[2] == "TableNotFound":
+            await self._create_table(table)
+            response = await self._transaction(table, writes)
+            failed = _failed_part(response)
+        if failed is None:
+            return [str(part.headers["ETag"]) for part in _parts(response)]
+        index, status, code = failed
+        if status in (409, 412) or (status == 404 and code == "ResourceNotFound"):
+            raise TransactionRefused(index)
+        raise RecordsUnavailable(f"a transaction's write was answered {status} {code}".strip())
+
+    async def read_many(self, table: str, keys: Sequence[str]) -> dict[str, Stored]:
+        partitions: dict[str, list[str]] = {}
+        for key in dict.fromkeys(keys):
+            partitions.setdefault(partition_of(key), []).append(key)
+        found: dict[str, Stored] = {}
+        for partition, members in partitions.items():
+            for start in range(0, len(members), MAX_KEYS_PER_QUERY):
+                chosen = " or ".join(
+                    f"RowKey eq '{key}'" for key in members[start : start + MAX_KEYS_PER_QUERY]
+                )
+                wanted = f"PartitionKey eq '{partition}' and ({chosen})"
+                query = f"$filter={quote(wanted)}"
+                while True:
+                    response = await self._send("GET", f"/{table}()?{query}", accept=_WITH_ETAGS)
+                    if response.status_code == 404:
+                        return {}
+                    if response.status_code != 200:
+                        raise _unavailable(response)
+                    for entity in orjson.loads(response.content)["value"]:
+                        found[entity["RowKey"]] = Stored(_record(entity), entity["odata.etag"])
+                    following = _continuation(response)
+                    if following is None:
+                        break
+                    query = query.split("&", 1)[0] + following
+        return found
+
     async def tables(self, prefix: str) -> list[str]:
         names: list[str] = []
         query = f"$filter=TableName ge '{prefix}' and TableName lt '{prefix}~'"
@@ -212,6 +262,39 @@ class TableStorage:
         if response.status_code not in (201, 204, 409):  # 409: made concurrently, fine
             raise _unavailable(response)
 
+    async def _transaction(self, table: str, writes: Sequence[Write]) -> Any:
+        """One entity group transaction of ``writes`` (the Table service's ``$batch``: a
+        multipart/mixed request holding one changeset of the writes' requests)."""
+        parts = []
+        for write in writes:
+            headers = {"Content-Type": _JSON, "Accept": _JSON, "DataServiceVersion": "3.0"}
+            if write.etag is None:
+                headers["Prefer"] = "return-no-content"
+                url, method = f"{self._endpoint}/{table}", "POST"
+            else:
+                headers["If-Match"] = write.etag
+                url, method = self._endpoint + _entity_path(table, write.key), "PUT"
+            parts.append(
+                HttpRequest(method, url, headers=headers, content=_entity(write.key, write.record))
+            )
+        changeset = HttpRequest("POST", "")
+        changeset.set_multipart_mixed(*parts, boundary=f"changeset_{uuid4()}")
+        request = HttpRequest(
+            "POST",
+            f"{self._endpoint}/$batch",
+            headers={"MaxDataServiceVersion": "3.0", "Accept": _JSON},
+        )
+        request.set_multipart_mixed(changeset, boundary=f"batch_{uuid4()}", enforce_https=False)
+        try:
+            answer = await self._pipeline.run(request)
+            response = answer.http_response
+            if response.status_code != 202:
+                raise _unavailable(response)
+            await _read_parts(response)
+            return response
+        except (AzureError, OSError, ValueError) as error:
+            raise RecordsUnavailable(_first_line(error)) from None
+
     async def _send(
         self,
         method: str,
@@ -220,8 +303,9 @@ class TableStorage:
         *,
         prefer: bool = False,
         if_match: str | None = None,
+        accept: str | None = None,
     ) -> Any:
-        headers = {}
+        headers = {"Accept": accept or _JSON}
         if body is not None:
             headers["Content-Type"] = _JSON
         if prefer:
@@ -237,12 +321,53 @@ class TableStorage:
 
 
 def _entity_path(table: str, key: str) -> str:
-    return f"/{table}(PartitionKey='{key[:2]}',RowKey='{key}')"
+    return f"/{table}(PartitionKey='{partition_of(key)}',RowKey='{key}')"
+
+
+def _continuation(response: Any) -> str | None:
+    """The query string that asks for a query's next page, None when it was the last."""
+    partition = response.headers.get("x-ms-continuation-NextPartitionKey")
+    if not partition:
+        return None
+    row = response.headers.get("x-ms-continuation-NextRowKey")
+    following = f"&NextPartitionKey={quote(partition)}"
+    return following + (f"&NextRowKey={quote(row)}" if row else "")
+
+
+async def _read_parts(response: Any) -> None:
+    """Read a transaction's answer: one part per write, or one part for the write that failed."""
+    parts = [part async for part in response.parts()]
+    for part in parts:
+        await part.read()
+    response.transaction_parts = parts
+
+
+def _parts(response: Any) -> list[Any]:
+    parts: list[Any] = response.transaction_parts
+    return parts
+
+
+def _failed_part(response: Any) -> tuple[int | None, int, str] | None:
+    """The write that failed (its index when the service names it), its status and error code;
+    None when every write was made."""
+    for part in _parts(response):
+        if 200 <= part.status_code < 300:
+            continue
+        code, index = "", None
+        try:
+            error = orjson.loads(part.body())["odata.error"]
+            code = str(error.get("code", ""))
+            first, colon, _ = str(error.get("message", {}).get("value", "")).partition(":")
+            index = int(first) if colon and first.isdigit() else None
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            pass
+        return index, part.status_code, code
+    return None
 
 
 def _entity(key: str, record: Record) -> bytes:
     entity: dict[str, Any] = {
-        "PartitionKey": key[:2],
+        "PartitionKey": partition_of(key),
         "RowKey": key,
         "fingerprint": record.fingerprint,
         "state": record.state.value,

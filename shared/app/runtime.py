@@ -27,7 +27,7 @@ from shared.adapters.tokens import TokenVerifier
 from shared.app.settings import Settings, describe_settings_error, unchecked_audience_warning
 from shared.app.telemetry import telemetry_for
 from shared.core import problems
-from shared.core.idempotency import IdempotentRecords
+from shared.core.idempotency import COMMIT_LINGER_SECONDS, IdempotentRecords
 from shared.core.pipeline import (
     Limits,
     Ports,
@@ -110,6 +110,7 @@ def idempotent_records(
         window_seconds=settings.idempotency_window_hours * 3600,
         budget_seconds=settings.queue_timeout_seconds,
         clock=clock,
+        commit_linger_seconds=COMMIT_LINGER_SECONDS,
     )
 
 

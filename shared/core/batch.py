@@ -26,7 +26,14 @@ from shared.cloudevents.jsonformat import (
 )
 from shared.core import problems
 from shared.core.altinn import ALTINN_PROFILE
-from shared.core.idempotency import Claim, Polls, record_key
+from shared.core.idempotency import (
+    Claim,
+    Content,
+    IdempotentRecords,
+    Polls,
+    UncertainClaim,
+    record_key,
+)
 from shared.core.model import REPLAYED, Published, Publisher, Reservation
 from shared.core.ports import QueueUnavailable
 from shared.core.problems import Problem, Rejected, problem_for
@@ -208,7 +215,7 @@ class BatchProcessor:
         if len(elements) > limits.max_batch_events:
             raise Rejected(problems.batch_too_large(limits.max_batch_events, len(elements)))
         report.batch_size = len(elements)
-        run = _BatchRun(self.steps, publisher, report, span, trace, body)
+        run = _BatchRun(self.steps, publisher, report, span, trace, body, len(elements))
         tasks = [
             asyncio.ensure_future(run.element(index, element))
             for index, element in enumerate(elements)
@@ -222,6 +229,8 @@ class BatchProcessor:
             run.closed = True  # elements not sending yet stop before they send
             self.steps.delivery.keep(everything)  # the sends under way go on; drain waits
             return BatchOutcome.of(elements, [run.answer(task) for task in tasks], cap)
+        finally:
+            run.commits.write()  # the commits held so far; later ones are written at once
         for result in everything.result():
             if isinstance(result, BaseException):
                 raise result  # not a problem of the element: a bug (500), as for one event
@@ -231,11 +240,71 @@ class BatchProcessor:
 class _Element:
     """How far one element's publish got, for an answer given before it ended."""
 
-    __slots__ = ("recorded", "sending")
+    __slots__ = ("claiming", "recorded", "sending")
 
     def __init__(self) -> None:
         self.sending = False
         self.recorded = False
+        #: Counted among the elements the batch's claims wait for (until it claims or leaves).
+        self.claiming = True
+
+
+class _Claims:
+    """The claims of one batch's elements, made together (``IdempotentRecords.claim_many``)
+    once every element has either asked for its claim or left (it failed before its claim, it
+    claims nothing, or it waits for an earlier element of its identity). An element that asks
+    after that claims alone."""
+
+    def __init__(self, records: IdempotentRecords | None, expected: int, polls: Polls) -> None:
+        self._records = records
+        self._expected = expected
+        self._polls = polls
+        self._asked: list[tuple[str, Content, asyncio.Future[Claim | Reservation]]] = []
+        self._made = False
+        self._making: asyncio.Future[None] | None = None
+
+    def leave(self, state: _Element) -> None:
+        if state.claiming:
+            state.claiming = False
+            self._expected -= 1
+            self._make_when_all_asked()
+
+    async def claim(
+        self, state: _Element, key: str, content: Content, polls: Polls
+    ) -> Claim | Reservation:
+        assert self._records is not None
+        if self._made or not state.claiming:
+            return await self._records.claim(key, content, polls)
+        future: asyncio.Future[Claim | Reservation] = asyncio.get_running_loop().create_future()
+        self._asked.append((key, content, future))
+        self.leave(state)
+        return await future
+
+    def _make_when_all_asked(self) -> None:
+        if self._expected > 0 or self._made:
+            return
+        self._made = True
+        if self._asked:
+            self._making = asyncio.ensure_future(self._make(self._asked))
+
+    async def _make(
+        self, asked: list[tuple[str, Content, asyncio.Future[Claim | Reservation]]]
+    ) -> None:
+        assert self._records is not None
+        try:
+            answers = await self._records.claim_many([(k, c) for k, c, _ in asked], self._polls)
+        except BaseException as error:
+            for _, _, future in asked:
+                if not future.done():
+                    future.set_exception(error)
+            raise
+        for (_, _, future), answer in zip(asked, answers, strict=True):
+            if future.done():
+                continue
+            if isinstance(answer, UncertainClaim):
+                future.set_exception(answer)
+            else:
+                future.set_result(answer)
 
 
 class _BatchRun:
@@ -249,6 +318,7 @@ class _BatchRun:
         span: PublishSpan,
         trace: EventTrace,
         body: bytes,
+        size: int,
     ) -> None:
         self.steps = steps
         self.publisher = publisher
@@ -261,6 +331,8 @@ class _BatchRun:
         #: The batch's time is up: no element starts a send any more.
         self.closed = False
         self.polls = Polls()  # the elements share one request's polling
+        self.claims = _Claims(steps.ports.records, size, self.polls)
+        self.commits = steps.delivery.held_commits()
         #: per identity, the outcome of its latest element so far: the fingerprint published
         #: (or replayed) under it in this batch, None if none was
         self.latest: dict[str, asyncio.Future[str | None]] = {}
@@ -295,6 +367,8 @@ class _BatchRun:
                 if problem is None:
                     raise
                 outcome = problem
+            finally:
+                self.claims.leave(state)
             if isinstance(outcome, Problem):
                 report.problem = outcome.kind.slug
             telemetry.element_finished(report, element_span)
@@ -307,7 +381,8 @@ class _BatchRun:
         read = self.steps.prepare(
             event, report, EventTrace(element_span.ids, self.trace.tracestate)
         )
-        if read.content is None:
+        if read.content is None or self.steps.ports.records is None:
+            self.claims.leave(state)
             return await self._send(read, report, state)
         # This runs before the element's first await, so in input order: each identity's
         # elements form a chain, each waiting for the one before it.
@@ -318,6 +393,7 @@ class _BatchRun:
         known: str | None = None
         try:
             if earlier is not None:
+                self.claims.leave(state)  # claimed by the earlier one, or alone after it
                 known = await earlier
             outcome = await self._send(read, report, state, known)
             if known is None:
@@ -332,34 +408,44 @@ class _BatchRun:
         """The element's steps after reading; ``known``: the fingerprint an earlier element of
         the batch published under its identity."""
         steps = self.steps
-        async with self.in_flight:
-            if known is not None:  # published by an earlier element of this batch
-                await steps.authorize(self.publisher, read, report)
-                assert read.content is not None
-                if read.content.fingerprint == known:
-                    report.dedup = Reservation.REPLAY.value
-                    return REPLAYED
-                report.dedup = Reservation.CONFLICT.value
-                raise Rejected(problems.duplicate_event_id(read.event.source, read.event.id))
-            self._may_start()
+        if known is not None:  # published by an earlier element of this batch
+            await steps.authorize(self.publisher, read, report)
+            assert read.content is not None
+            if read.content.fingerprint == known:
+                report.dedup = Reservation.REPLAY.value
+                return REPLAYED
+            report.dedup = Reservation.CONFLICT.value
+            raise Rejected(problems.duplicate_event_id(read.event.source, read.event.id))
+        self._may_start()
 
-            async def before_send(claim: Claim | None) -> None:
-                try:
-                    self._may_start()
-                except BaseException:
-                    # once the batch is answered, nobody waits: take it back patiently
-                    await steps.delivery.release(claim, patient=self.closed)
-                    raise
-                state.sending = True
-                state.recorded = claim is not None and claim.certain
-
+        async def before_send(claim: Claim | None) -> None:
             try:
-                return await steps.publish_event(
-                    self.publisher, read, report, steps.deadline(), self.polls, before_send
-                )
-            except QueueUnavailable:
-                self.queue_failed = True
+                self._may_start()
+            except BaseException:
+                # once the batch is answered, nobody waits: take it back patiently
+                await steps.delivery.release(claim, patient=self.closed)
                 raise
+            state.sending = True
+            state.recorded = claim is not None and claim.certain
+
+        async def claim(key: str, content: Content, polls: Polls) -> Claim | Reservation:
+            return await self.claims.claim(state, key, content, polls)
+
+        try:
+            return await steps.publish_event(
+                self.publisher,
+                read,
+                report,
+                None,
+                self.polls,
+                before_send,
+                claimer=claim,
+                sending=self.in_flight,
+                commits=self.commits,
+            )
+        except QueueUnavailable:
+            self.queue_failed = True
+            raise
 
     def _may_start(self) -> None:
         """Whether an element may still start its send (raises why not)."""

@@ -15,7 +15,9 @@ second time. Those, and a process that dies between its send and its record, are
 one identity can be queued twice (docs/idempotency.md).
 
 The commit runs off the response path: a new event costs two storage round trips before its 200
-(the claim and the send).
+(the claim and the send). Commits are written together where they can be: a batch's once it has
+been answered, and those of concurrent publishes of one partition after a short linger
+(shared/core/idempotency.py, ``GroupedWrites``).
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class Delivery:
         *,
         claim: Claim | None,
         claim_check: ClaimCheck | None = None,
+        commits: HeldCommits | None = None,
     ) -> None:
         """Store ``message``; QueueUnavailable when the sink refuses it or the deadline passes.
 
@@ -100,8 +103,22 @@ class Delivery:
         if claim is not None and self._records is not None:
             if self._commit_before_answer:
                 await self._records.commit(claim)
+            elif commits is not None:
+                commits.add(claim)
             else:
                 self.track(self._records.commit(claim))
+
+    def stale(self, claim: Claim) -> bool:
+        """Whether a claim is older than one budget (too old to start its send on)."""
+        return self._records is not None and self._records.stale(claim)
+
+    def held_commits(self) -> HeldCommits:
+        """Commits held back until ``HeldCommits.write``: a batch's, written together."""
+        return HeldCommits(self)
+
+    def commit_many(self, claims: list[Claim]) -> None:
+        if claims and self._records is not None:
+            self.track(self._records.commit_many(claims))
 
     async def release(self, claim: Claim | None, *, patient: bool = False) -> None:
         if claim is not None and self._records is not None:
@@ -206,3 +223,24 @@ class Delivery:
             if not done:
                 log.warning("%d sends or settlements unfinished at shutdown", self.pending)
                 return
+
+
+class HeldCommits:
+    """The commits of one batch's elements, held until the batch has been answered and then
+    written together (one transaction per partition); one added after that is written at once
+    (with whatever else its partition has to commit then)."""
+
+    def __init__(self, delivery: Delivery) -> None:
+        self._delivery = delivery
+        self._held: list[Claim] | None = []
+
+    def add(self, claim: Claim) -> None:
+        if self._held is None:
+            self._delivery.commit_many([claim])
+        else:
+            self._held.append(claim)
+
+    def write(self) -> None:
+        held, self._held = self._held, None
+        if held:
+            self._delivery.commit_many(held)

@@ -34,18 +34,29 @@ or removed, what is not is left alone.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from shared.cloudevents import CloudEvent
 from shared.cloudevents.canonical import content_digest
 from shared.core.model import Publisher, Record, RecordState, Reservation, Stored
-from shared.core.ports import Clock, RecordChanged, RecordExists, RecordsUnavailable, RecordTables
+from shared.core.ports import (
+    MAX_TRANSACTION,
+    Clock,
+    RecordChanged,
+    RecordExists,
+    RecordsUnavailable,
+    RecordTables,
+    TransactionRefused,
+    Write,
+)
 
 log = logging.getLogger("events.records")
 
@@ -65,15 +76,38 @@ IN_FLIGHT_FIRST_PAUSE_SECONDS: Final = 0.01
 IN_FLIGHT_MAX_PAUSE_SECONDS: Final = 0.2
 #: Polls of identities in flight one request may make in all (a batch shares them).
 POLLS_PER_REQUEST: Final = 16
+#: How many partitions one publisher's records spread over (``partition_of``).
+PUBLISHER_PARTITIONS: Final = 8
+#: How long a commit waits for others of its partition to be written with it (real time: it
+#: decides nothing), and how many at most are written together.
+COMMIT_LINGER_SECONDS: Final = 0.01
 
 
 # -- identity and content ----------------------------------------------------------------------
 
 
 def record_key(publisher: Publisher, event: CloudEvent) -> str:
-    """The key of an event's identity: a SHA-256 hex digest (64 characters)."""
+    """The key of an event's identity: its partition (``partition_of``), a dash, and the
+    SHA-256 hex digest of the identity (73 characters in all)."""
     identity = _SEPARATOR.join((publisher.identity, event.source, event.id))
-    return hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()
+    digest = hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()
+    bucket = int(digest[0], 16) % PUBLISHER_PARTITIONS
+    return f"{_publisher_group(publisher.identity)}{bucket}-{digest}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _publisher_group(identity: str) -> str:
+    return hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()[:6]
+
+
+def partition_of(key: str) -> str:
+    """The partition a key's record is stored in: the publisher's group (six hex digits of a
+    hash of its identity) and one of ``PUBLISHER_PARTITIONS`` digits chosen by the identity, so
+    that one batch's records share a few partitions, in which they are claimed and committed
+    together, while the deployment's spread over many (docs/idempotency.md, "Partitions"). A
+    key without a dash (a test's) is its first two characters."""
+    partition, dash, _ = key.partition("-")
+    return partition if dash else key[:2]
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +275,7 @@ class IdempotentRecords:
         window_seconds: float,
         budget_seconds: float,
         clock: Clock,
+        commit_linger_seconds: float | None = None,
     ) -> None:
         self.tables = tables
         self.budgets = Budgets(budget_seconds)
@@ -249,6 +284,9 @@ class IdempotentRecords:
             window_seconds, prefix, overlap=self.budgets.lease + CLOCK_SKEW_SECONDS
         )
         self.clock = clock
+        #: ``commit_linger_seconds``: how long a commit waits for others of its partition (the
+        #: runtime's is COMMIT_LINGER_SECONDS); None: only those of the same moment
+        self._commits = GroupedWrites(tables, commit_linger_seconds)
 
     # -- a claim ---------------------------------------------------------------------------------
 
@@ -320,6 +358,101 @@ class IdempotentRecords:
             return Claim(key, generation, owner, content.fingerprint, now, until, near_end, held)
         return Reservation.IN_FLIGHT
 
+    async def claim_many(
+        self, items: Sequence[tuple[str, Content]], polls: Polls
+    ) -> list[Claim | Reservation | UncertainClaim]:
+        """Claims of several identities (a batch's, all different), each answered exactly as
+        ``claim`` would answer it alone (an UncertainClaim returned, not raised), with few
+        calls: the next generation's records of them all read first (one query per partition
+        and 14 keys), which answers replays and conflicts; the others reserved together, one
+        transaction per partition. A transaction refused (one of its identities is recorded
+        already) is claimed again one identity at a time, and so are identities found in
+        flight (they are polled) and claims near a generation's end (they reserve in two
+        tables)."""
+        if len(items) < 2 or self.generations.near_end(self.clock.time()):
+            return list(await asyncio.gather(*(self._claim_alone(k, c, polls) for k, c in items)))
+        now = self.clock.time()
+        generation = self.generations.of(now)
+        keys = [key for key, _ in items]
+        try:
+            async with self.clock.timeout(self.budgets.claim):
+                later = await self.tables.read_many(self.generations.table(generation + 1), keys)
+        except (TimeoutError, RecordsUnavailable):
+            later = None
+        answers: list[Claim | Reservation | UncertainClaim | None] = [None] * len(items)
+        alone: list[int] = []
+        groups: dict[str, list[int]] = {}
+        for index, (key, content) in enumerate(items):
+            stored = later.get(key) if later is not None else None
+            found = verdict(stored.record, content, now, self.window) if stored else None
+            if found is Reservation.REPLAY or found is Reservation.CONFLICT:
+                answers[index] = found
+            elif found is Reservation.IN_FLIGHT or later is None:
+                alone.append(index)
+            else:
+                groups.setdefault(partition_of(key), []).append(index)
+
+        async def claim_alone(index: int) -> None:
+            answers[index] = await self._claim_alone(*items[index], polls)
+
+        async def reserve(indices: list[int]) -> None:
+            refused = await self._reserve_together(generation, items, indices, answers)
+            await asyncio.gather(*(claim_alone(index) for index in refused))
+
+        chunks = [
+            indices[start : start + MAX_TRANSACTION]
+            for indices in groups.values()
+            for start in range(0, len(indices), MAX_TRANSACTION)
+        ]
+        await asyncio.gather(*(claim_alone(i) for i in alone), *(reserve(c) for c in chunks))
+        return [answer for answer in answers if answer is not None]
+
+    async def _claim_alone(
+        self, key: str, content: Content, polls: Polls
+    ) -> Claim | Reservation | UncertainClaim:
+        try:
+            return await self.claim(key, content, polls)
+        except UncertainClaim as error:
+            return error
+
+    async def _reserve_together(
+        self,
+        generation: int,
+        items: Sequence[tuple[str, Content]],
+        indices: list[int],
+        answers: list[Claim | Reservation | UncertainClaim | None],
+    ) -> list[int]:
+        """Reserve ``indices`` in one transaction in ``generation``'s table; the indices to be
+        claimed alone instead (all of them, when the transaction was refused)."""
+        now = self.clock.time()
+        if self.generations.of(now) != generation or self.generations.near_end(now):
+            return indices  # the boundary came meanwhile
+        until = now + self.budgets.lease
+        claims = [
+            Claim(items[i][0], generation, secrets.token_hex(16), items[i][1].fingerprint, now,
+                  until, near_end=False)
+            for i in indices
+        ]  # fmt: skip
+        writes = [
+            Write(c.key, Record(c.fingerprint, RecordState.RESERVED, now, until, c.owner))
+            for c in claims
+        ]
+        try:
+            async with self.clock.timeout(self.budgets.claim):
+                etags = await self.tables.transact(self.generations.table(generation), writes)
+        except TransactionRefused:
+            return indices
+        except (TimeoutError, RecordsUnavailable) as error:
+            for index, claim in zip(indices, claims, strict=True):
+                answers[index] = UncertainClaim(_reason(error), claim)
+            return []
+        for index, claim, etag in zip(indices, claims, etags, strict=True):
+            answers[index] = Claim(
+                claim.key, generation, claim.owner, claim.fingerprint, now, until, False,
+                {generation: etag},
+            )  # fmt: skip
+        return []
+
     async def _recorded(
         self, key: str, generation: int, content: Content, owner: str, now: float
     ) -> tuple[Reservation | None, Stored | None]:
@@ -366,13 +499,13 @@ class IdempotentRecords:
 
     # -- settling a claim ------------------------------------------------------------------------
 
-    async def commit(self, claim: Claim) -> None:
+    async def commit(self, claim: Claim, *, linger: bool = True) -> None:
         """The claimed event is on the queue: record it, in the next generation's table (and,
         for a publish that crossed into a new generation, the one after it too). An uncertain
         claim also writes its own generation's table, where its reservation may be missing."""
         try:
             async with self.clock.timeout(self.budgets.claim):
-                await self._commit(claim)
+                await self._commit(claim, linger)
         except (TimeoutError, RecordsUnavailable) as error:
             log.warning(
                 "the record of a published event was not committed (%s): its reservation lapses "
@@ -380,11 +513,25 @@ class IdempotentRecords:
                 _reason(error),
             )
 
-    async def _commit(self, claim: Claim) -> None:
+    async def commit_many(self, claims: Sequence[Claim]) -> None:
+        """``commit`` each claim, those of one partition written together at once."""
+        if claims:
+            await asyncio.gather(*(self.commit(claim, linger=False) for claim in claims))
+            # (each commit joins its partition's group before any group is written)
+
+    async def _commit(self, claim: Claim, linger: bool) -> None:
         now = self.clock.time()
         committed = Record(claim.fingerprint, RecordState.COMMITTED, now, None, claim.owner)
         first = claim.generation + 1 if claim.certain else claim.generation
-        for generation in range(first, self.generations.of(now) + 2):
+        last = self.generations.of(now) + 1
+        if first == last and first not in claim.held:  # one insert: written with others
+            table = self.generations.table(first)
+            try:
+                await self._commits.write(table, Write(claim.key, committed), linger)
+                return
+            except TransactionRefused:
+                pass  # written alone, below: it may find its own record, or another's
+        for generation in range(first, last + 1):
             table = self.generations.table(generation)
             etag = claim.held.get(generation)
             if not await self._write_commit(table, claim.key, committed, etag, now):
@@ -448,6 +595,10 @@ class IdempotentRecords:
                 _reason(error),
             )
 
+    def stale(self, claim: Claim) -> bool:
+        """Whether more than one budget has passed since the claim was made."""
+        return self.clock.time() - claim.at > self.budgets.claim
+
     def send_cutoff(self, claim: Claim) -> float:
         """Seconds from now until a send of this claim still unanswered is given up."""
         return claim.at + self.budgets.send_cutoff - self.clock.time()
@@ -464,6 +615,77 @@ class IdempotentRecords:
 
     async def close(self) -> None:
         await self.tables.close()
+
+
+_Group = list[tuple[Write, "asyncio.Future[str]"]]
+
+
+class GroupedWrites:
+    """Writes of one table and partition made together, in one transaction: each waits for
+    others to join it for at most ``linger`` seconds (None: only those of the same moment, the
+    event loop's turn), and a group is written at once when it is full (``MAX_TRANSACTION``).
+    Everyone in a group learns the same outcome: its etag, TransactionRefused (then each is
+    written again alone, by its caller), or RecordsUnavailable."""
+
+    def __init__(self, tables: RecordTables, linger: float | None) -> None:
+        self._tables = tables
+        self._linger = linger
+        self._open: dict[tuple[str, str], _Group] = {}
+        self._writing: set[asyncio.Future[None]] = set()
+
+    async def write(self, table: str, write: Write, linger: bool = True) -> str:
+        place = (table, partition_of(write.key))
+        loop = asyncio.get_running_loop()
+        group = self._open.get(place)
+        if group is None:
+            group = self._open[place] = []
+            if linger and self._linger is not None:
+                loop.call_later(self._linger, self._close, place, group)
+            else:
+                loop.call_soon(self._close, place, group)
+        future: asyncio.Future[str] = loop.create_future()
+        group.append((write, future))
+        if len(group) >= MAX_TRANSACTION:
+            self._close(place, group)
+        return await future
+
+    def _close(self, place: tuple[str, str], group: _Group) -> None:
+        if self._open.get(place) is group:
+            del self._open[place]
+            writing = asyncio.ensure_future(self._write(place[0], group))
+            self._writing.add(writing)
+            writing.add_done_callback(self._writing.discard)
+
+    async def _write(self, table: str, group: _Group) -> None:
+        waiting = [(write, future) for write, future in group if not future.done()]
+        if not waiting:
+            return
+        try:
+            if len(waiting) == 1:
+                write = waiting[0][0]
+                try:
+                    etags = [await self._tables.insert(table, write.key, write.record)]
+                except RecordExists:
+                    raise TransactionRefused(0) from None
+            else:
+                etags = await self._tables.transact(table, [write for write, _ in waiting])
+        except Exception as error:
+            told: Exception = error
+            if not isinstance(error, TransactionRefused | RecordsUnavailable):
+                told = RecordsUnavailable(_first_line(error))
+            for _, future in waiting:
+                if not future.done():
+                    future.set_exception(told)
+            if told is not error:
+                raise
+            return
+        for (_, future), etag in zip(waiting, etags, strict=True):
+            if not future.done():
+                future.set_result(etag)
+
+
+def _first_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}".splitlines()[0]
 
 
 def _reason(error: BaseException) -> str:

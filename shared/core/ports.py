@@ -9,8 +9,9 @@ Every "cannot reach a dependency" error is an ``Unavailable``: the pipeline maps
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from shared.core.model import Lookup, PolicyRule, Publisher, Record, Stored, StoredData
@@ -150,6 +151,32 @@ class RecordChanged(Exception):
     """A conditional write found the record changed (or gone) since the etag it was given."""
 
 
+class TransactionRefused(Exception):
+    """A transaction's write could not be made (its key recorded already, or changed since its
+    etag): nothing of the transaction was written. ``index``: the write that failed, when known."""
+
+    def __init__(self, index: int | None = None) -> None:
+        super().__init__(f"write {index} of the transaction was refused")
+        self.index = index
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One write of a transaction: an insert (``etag`` None), or a replace of the record that
+    still has ``etag``."""
+
+    key: str
+    record: Record
+    etag: str | None = None
+
+
+#: The most writes one transaction holds (Azure Table Storage's entity group transaction).
+MAX_TRANSACTION = 100
+#: The most keys one query of ``read_many`` asks for: a Table filter holds at most 15
+#: comparisons, one of them the partition's.
+MAX_KEYS_PER_QUERY = 14
+
+
 class RecordTables(Protocol):
     """The storage under idempotent publish: tables of records, each record under a key, with
     an etag for conditional writes. What the records mean, and which table holds which, is
@@ -171,6 +198,18 @@ class RecordTables(Protocol):
 
     async def delete(self, table: str, key: str, etag: str) -> None:
         """Delete the record if it still has ``etag``. RecordChanged otherwise (gone included)."""
+        ...
+
+    async def transact(self, table: str, writes: Sequence[Write]) -> list[str]:
+        """Make every write, all on keys of one partition (``partition_of`` in
+        shared/core/idempotency.py), at most ``MAX_TRANSACTION`` of them, together or not at all
+        (making the table when it is missing): their new etags, in order. TransactionRefused
+        when one of them cannot be made, and then nothing was written."""
+        ...
+
+    async def read_many(self, table: str, keys: Sequence[str]) -> dict[str, Stored]:
+        """The records of those ``keys`` that have one, by key (none when there is no such
+        table), with few calls: one per partition and ``MAX_KEYS_PER_QUERY`` keys."""
         ...
 
     async def tables(self, prefix: str) -> list[str]:

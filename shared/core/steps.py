@@ -8,9 +8,11 @@ for one event, the batch processor (shared/core/batch.py) for each element of a 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +28,7 @@ from shared.cloudevents.jsonformat import encode_compact
 from shared.core import claimcheck, problems
 from shared.core.altinn import ALTINN_PROFILE, registry_identifier
 from shared.core.authorization import permits_publish, resource_attributes, subject_attributes
-from shared.core.delivery import Delivery
+from shared.core.delivery import Delivery, HeldCommits
 from shared.core.idempotency import (
     Claim,
     Content,
@@ -61,6 +63,10 @@ from shared.core.timing import SYSTEM_CLOCK, Deadline
 from shared.core.tracecontext import TraceIds, valid_tracestate
 
 log = logging.getLogger("events.publish")
+
+#: How an identity is claimed: ``IdempotentRecords.claim``, or a batch's claims made together.
+#: Raises UncertainClaim when the records give no answer.
+Claimer = Callable[[str, Content, Polls], Awaitable[Claim | Reservation]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,7 +323,12 @@ class PublishSteps:
         raise Rejected(problems.too_many_resource_lookups(per_minute, limited.retry_after_seconds))
 
     async def claim(
-        self, publisher: Publisher, read: ReadEvent, report: PublishReport, polls: Polls
+        self,
+        publisher: Publisher,
+        read: ReadEvent,
+        report: PublishReport,
+        polls: Polls,
+        claimer: Claimer | None = None,
     ) -> Claim | Published | None:
         """Claim the event's identity (idempotent publish): the claim to settle once the send
         ends (None: nothing claimed, de-duplication is off), or the replay (the event was
@@ -330,7 +341,8 @@ class PublishSteps:
         key = record_key(publisher, read.event)
         try:
             with self.telemetry.step("claim event id") as step:
-                outcome = await records.claim(key, read.content, polls)
+                claiming = claimer if claimer is not None else records.claim
+                outcome = await claiming(key, read.content, polls)
                 if step is not None:
                     found = outcome if isinstance(outcome, Reservation) else Reservation.NEW
                     step.set_attribute("events.dedup", found.value)
@@ -348,7 +360,12 @@ class PublishSteps:
         return _recorded(outcome, read.event)
 
     async def enqueue(
-        self, read: ReadEvent, deadline: Deadline, claim: Claim | None, report: PublishReport
+        self,
+        read: ReadEvent,
+        deadline: Deadline,
+        claim: Claim | None,
+        report: PublishReport,
+        commits: HeldCommits | None = None,
     ) -> None:
         """The event on the queue within the deadline (its data first, when claim-checked).
         Raises QueueUnavailable or BlobsUnavailable."""
@@ -358,7 +375,11 @@ class PublishSteps:
             attributes = self._enqueue_attributes(read) if self.telemetry.enabled else None
             with self.telemetry.step("enqueue", attributes, "producer"):
                 await self.delivery.send(
-                    read.message, deadline, claim=claim, claim_check=read.claim_check
+                    read.message,
+                    deadline,
+                    claim=claim,
+                    claim_check=read.claim_check,
+                    commits=commits,
                 )
             outcome = "stored"
         finally:
@@ -381,18 +402,34 @@ class PublishSteps:
         publisher: Publisher,
         read: ReadEvent,
         report: PublishReport,
-        deadline: Deadline,
+        deadline: Deadline | None,
         polls: Polls,
         before_send: Callable[[Claim | None], Awaitable[None]] | None = None,
+        *,
+        claimer: Claimer | None = None,
+        sending: AbstractAsyncContextManager[Any] | None = None,
+        commits: HeldCommits | None = None,
     ) -> Published:
         """The steps of one event after reading it: authorize, claim, enqueue. ``before_send``
         may stop the publish between its claim and its send, by raising once it has taken the
-        claim back (``delivery.release``)."""
+        claim back (``delivery.release``).
+
+        A batch's element claims through ``claimer`` (with the batch's other elements), sends
+        within ``sending`` (the batch's bound on sends in flight), its send's budget starting
+        then (``deadline`` None), and its commit ``commits`` holds (written with the batch's
+        others). A claim that waited there for longer than one budget is taken back and made
+        again, so that every send starts within a budget of its claim, as a single publish's."""
         await self.authorize(publisher, read, report)
-        claimed = await self.claim(publisher, read, report, polls)
+        claimed = await self.claim(publisher, read, report, polls, claimer)
         if isinstance(claimed, Published):
             return claimed
-        if before_send is not None:
-            await before_send(claimed)
-        await self.enqueue(read, deadline, claimed, report)
+        async with sending if sending is not None else contextlib.nullcontext():
+            if sending is not None and isinstance(claimed, Claim) and self.delivery.stale(claimed):
+                await self.delivery.release(claimed)
+                claimed = await self.claim(publisher, read, report, polls)
+                if isinstance(claimed, Published):
+                    return claimed
+            if before_send is not None:
+                await before_send(claimed)
+            await self.enqueue(read, deadline or self.deadline(), claimed, report, commits)
         return PUBLISHED

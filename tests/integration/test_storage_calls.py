@@ -25,6 +25,7 @@ async def test_storage_requests_per_publish_do_not_grow(
     stack: LocalStack, registry: DevRegistry
 ) -> None:
     found = await count(stack, resource=RESOURCE)
+    print("COUNTS", {k: (v.table, v.queue) for k, v in found.items()})
     assert set(found) == set(LIMITS)
     for scenario, (table, queue) in LIMITS.items():
         calls = found[scenario]

@@ -10,12 +10,22 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from shared.core.model import Record, RecordState, Stored
-from shared.core.ports import QueueUnavailable, RecordChanged, RecordExists, RecordsUnavailable
+from shared.core.idempotency import partition_of
+from shared.core.ports import (
+    MAX_KEYS_PER_QUERY,
+    MAX_TRANSACTION,
+    QueueUnavailable,
+    RecordChanged,
+    RecordExists,
+    RecordsUnavailable,
+    TransactionRefused,
+    Write,
+)
 
 
 @dataclass
@@ -71,7 +81,7 @@ class Gate:
         try:
             result = operation.apply()
         except Exception as error:
-            operation.applied = not isinstance(error, RecordExists | RecordChanged)
+            operation.applied = not isinstance(error, RecordExists | RecordChanged | TransactionRefused)
             if not operation.future.done():
                 operation.future.set_exception(error)
             return
@@ -104,6 +114,8 @@ class MemoryTables:
         self.data: dict[str, dict[str, Stored]] = {}
         self.gate = gate
         self.calls = 0
+        #: Of those calls, transactions.
+        self.transactions = 0
         #: The owners of every committed record ever written.
         self.committed_owners: set[str] = set()
         self._etags = itertools.count(1)
@@ -141,6 +153,30 @@ class MemoryTables:
             raise RecordChanged(key)
         del rows[key]
 
+    def do_transact(self, table: str, writes: Sequence[Write]) -> list[str]:
+        """Every write or none: checked first, then made."""
+        assert 0 < len(writes) <= MAX_TRANSACTION
+        assert len({partition_of(write.key) for write in writes}) == 1, "one partition"
+        assert len({write.key for write in writes}) == len(writes), "one write per key"
+        rows = self.data.get(table, {})
+        for index, write in enumerate(writes):
+            current = rows.get(write.key)
+            if (write.etag is None) != (current is None) or (
+                current is not None and current.etag != write.etag
+            ):
+                raise TransactionRefused(index)
+        etags = []
+        for write in writes:
+            rows = self.data.setdefault(table, {})
+            rows[write.key] = Stored(write.record, self._etag())
+            self._written(write.record)
+            etags.append(rows[write.key].etag)
+        return etags
+
+    def do_read_many(self, table: str, keys: Sequence[str]) -> dict[str, Stored]:
+        rows = self.data.get(table, {})
+        return {key: rows[key] for key in keys if key in rows}
+
     # -- the port -----------------------------------------------------------------------------
     async def _call(
         self, kind: str, key: str, apply: Callable[[], Any], record: Record | None = None
@@ -175,6 +211,24 @@ class MemoryTables:
 
     async def delete(self, table: str, key: str, etag: str) -> None:
         await self._call("delete", key, lambda: self.do_delete(table, key, etag))
+
+    async def transact(self, table: str, writes: Sequence[Write]) -> list[str]:
+        self.transactions += 1
+        result: list[str] = await self._call(
+            "transact", writes[0].key, lambda: self.do_transact(table, writes), writes[0].record
+        )
+        return result
+
+    async def read_many(self, table: str, keys: Sequence[str]) -> dict[str, Stored]:
+        partitions: dict[str, int] = {}
+        for key in keys:
+            partitions[partition_of(key)] = partitions.get(partition_of(key), 0) + 1
+        queries = sum(-(-n // MAX_KEYS_PER_QUERY) for n in partitions.values())
+        self.calls += max(0, queries - 1)  # as many calls as the Table service's queries
+        result: dict[str, Stored] = await self._call(
+            "read_many", keys[0] if keys else "", lambda: self.do_read_many(table, keys)
+        )
+        return result
 
     async def tables(self, prefix: str) -> list[str]:
         return [name for name in self.data if name.startswith(prefix)]
