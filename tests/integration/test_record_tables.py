@@ -67,7 +67,9 @@ async def test_a_transaction_replaces_by_etag_and_is_refused_for_a_stale_one(
     chosen = keys("abc1232", 3)
     etags = await store.transact(table, [Write(key, record("a")) for key in chosen])
     committed = record("a", RecordState.COMMITTED)
-    await store.transact(table, [Write(k, committed, e) for k, e in zip(chosen, etags, strict=True)])
+    await store.transact(
+        table, [Write(k, committed, e) for k, e in zip(chosen, etags, strict=True)]
+    )
     found = await store.read_many(table, chosen)
     assert {stored.record.state for stored in found.values()} == {RecordState.COMMITTED}
     with pytest.raises(TransactionRefused):  # the etags are the old ones now

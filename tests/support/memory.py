@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.core.model import Record, RecordState, Stored
 from shared.core.idempotency import partition_of
+from shared.core.model import Record, RecordState, Stored
 from shared.core.ports import (
     MAX_KEYS_PER_QUERY,
     MAX_TRANSACTION,
@@ -42,9 +42,11 @@ class Operation:
     subject: str
     lost: Callable[[], BaseException]
     failed: Callable[[], BaseException]
-    #: The record a table write writes, for a test that follows records.
+    #: The record a table write writes, for a test that follows records (a transaction's first;
+    #: ``records`` has them all).
     record: Record | None = None
     applied: bool = False
+    records: tuple[Record, ...] = ()
 
 
 #: Who is calling: a test sets it for the tasks of one process (they inherit it).
@@ -56,6 +58,9 @@ class Gate:
     """Where gated calls wait (``pending``) until ``answer``, ``lose`` or ``fail`` says."""
 
     pending: list[Operation] = field(default_factory=list)
+    #: When set, decides each call as soon as it arrives (on the next turn of the loop), in
+    #: place of a test that steps the gate by hand.
+    policy: Callable[[Gate, Operation], None] | None = None
 
     async def through(
         self,
@@ -66,10 +71,15 @@ class Gate:
         lost: Callable[[], BaseException],
         failed: Callable[[], BaseException],
         record: Record | None = None,
+        records: tuple[Record, ...] = (),
     ) -> Any:
         future = asyncio.get_running_loop().create_future()
-        operation = Operation(kind, apply, future, CALLER.get(), subject, lost, failed, record)
+        operation = Operation(
+            kind, apply, future, CALLER.get(), subject, lost, failed, record, records=records
+        )
         self.pending.append(operation)
+        if self.policy is not None:
+            asyncio.get_running_loop().call_soon(self.policy, self, operation)
         return await future
 
     def _take(self, operation: Operation) -> None:
@@ -81,7 +91,9 @@ class Gate:
         try:
             result = operation.apply()
         except Exception as error:
-            operation.applied = not isinstance(error, RecordExists | RecordChanged | TransactionRefused)
+            operation.applied = not isinstance(
+                error, RecordExists | RecordChanged | TransactionRefused
+            )
             if not operation.future.done():
                 operation.future.set_exception(error)
             return
@@ -179,7 +191,12 @@ class MemoryTables:
 
     # -- the port -----------------------------------------------------------------------------
     async def _call(
-        self, kind: str, key: str, apply: Callable[[], Any], record: Record | None = None
+        self,
+        kind: str,
+        key: str,
+        apply: Callable[[], Any],
+        record: Record | None = None,
+        records: tuple[Record, ...] = (),
     ) -> Any:
         self.calls += 1
         if self.gate is None:
@@ -189,6 +206,7 @@ class MemoryTables:
             apply,
             subject=key,
             record=record,
+            records=records,
             lost=lambda: RecordsUnavailable("the answer was lost"),
             failed=lambda: RecordsUnavailable("the table could not be reached"),
         )
@@ -215,7 +233,11 @@ class MemoryTables:
     async def transact(self, table: str, writes: Sequence[Write]) -> list[str]:
         self.transactions += 1
         result: list[str] = await self._call(
-            "transact", writes[0].key, lambda: self.do_transact(table, writes), writes[0].record
+            "transact",
+            writes[0].key,
+            lambda: self.do_transact(table, writes),
+            writes[0].record,
+            tuple(write.record for write in writes),
         )
         return result
 

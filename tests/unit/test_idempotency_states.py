@@ -65,8 +65,8 @@ class Rules:
         return Lookup(RULES, CacheOutcome.HIT)
 
 
-def request_for(identity: str, content: str) -> PublishRequest:
-    event = {
+def event_for(identity: str, content: str) -> dict[str, Any]:
+    return {
         "specversion": "1.0",
         "id": identity,
         "source": "/orders",
@@ -74,11 +74,23 @@ def request_for(identity: str, content: str) -> PublishRequest:
         "resource": "urn:altinn:resource:demo-events",
         "data": {"v": content},
     }
+
+
+def request_for(identity: str, content: str) -> PublishRequest:
     return PublishRequest(
         method="POST",
         path="/events",
         headers={"content-type": "application/cloudevents+json", "authorization": "Bearer x"},
-        body=json.dumps(event).encode(),
+        body=json.dumps(event_for(identity, content)).encode(),
+    )
+
+
+def batch_for(elements: list[tuple[str, str]]) -> PublishRequest:
+    return PublishRequest(
+        method="POST",
+        path="/events",
+        headers={"content-type": "application/cloudevents-batch+json", "authorization": "x"},
+        body=json.dumps([event_for(identity, content) for identity, content in elements]).encode(),
     )
 
 
@@ -100,6 +112,8 @@ class Request:
     answered: float | None = None
     status: int | None = None
     kind: str = ""
+    #: The element's index when the request is a batch's.
+    index: int | None = None
 
 
 @dataclass
@@ -178,6 +192,16 @@ class IdempotencyMachine(RuleBasedStateMachine):
                 raise
 
         records.claim = claiming  # type: ignore[method-assign]
+        claim_many = records.claim_many
+
+        async def claiming_many(*arguments: Any) -> Any:
+            answers = await claim_many(*arguments)
+            for answer in answers:
+                if isinstance(answer, UncertainClaim) and not machine.required:
+                    machine._excuse(answer.claim.owner, "published without a known claim")
+            return answers
+
+        records.claim_many = claiming_many  # type: ignore[method-assign]
         return Process(name, pipeline)
 
     def _task(self, loop: asyncio.AbstractEventLoop, coroutine: Any, **options: Any) -> Any:
@@ -201,7 +225,14 @@ class IdempotencyMachine(RuleBasedStateMachine):
                 response = request.task.result()
                 request.answered = self.clock.now
                 request.status = response.status
-                if response.status >= 400:
+                if request.index is not None and response.status in (200, 207):
+                    entry = json.loads(response.body)["results"][request.index]
+                    request.status = entry["status"]
+                    if entry["status"] >= 400:
+                        request.kind = entry["problem"]["type"].rsplit(":", 1)[-1]
+                    elif entry.get("replayed"):
+                        request.kind = "replay"
+                elif response.status >= 400:
                     request.kind = json.loads(response.body)["type"].rsplit(":", 1)[-1]
                 elif response.headers.get("Idempotent-Replayed") == "true":
                     request.kind = "replay"
@@ -223,15 +254,45 @@ class IdempotencyMachine(RuleBasedStateMachine):
         """The same identity again (a retry, or another content under it)."""
         self._publish(which, "i1", content)
 
+    @rule(
+        which=st.integers(0, 1),
+        elements=st.lists(
+            st.tuples(st.sampled_from(IDENTITIES), st.sampled_from(CONTENTS)),
+            min_size=2,
+            max_size=4,
+        ),
+    )
+    def publish_a_batch(self, which: int, elements: list[tuple[str, str]]) -> None:
+        """A batch: its elements claimed together, its commits written together."""
+        self._start(which, batch_for(elements), elements)
+
     def _publish(self, which: int, identity: str, content: str) -> None:
+        self._start(which, request_for(identity, content), [(identity, content)], batch=False)
+
+    def _start(
+        self,
+        which: int,
+        publish: PublishRequest,
+        elements: list[tuple[str, str]],
+        *,
+        batch: bool = True,
+    ) -> None:
         process = self.processes[which]
         context = contextvars.copy_context()
         context.run(CALLER.set, process.name)
-        coroutine = process.pipeline.handle(request_for(identity, content))
+        coroutine = process.pipeline.handle(publish)
         task = self.loop.create_task(coroutine, context=context)
-        request = Request(identity, content, process.name, self.clock.now, task)
-        process.requests.append(request)
-        self.requests.append(request)
+        for index, (identity, content) in enumerate(elements):
+            request = Request(
+                identity,
+                content,
+                process.name,
+                self.clock.now,
+                task,
+                index=index if batch else None,
+            )
+            process.requests.append(request)
+            self.requests.append(request)
         self._run()
 
     def _pick(self, index: int) -> Operation:
@@ -245,12 +306,10 @@ class IdempotencyMachine(RuleBasedStateMachine):
             owner = sent.owner if sent else None
             if fate == "lose" or (not waited and fate == "answer"):
                 self._excuse(owner, "the send's outcome was unknown")
-        elif (
-            operation.record is not None
-            and operation.record.state.value == "committed"
-            and (fate == "fail" or not waited)
-        ):
-            self._excuse(operation.record.owner, "the record's write failed")
+        elif fate == "fail" or not waited:
+            for record in operation.records or (operation.record,):
+                if record is not None and record.state.value == "committed":
+                    self._excuse(record.owner, "the record's write failed")
 
     @precondition(lambda self: self.gate.pending)
     @rule(index=st.integers(0, 20))
@@ -406,7 +465,7 @@ class IdempotencyMachine(RuleBasedStateMachine):
         allowed = {
             200: {"", "replay"},
             409: {"publish-in-progress", "duplicate-event-id"},
-            503: {"queue-unavailable", "records-unavailable"},
+            503: {"queue-unavailable", "records-unavailable", "batch-timeout"},
         }
         for request in self.requests:
             if request.status is not None:

@@ -1,0 +1,223 @@
+"""A batch's claims made together (``IdempotentRecords.claim_many``, shared/core/idempotency.py)
+answer exactly what claiming each identity alone answers, and leave the records as claiming
+alone leaves them, whatever was recorded before: checked by hypothesis over every state a
+record of the current or the next generation can be in, against the in-memory store. And they
+cost few calls: one read per partition and 14 keys, one transaction per partition."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.core.idempotency import (
+    FINGERPRINT_MARK,
+    PUBLISHER_PARTITIONS,
+    Claim,
+    Content,
+    IdempotentRecords,
+    Polls,
+    UncertainClaim,
+    partition_of,
+)
+from shared.core.model import Record, RecordState, Reservation, Stored
+from tests.support.memory import Gate, MemoryTables, Operation
+from tests.support.timing import ManualClock
+
+WINDOW = 3600.0
+BUDGET = 3.0
+NOW = 100 * WINDOW + 600  # ten minutes into generation 100: far from either boundary
+A = Content(FINGERPRINT_MARK + "a")
+B = Content(FINGERPRINT_MARK + "b")
+
+#: What may be recorded of an identity in one generation's table, before the claims.
+STATES: dict[str, Record | None] = {
+    "nothing": None,
+    "committed, same content": Record(A.fingerprint, RecordState.COMMITTED, NOW - 60, None, "o"),
+    "committed, other content": Record(B.fingerprint, RecordState.COMMITTED, NOW - 60, None, "o"),
+    "committed, out of the window": Record(
+        A.fingerprint, RecordState.COMMITTED, NOW - WINDOW - 1, None, "o"
+    ),
+    "reserved, in its lease": Record(A.fingerprint, RecordState.RESERVED, NOW - 1, NOW + 9, "o"),
+    "reserved, other content": Record(B.fingerprint, RecordState.RESERVED, NOW - 1, NOW + 9, "o"),
+    "reserved, lapsed": Record(A.fingerprint, RecordState.RESERVED, NOW - 30, NOW - 15, "o"),
+}
+
+
+def key(number: int) -> str:
+    return f"abc123{number % PUBLISHER_PARTITIONS}-{number:064x}"
+
+
+def records_on(tables: MemoryTables) -> IdempotentRecords:
+    return IdempotentRecords(
+        tables, prefix="ids", window_seconds=WINDOW, budget_seconds=BUDGET, clock=ManualClock(NOW)
+    )
+
+
+def seeded(prior: list[tuple[str, str]]) -> MemoryTables:
+    tables = MemoryTables()
+    for number, (current, following) in enumerate(prior):
+        for table, state in (("ids100", current), ("ids101", following)):
+            record = STATES[state]
+            if record is not None:
+                tables.data.setdefault(table, {})[key(number)] = Stored(record, f"e{number}")
+    return tables
+
+
+def outcome(answer: Claim | Reservation | UncertainClaim) -> str:
+    if isinstance(answer, Claim):
+        return "claimed"
+    if isinstance(answer, UncertainClaim):
+        return "uncertain"
+    return answer.value
+
+
+def shape(tables: MemoryTables, owners: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The records as the claims left them, new owners named by the identity they claimed."""
+    return {
+        table: {
+            key: (
+                stored.record.state,
+                stored.record.fingerprint,
+                owners.get(stored.record.owner or ""),
+            )
+            for key, stored in rows.items()
+        }
+        for table, rows in tables.data.items()
+    }
+
+
+#: A record that counts in the next generation's table (a commit, or a reservation in its lease)
+#: is written by a claim of this generation, whose own record of the same content is in this
+#: generation's table. (Only an instance whose clock is ahead can write the next table alone:
+#: ``test_a_record_only_the_next_table_holds_answers_a_batch_claim``.)
+SAME_CONTENT = {"committed, same content", "reserved, in its lease", "reserved, lapsed"}
+OTHER_CONTENT = {"committed, other content", "reserved, other content"}
+WITH_ITS_CLAIM = {
+    "committed, same content": SAME_CONTENT,
+    "reserved, in its lease": SAME_CONTENT,
+    "committed, other content": OTHER_CONTENT,
+    "reserved, other content": OTHER_CONTENT,
+}
+
+
+def reachable(pair: tuple[str, str]) -> bool:
+    current, following = pair
+    return following not in WITH_ITS_CLAIM or current in WITH_ITS_CLAIM[following]
+
+
+prior_states = st.lists(
+    st.tuples(st.sampled_from(sorted(STATES)), st.sampled_from(sorted(STATES))).filter(reachable),
+    min_size=2,
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(prior=prior_states, contents=st.data())
+def test_claims_made_together_answer_as_claims_made_alone(
+    prior: list[tuple[str, str]], contents: st.DataObject
+) -> None:
+    items = [(key(n), contents.draw(st.sampled_from([A, B]))) for n in range(len(prior))]
+    together_tables, alone_tables = seeded(prior), seeded(prior)
+
+    async def run() -> tuple[list[Any], list[Any]]:
+        together = await records_on(together_tables).claim_many(items, Polls(0))
+        records = records_on(alone_tables)
+        alone = []
+        for item_key, content in items:
+            try:
+                alone.append(await records.claim(item_key, content, Polls(0)))
+            except UncertainClaim as error:  # pragma: no cover - the store always answers
+                alone.append(error)
+        return together, alone
+
+    together, alone = asyncio.run(run())
+    assert [outcome(a) for a in together] == [outcome(a) for a in alone], prior
+    owners_together = {a.owner: a.key for a in together if isinstance(a, Claim)}
+    owners_alone = {a.owner: a.key for a in alone if isinstance(a, Claim)}
+    assert shape(together_tables, owners_together) == shape(alone_tables, owners_alone)
+
+
+def test_a_batch_of_new_identities_costs_a_read_and_a_transaction_per_partition() -> None:
+    tables = MemoryTables()
+    items = [(key(n), A) for n in range(100)]
+
+    async def run() -> list[Any]:
+        return await records_on(tables).claim_many(items, Polls(0))
+
+    answers = asyncio.run(run())
+    assert all(isinstance(answer, Claim) and answer.certain for answer in answers)
+    partitions = {partition_of(item_key) for item_key, _ in items}
+    reads = sum(-(-sum(partition_of(k) == p for k, _ in items) // 14) for p in partitions)
+    assert tables.transactions == len(partitions) == PUBLISHER_PARTITIONS
+    assert tables.calls == reads + len(partitions)
+
+
+def test_a_replayed_batch_costs_only_its_reads() -> None:
+    tables = MemoryTables()
+    items = [(key(n), A) for n in range(100)]
+
+    async def run() -> list[Any]:
+        records = records_on(tables)
+        claims = await records.claim_many(items, Polls(0))
+        await records.commit_many([c for c in claims if isinstance(c, Claim)])
+        tables.calls = 0
+        return await records.claim_many(items, Polls(0))
+
+    answers = asyncio.run(run())
+    assert answers == [Reservation.REPLAY] * 100
+    assert tables.calls <= 14  # one query per partition and 14 keys
+
+
+def test_a_refused_group_is_claimed_one_identity_at_a_time() -> None:
+    prior = [("nothing", "nothing")] * 24
+    prior[3] = ("committed, same content", "nothing")  # only the current table knows it
+    tables = seeded(prior)
+    items = [(key(n), A) for n in range(24)]
+
+    async def run() -> list[Any]:
+        return await records_on(tables).claim_many(items, Polls(0))
+
+    answers = asyncio.run(run())
+    assert answers[3] is Reservation.REPLAY
+    assert all(isinstance(a, Claim) for n, a in enumerate(answers) if n != 3)
+    refused = partition_of(key(3))
+    assert tables.transactions == PUBLISHER_PARTITIONS  # the refused one, and 7 that were not
+    assert sum(partition_of(k) == refused for k, _ in items) == 3
+
+
+def test_a_transaction_without_an_answer_leaves_uncertain_claims_that_settle_by_looking() -> None:
+    def lose_transactions(gate: Gate, operation: Operation) -> None:
+        (gate.lose if operation.kind == "transact" else gate.answer)(operation)
+
+    tables = MemoryTables(Gate(policy=lose_transactions))
+    items = [(key(n * PUBLISHER_PARTITIONS), A) for n in range(5)]  # one partition
+
+    async def run() -> list[Any]:
+        records = records_on(tables)
+        answers = await records.claim_many(items, Polls(0))
+        for answer in answers:  # each finds its own reservation, and takes it back
+            await records.release(answer.claim)
+        return answers
+
+    answers = asyncio.run(run())
+    assert [outcome(a) for a in answers] == ["uncertain"] * 5
+    assert tables.data["ids100"] == {}
+
+
+def test_a_record_only_the_next_table_holds_answers_a_batch_claim() -> None:
+    """A commit or a reservation in the next generation's table with nothing in this one
+    (written by an instance whose clock is ahead, within the clock margin) answers a batch's
+    claim, which reads that table first: a stricter answer than a single claim's, whose insert
+    into this generation's table succeeds without looking there."""
+    tables = seeded(
+        [("nothing", "committed, other content"), ("nothing", "committed, same content")]
+    )
+
+    async def run() -> list[Any]:
+        return await records_on(tables).claim_many([(key(0), A), (key(1), A)], Polls(0))
+
+    assert asyncio.run(run()) == [Reservation.CONFLICT, Reservation.REPLAY]
