@@ -180,10 +180,14 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 for level in found["http"]:
                     rounds = ", ".join(f"{r:.2f}" for r in level.paired_ratios())
+                    per_event = level.cpu_us_per_event("ours-batch") / level.cpu_us_per_event(
+                        "ours"
+                    )
                     progress(
                         f"http c={level.concurrency}: ours/raw {level.ratio():.2f} ({rounds}), "
                         f"batches/ours {level.ratio('ours-batch', 'ours'):.2f}, "
-                        f"batches/raw {level.ratio('ours-batch', 'raw'):.2f}"
+                        f"batches/raw {level.ratio('ours-batch', 'raw'):.2f}, CPU per event "
+                        f"batch/single {per_event:.2f}"
                     )
             if "telemetry" in sections:
                 found["telemetry_http"] = level = telemetry.measure_http(
@@ -203,7 +207,15 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 progress(
                     f"dedup: on/raw {level.ratio('ours'):.2f}, off/raw "
-                    f"{level.ratio('ours-no-dedup'):.2f}, replay/raw {level.ratio('replay'):.2f}"
+                    f"{level.ratio('ours-no-dedup'):.2f}, replay/raw {level.ratio('replay'):.2f}, "
+                    f"on/floor {level.ratio('ours', 'raw-floor'):.2f}"
+                )
+                on, off, floor = (
+                    level.cpu_us_per_event(t) for t in ("ours", "ours-no-dedup", "raw-floor")
+                )
+                progress(
+                    f"dedup CPU per new event: on {on:.0f} us, off {off:.0f} us ({on / off:.2f}), "
+                    f"storage floor {floor:.0f} us (on/floor {on / floor:.2f})"
                 )
             if "calls" in sections:
                 progress("storage requests per publish, counted through proxies")

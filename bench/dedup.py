@@ -7,6 +7,8 @@ event is claimed in Azurite's table service before it is sent, and committed aft
 load generator runs
 
 - ``raw``: ``send_message`` of the same queue message, as bench/endtoend.py's baseline;
+- ``raw-floor``: the storage floor (bench/load.py): a conditional insert, the same send and an
+  update after its answer, from the load generator with the same SDKs, no function;
 - ``ours``: de-duplication on, a typical event with a new ``id`` per request; right after it,
   ``replay``: the same requests again (same ids, same content), every answer due to be a 200
   with ``Idempotent-Replayed: true`` and nothing added to the queue (it is counted before and
@@ -27,7 +29,7 @@ from bench.endtoend import LevelResult, measure_run, rotated, specs
 from bench.events import typical
 from bench.services import QUEUE, RAW_QUEUE, Stack, ours_case
 
-TARGETS = ("raw", "ours", "ours-no-dedup")
+TARGETS = ("raw", "raw-floor", "ours", "ours-no-dedup")
 #: The dev host without de-duplication.
 NO_DEDUP = {"EVENTS_IDEMPOTENCY_WINDOW_HOURS": "0"}
 
@@ -55,8 +57,8 @@ def measure(
                     "duration_seconds": seconds,
                     "warmup_seconds": warmup_seconds,
                 }
-                if target == "raw":
-                    run = measure_run(stack, made["raw"](**options), queue=RAW_QUEUE)
+                if target.startswith("raw"):
+                    run = measure_run(stack, made[target](**options), queue=RAW_QUEUE)
                 elif target == "ours-no-dedup":
                     spec = made["ours"](url=f"{other.url}/events", **options)
                     run = measure_run(stack, spec, pid=other.process.pid)

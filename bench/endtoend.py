@@ -167,6 +167,9 @@ def specs(stack: Stack, tokens: list[str]) -> dict[str, Callable[..., dict[str, 
         "ours": lambda **o: stack.load_spec("ours", ours, **o),
         "raw": lambda **o: stack.load_spec("raw", raw, client_options=sink_options, **o),
         "raw-sdk-defaults": lambda **o: stack.load_spec("raw", raw, **o),
+        "raw-floor": lambda **o: stack.load_spec(
+            "raw-floor", raw, client_options=sink_options, **o
+        ),
         "ours-batch": lambda **o: stack.load_spec("ours", batch, **o),
     }
 

@@ -1,7 +1,7 @@
 """The load generator: a separate process that sends requests with N concurrent workers.
 
 ``python -m bench.load SPEC.json`` reads a spec (written by the benchmark that starts it), runs
-it, and prints one JSON result on stdout. Two targets:
+it, and prints one JSON result on stdout. Three targets:
 
 - ``ours``: ``POST /events`` on the dev host over aiohttp, one keep-alive connection per worker,
   cycling through the spec's request ``cases`` (token pool, body template, Content-Type,
@@ -9,7 +9,13 @@ it, and prints one JSON result on stdout. Two targets:
   of an event published before, due to be answered ``Idempotent-Replayed: true``);
 - ``raw``: the baseline, ``send_message`` straight to the same queue service with
   ``azure.storage.queue.aio.QueueClient`` and ``TextBase64EncodePolicy``: what the function does
-  for an accepted event, without the function.
+  for an accepted event, without the function;
+- ``raw-floor``: the storage floor of a de-duplicated publish, without the function: per
+  request a conditional insert of a small record (``azure.data.tables.aio.TableClient``
+  ``create_entity``, which fails if the key is taken), the same ``send_message``, and an update
+  of the record with ``If-Match`` its etag after the send's answer (``update_entity``, replace
+  mode): the storage work the function does for a new event, with the same SDKs configured the
+  same way (``client_options``).
 
 A run is a warm-up (not measured) and then either a fixed number of requests or a fixed duration.
 With ``rate`` set, request n is not started before ``start + n / rate`` (an open-loop schedule
@@ -365,6 +371,52 @@ async def _run_raw(spec: dict[str, Any], cases: list[Case], run: Callable[..., A
         return await run(send)
 
 
+#: The table of ``raw-floor``'s records.
+FLOOR_TABLE = "benchfloor"
+
+
+async def _run_floor(spec: dict[str, Any], cases: list[Case], run: Callable[..., Any]) -> Any:
+    import hashlib
+
+    from azure.core import MatchConditions
+    from azure.data.tables import UpdateMode
+    from azure.data.tables.aio import TableServiceClient
+    from azure.storage.queue import TextBase64EncodePolicy
+    from azure.storage.queue.aio import QueueClient
+
+    run_id = spec["run_id"]
+    options = spec.get("client_options", {})
+    queue = QueueClient.from_connection_string(
+        spec["connection_string"],
+        spec["queue_name"],
+        message_encode_policy=TextBase64EncodePolicy(),
+        **options,
+    )
+    service = TableServiceClient.from_connection_string(spec["connection_string"], **options)
+    async with queue, service:
+        table = await service.create_table_if_not_exists(FLOOR_TABLE)
+
+        async def send(number: int, case: Case) -> tuple[int, int]:
+            row = f"{run_id}-{number}"
+            entity = {
+                "PartitionKey": hashlib.sha256(row.encode()).hexdigest()[:2],
+                "RowKey": row,
+                "fingerprint": "0" * 64,
+                "state": "reserved",
+            }
+            created = await table.create_entity(entity)
+            await queue.send_message(case.render(number, run_id))
+            await table.update_entity(
+                {**entity, "state": "committed"},
+                mode=UpdateMode.REPLACE,
+                etag=created["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+            return 200, 1
+
+        return await run(send)
+
+
 async def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
     cases = [Case(**case) for case in spec["cases"]]
     concurrency = int(spec["concurrency"])
@@ -430,6 +482,8 @@ async def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = await _run_ours(spec, cases, run)
     elif spec["target"] == "raw":
         result = await _run_raw(spec, cases, run)
+    elif spec["target"] == "raw-floor":
+        result = await _run_floor(spec, cases, run)
     else:
         raise SystemExit(f"unknown target {spec['target']!r}")
     return result

@@ -217,8 +217,11 @@ class Delivery:
             log.warning("background delivery work failed: %s", type(work.exception()).__name__)
 
     async def drain(self, grace_seconds: float) -> None:
-        """Let running sends and settlements finish (on shutdown), for at most that long."""
+        """Let running sends and settlements finish (on shutdown), for at most that long; the
+        commits lingering for others to join them are written at once."""
         while self._background:
+            if self._records is not None:
+                self._records.flush()
             done, _ = await asyncio.wait(set(self._background), timeout=grace_seconds)
             if not done:
                 log.warning("%d sends or settlements unfinished at shutdown", self.pending)

@@ -613,7 +613,12 @@ class IdempotentRecords:
             await self.tables.drop(name)
         return expired
 
+    def flush(self) -> None:
+        """Write the commits lingering for others to join them now (on shutdown)."""
+        self._commits.flush()
+
     async def close(self) -> None:
+        self._commits.flush()
         await self.tables.close()
 
 
@@ -648,6 +653,11 @@ class GroupedWrites:
         if len(group) >= MAX_TRANSACTION:
             self._close(place, group)
         return await future
+
+    def flush(self) -> None:
+        """Write every open group now, without waiting out its linger (on shutdown)."""
+        for place, group in list(self._open.items()):
+            self._close(place, group)
 
     def _close(self, place: tuple[str, str], group: _Group) -> None:
         if self._open.get(place) is group:

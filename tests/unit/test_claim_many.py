@@ -221,3 +221,65 @@ def test_a_record_only_the_next_table_holds_answers_a_batch_claim() -> None:
         return await records_on(tables).claim_many([(key(0), A), (key(1), A)], Polls(0))
 
     assert asyncio.run(run()) == [Reservation.CONFLICT, Reservation.REPLAY]
+
+
+def lingering(tables: MemoryTables, seconds: float) -> IdempotentRecords:
+    return IdempotentRecords(
+        tables,
+        prefix="ids",
+        window_seconds=WINDOW,
+        budget_seconds=BUDGET,
+        clock=ManualClock(NOW),
+        commit_linger_seconds=seconds,
+    )
+
+
+def committed(tables: MemoryTables) -> set[str]:
+    return {
+        stored_key
+        for stored_key, stored in tables.data.get("ids101", {}).items()
+        if stored.record.state is RecordState.COMMITTED
+    }
+
+
+def test_commits_of_concurrent_publishes_linger_into_one_transaction_per_partition() -> None:
+    tables = MemoryTables()
+    keys = [key(n) for n in range(24)]  # 3 in each of the 8 partitions
+
+    async def run() -> None:
+        records = lingering(tables, 0.02)
+        claims = [await records.claim(k, A, Polls(0)) for k in keys]
+        tables.calls = tables.transactions = 0
+        commits = []
+        for claim in claims:  # one after another, a few turns of the loop apart
+            commits.append(asyncio.ensure_future(records.commit(claim)))  # type: ignore[arg-type]
+            for _ in range(3):
+                await asyncio.sleep(0)
+        await asyncio.gather(*commits)
+
+    asyncio.run(run())
+    assert committed(tables) == set(keys)
+    assert tables.transactions == tables.calls == PUBLISHER_PARTITIONS
+
+
+def test_a_full_group_is_written_at_once_and_the_rest_on_flush() -> None:
+    """A group of 100 (a transaction's most) does not wait for its linger; what is left waiting
+    is written when the records are flushed (as on shutdown), not an hour later."""
+    tables = MemoryTables()
+    keys = [key(n * PUBLISHER_PARTITIONS) for n in range(130)]  # one partition
+
+    async def run() -> tuple[int, set[str]]:
+        records = lingering(tables, 3600.0)
+        claims = [await records.claim(k, A, Polls(0)) for k in keys]
+        tables.transactions = 0
+        commits = [asyncio.ensure_future(records.commit(c)) for c in claims]  # type: ignore[arg-type]
+        await asyncio.wait_for(asyncio.gather(*commits[:100]), timeout=30)  # without a flush
+        written_before_flush = committed(tables)
+        records.flush()
+        await asyncio.wait_for(asyncio.gather(*commits), timeout=30)
+        return tables.transactions, written_before_flush
+
+    transactions, before = asyncio.run(run())
+    assert before == set(keys[:100])
+    assert committed(tables) == set(keys)
+    assert transactions == 2
