@@ -156,6 +156,15 @@ def may_nest_deeper_than(body: bytes, limit: int) -> bool:
     return body.count(b"{") + body.count(b"[") > limit
 
 
+def value_may_nest_deeper_than(value: Any, limit: int) -> bool:
+    """The same bound for a decoded value (a batch element's ``data``, whose own bytes are not
+    at hand): its compact JSON's brackets, about ten times cheaper than the exact walk."""
+    try:
+        return may_nest_deeper_than(orjson.dumps(value), limit)
+    except TypeError:  # an integer beyond 64 bits, or a lone surrogate: let the walk decide
+        return True
+
+
 def encode_compact(members: Any) -> bytes:
     """Compact JSON in UTF-8 (of an event's members, or of any JSON value such as its data).
     Raises ``JsonFormatError`` for a string JSON cannot carry.
@@ -383,13 +392,17 @@ def batch_length_at_least(body: bytes) -> int:
 
 
 def batch_element(element: Any, profile: ExtensionProfile, *, may_nest: bool) -> CloudEvent:
-    """One element of a batch, validated as a structured event."""
+    """One element of a batch, validated as a structured event. ``may_nest`` is the whole batch
+    body's bound (``may_nest_deeper_than``); when it holds, the element's own ``data`` is bounded
+    before it is walked."""
     if not isinstance(element, dict):
         kind = json_kind(element)
         raise InvalidEvent(
             body=(f"The element is a JSON {kind}, not an object; each element is one event.",),
             kind=kind,
         )
+    if may_nest and DATA in element:
+        may_nest = value_may_nest_deeper_than(element[DATA], MAX_DATA_DEPTH)
     return validate_object(element, profile, may_nest=may_nest)
 
 

@@ -236,6 +236,27 @@ async def test_a_batch_within_its_deadline_is_answered_in_full() -> None:
     assert len(sink.sent) == 40
 
 
+async def test_each_element_data_is_held_to_the_nesting_limit_on_its_own() -> None:
+    """The batch body nests far more brackets than the limit in all; each element's ``data`` is
+    bounded on its own: 64 levels is accepted, 65 is that element's problem alone."""
+    issuer = DevIssuer(ISSUER)
+    release = asyncio.Event()
+    release.set()
+    sink = CountingSink(release=release)
+    events = [{**VALID_EVENT, "id": f"e{n}", "data": {"n": [n]}} for n in range(40)]
+    events[3]["data"] = json.loads("[" * 64 + "]" * 64)
+    events[7]["data"] = json.loads("[" * 65 + "]" * 65)
+    events[9]["data"] = {"text": "[" * 200}  # brackets in a string nest nothing
+    request = batch_request(issuer, 0, body=json.dumps(events).encode())
+    response = await pipeline(sink, issuer, batch_timeout=5).handle(request)
+    assert response.status == 207
+    answers = json.loads(response.body)["results"]
+    failed = [n for n, answer in enumerate(answers) if answer["status"] != 200]
+    assert failed == [7]
+    assert "nested more than 64" in json.dumps(answers[7])
+    assert len(sink.sent) == 39
+
+
 # -- an over-long batch is counted before it is parsed -----------------------------------------
 
 
