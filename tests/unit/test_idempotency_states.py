@@ -472,9 +472,13 @@ class IdempotencyMachine(RuleBasedStateMachine):
                 assert request.kind in allowed[request.status], request
 
     def teardown(self) -> None:
-        for task in self.owner_of_task:
-            task.cancel()
-        self.loop.run_until_complete(asyncio.sleep(0))
+        async def settled() -> None:  # requests, and settlements still at a gate; a request's
+            while left := asyncio.all_tasks() - {asyncio.current_task()}:  # end may start more
+                for task in left:
+                    task.cancel()
+                await asyncio.gather(*left, return_exceptions=True)
+
+        self.loop.run_until_complete(settled())
         self.loop.close()
 
 
