@@ -28,13 +28,15 @@ async def publish_event(req: func.HttpRequest, context: func.Context) -> func.Ht
     # The host's invocation span continues the caller's traceparent (or starts the trace that
     # App Insights calls operation_Id): the publish span is its child.
     trace_context = context.trace_context
+    url = urlsplit(req.url)
     request = PublishRequest(
         method=req.method,
-        path=urlsplit(req.url).path or "/events",
+        path=url.path or "/events",
         headers={name.lower(): value for name, value in req.headers.items()},
         body=req.get_body(),
         trace_parent=trace_context.trace_parent or None,
         trace_state=trace_context.trace_state or None,
+        query=url.query,
     )
     response = await handle(request)
     return func.HttpResponse(

@@ -116,13 +116,15 @@ class OpenTelemetry:
         self._tracer = trace.get_tracer("events.publish", tracer_provider=tracer_provider)
         meter = metrics.get_meter("events.publish", meter_provider=meter_provider)
         self._lock = threading.Lock()
-        self._published: Counter[tuple[int, str, str, bool]] = Counter()
+        self._published: Counter[tuple[int, str, str, bool, bool]] = Counter()
         self._lookups: Counter[str] = Counter()
         meter.create_observable_counter(
             "events.published",
             callbacks=[self._observe_published],
             unit="{event}",
-            description="Events answered, by HTTP status, problem type and content mode",
+            description=(
+                "Requests answered, by HTTP status, problem type, content mode, replay and dry run"
+            ),
         )
         meter.create_observable_counter(
             "events.replays",
@@ -181,6 +183,8 @@ class OpenTelemetry:
         if report.batch_size is not None:
             span.set("events.batch.size", report.batch_size)
             self.batch(report.batch_size)
+        if report.validate_only:
+            span.set("events.validate_only", True)
         _describe(span, report)
         span.set("http.response.status_code", report.status)
         if report.problem != "-":
@@ -189,16 +193,20 @@ class OpenTelemetry:
             self.looked_up(outcome)
         for seconds, sent in report.sends:
             self.enqueued(seconds, sent)
-        self.published(report.status, report.problem, report.mode, report.replayed)
+        self.published(
+            report.status, report.problem, report.mode, report.replayed, report.validate_only
+        )
 
     def element_finished(self, report: PublishReport, span: PublishSpan) -> None:
         _describe(span, report)
         if report.problem != "-":
             span.fail(report.problem)
 
-    def published(self, status: int, problem: str, mode: str, replayed: bool) -> None:
+    def published(
+        self, status: int, problem: str, mode: str, replayed: bool, validate_only: bool = False
+    ) -> None:
         with self._lock:
-            self._published[(status, problem, mode, replayed)] += 1
+            self._published[(status, problem, mode, replayed, validate_only)] += 1
 
     def looked_up(self, outcome: str) -> None:
         with self._lock:
@@ -213,7 +221,7 @@ class OpenTelemetry:
     def _observe_published(self, options: Any) -> Iterator[metrics.Observation]:
         with self._lock:
             counts = list(self._published.items())
-        for (status, problem, mode, replayed), count in counts:
+        for (status, problem, mode, replayed, validate_only), count in counts:
             yield metrics.Observation(
                 count,
                 {
@@ -221,12 +229,15 @@ class OpenTelemetry:
                     "events.problem": problem,
                     "events.content_mode": mode,
                     "events.replayed": replayed,
+                    "events.validate_only": validate_only,
                 },
             )
 
     def _observe_replays(self, options: Any) -> Iterator[metrics.Observation]:
         with self._lock:
-            replays = sum(n for (_, _, _, replayed), n in self._published.items() if replayed)
+            replays = sum(  # a dry run's "would be a replay" is not one
+                n for (_, _, _, replayed, dry), n in self._published.items() if replayed and not dry
+            )
         yield metrics.Observation(replays)
 
     def _observe_lookups(self, options: Any) -> Iterator[metrics.Observation]:

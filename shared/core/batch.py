@@ -73,6 +73,8 @@ class BatchOutcome:
     outcomes: tuple[Published | Problem, ...]
     #: The largest answer body (None: no limit).
     max_bytes: int | None = None
+    #: A dry run's answer: what a publish of the batch would answer, nothing written.
+    validate_only: bool = False
 
     @classmethod
     def of(
@@ -80,13 +82,14 @@ class BatchOutcome:
         elements: Sequence[Any],
         outcomes: Sequence[Published | Problem],
         max_bytes: int | None = None,
+        validate_only: bool = False,
     ) -> BatchOutcome:
         ids = tuple(
             element.get("id") if isinstance(element, dict) and isinstance(element.get("id"), str)
             else None
             for element in elements
         )  # fmt: skip
-        return cls(ids, tuple(outcomes), max_bytes)
+        return cls(ids, tuple(outcomes), max_bytes, validate_only)
 
     @property
     def problems(self) -> list[Problem]:
@@ -126,7 +129,8 @@ class BatchOutcome:
                 if outcome.replayed:
                     entry["replayed"] = True
             results.append(entry)
-        return {"accepted": self.accepted, "failed": self.failed, "results": results}
+        body = {"accepted": self.accepted, "failed": self.failed, "results": results}
+        return {"validateOnly": True, **body} if self.validate_only else body
 
     def to_json(self) -> bytes:
         """The answer's body, at most ``max_bytes`` when that is set (docs/errors.md,
@@ -206,6 +210,8 @@ class BatchProcessor:
         report: PublishReport,
         span: PublishSpan,
         trace: EventTrace,
+        *,
+        dry_run: bool = False,
     ) -> BatchOutcome:
         limits = self.steps.limits
         at_least = batch_length_at_least(body)  # counted before every element is built
@@ -215,7 +221,9 @@ class BatchProcessor:
         if len(elements) > limits.max_batch_events:
             raise Rejected(problems.batch_too_large(limits.max_batch_events, len(elements)))
         report.batch_size = len(elements)
-        run = _BatchRun(self.steps, publisher, report, span, trace, body, len(elements))
+        run = _BatchRun(
+            self.steps, publisher, report, span, trace, body, len(elements), dry_run=dry_run
+        )
         tasks = [
             asyncio.ensure_future(run.element(index, element))
             for index, element in enumerate(elements)
@@ -228,13 +236,14 @@ class BatchProcessor:
         except TimeoutError:
             run.closed = True  # elements not sending yet stop before they send
             self.steps.delivery.keep(everything)  # the sends under way go on; drain waits
-            return BatchOutcome.of(elements, [run.answer(task) for task in tasks], cap)
+            answers = [run.answer(task) for task in tasks]
+            return BatchOutcome.of(elements, answers, cap, dry_run)
         finally:
             run.commits.write()  # the commits held so far; later ones are written at once
         for result in everything.result():
             if isinstance(result, BaseException):
                 raise result  # not a problem of the element: a bug (500), as for one event
-        return BatchOutcome.of(elements, [task.result() for task in tasks], cap)
+        return BatchOutcome.of(elements, [task.result() for task in tasks], cap, dry_run)
 
 
 class _Element:
@@ -255,10 +264,19 @@ class _Claims:
     claims nothing, or it waits for an earlier element of its identity). An element that asks
     after that claims alone."""
 
-    def __init__(self, records: IdempotentRecords | None, expected: int, polls: Polls) -> None:
+    def __init__(
+        self,
+        records: IdempotentRecords | None,
+        expected: int,
+        polls: Polls,
+        *,
+        dry_run: bool = False,
+    ) -> None:
         self._records = records
         self._expected = expected
         self._polls = polls
+        #: A dry run's: the records read (``peek_many``), not claimed.
+        self._dry_run = dry_run
         self._asked: list[tuple[str, Content, asyncio.Future[Claim | Reservation]]] = []
         self._made = False
         self._making: asyncio.Future[None] | None = None
@@ -274,6 +292,8 @@ class _Claims:
     ) -> Claim | Reservation:
         assert self._records is not None
         if self._made or not state.claiming:
+            if self._dry_run:
+                return await self._records.peek(key, content, polls)
             return await self._records.claim(key, content, polls)
         future: asyncio.Future[Claim | Reservation] = asyncio.get_running_loop().create_future()
         self._asked.append((key, content, future))
@@ -291,8 +311,13 @@ class _Claims:
         self, asked: list[tuple[str, Content, asyncio.Future[Claim | Reservation]]]
     ) -> None:
         assert self._records is not None
+        items = [(k, c) for k, c, _ in asked]
+        answers: Sequence[Claim | Reservation | UncertainClaim]
         try:
-            answers = await self._records.claim_many([(k, c) for k, c, _ in asked], self._polls)
+            if self._dry_run:
+                answers = await self._records.peek_many(items, self._polls)
+            else:
+                answers = await self._records.claim_many(items, self._polls)
         except BaseException as error:
             for _, _, future in asked:
                 if not future.done():
@@ -319,9 +344,12 @@ class _BatchRun:
         trace: EventTrace,
         body: bytes,
         size: int,
+        *,
+        dry_run: bool = False,
     ) -> None:
         self.steps = steps
         self.publisher = publisher
+        self.dry_run = dry_run
         self.report = report
         self.span = span
         self.trace = trace
@@ -331,7 +359,7 @@ class _BatchRun:
         #: The batch's time is up: no element starts a send any more.
         self.closed = False
         self.polls = Polls()  # the elements share one request's polling
-        self.claims = _Claims(steps.ports.records, size, self.polls)
+        self.claims = _Claims(steps.ports.records, size, self.polls, dry_run=dry_run)
         self.commits = steps.delivery.held_commits()
         #: per identity, the outcome of its latest element so far: the fingerprint published
         #: (or replayed) under it in this batch, None if none was
@@ -416,6 +444,16 @@ class _BatchRun:
                 return REPLAYED
             report.dedup = Reservation.CONFLICT.value
             raise Rejected(problems.duplicate_event_id(read.event.source, read.event.id))
+        if self.dry_run:  # the record read with the batch's others; nothing sent
+
+            async def peek(key: str, content: Content, polls: Polls) -> Reservation:
+                found = await self.claims.claim(state, key, content, polls)
+                assert isinstance(found, Reservation)
+                return found
+
+            return await steps.publish_event(
+                self.publisher, read, report, None, self.polls, dry_run=True, peeker=peek
+            )
         self._may_start()
 
         async def before_send(claim: Claim | None) -> None:

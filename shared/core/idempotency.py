@@ -358,6 +358,64 @@ class IdempotentRecords:
             return Claim(key, generation, owner, content.fingerprint, now, until, near_end, held)
         return Reservation.IN_FLIGHT
 
+    async def peek(self, key: str, content: Content, polls: Polls) -> Reservation:
+        """A dry run's look at ``key`` (nothing written): what a claim of ``content`` would
+        answer now, from the next generation's record and then this one's. A publish of the
+        same content in flight is polled as a claim polls it (``polls``, and most of the
+        budget), so that a publish that has just been answered reads as the replay it is.
+        Raises RecordsUnavailable when the records give no answer in time."""
+        return (await self.peek_many([(key, content)], polls))[0]
+
+    async def peek_many(
+        self, items: Sequence[tuple[str, Content]], polls: Polls
+    ) -> list[Reservation]:
+        """``peek`` for several identities, with the reads of ``claim_many``: the next
+        generation's and this generation's records of them all (one query per partition and 14
+        keys each; one read each for a single identity); those in flight read again."""
+        try:
+            async with self.clock.timeout(self.budgets.claim):
+                return await self._peek_many(items, polls)
+        except TimeoutError:
+            raise RecordsUnavailable(f"no answer within {self.budgets.claim:g} s") from None
+
+    async def _peek_many(
+        self, items: Sequence[tuple[str, Content]], polls: Polls
+    ) -> list[Reservation]:
+        give_up_at = self.clock.time() + self.budgets.claim * IN_FLIGHT_WAIT_SHARE
+        pause = IN_FLIGHT_FIRST_PAUSE_SECONDS
+        answers = [Reservation.NEW] * len(items)
+        looking = list(range(len(items)))
+        while True:
+            found = await self._read_verdicts([items[i] for i in looking])
+            for index, answer in zip(looking, found, strict=True):
+                answers[index] = answer
+            looking = [i for i in looking if answers[i] is Reservation.IN_FLIGHT]
+            if not looking or self.clock.time() + pause > give_up_at or not polls.take():
+                return answers
+            await self.clock.sleep(pause)
+            pause = min(pause * 2, IN_FLIGHT_MAX_PAUSE_SECONDS)
+
+    async def _read_verdicts(self, items: Sequence[tuple[str, Content]]) -> list[Reservation]:
+        now = self.clock.time()
+        generation = self.generations.of(now)
+        keys = [key for key, _ in items]
+        tables = [self.generations.table(g) for g in (generation + 1, generation)]
+        if len(keys) == 1:
+            found = await asyncio.gather(*(self.tables.read(t, keys[0]) for t in tables))
+            recorded = [{keys[0]: stored} if stored else {} for stored in found]
+        else:
+            recorded = list(await asyncio.gather(*(self.tables.read_many(t, keys) for t in tables)))
+        answers = []
+        for key, content in items:
+            answer = Reservation.NEW
+            for stored in (records.get(key) for records in recorded):
+                found_here = verdict(stored.record, content, now, self.window) if stored else None
+                if found_here is not None:
+                    answer = found_here
+                    break
+            answers.append(answer)
+        return answers
+
     async def claim_many(
         self, items: Sequence[tuple[str, Content]], polls: Polls
     ) -> list[Claim | Reservation | UncertainClaim]:

@@ -22,9 +22,17 @@ from shared.core.batch import BatchOutcome, BatchProcessor
 from shared.core.idempotency import Polls
 from shared.core.model import Published
 from shared.core.ports import Clock, Unavailable
-from shared.core.problems import Problem, problem_for
+from shared.core.problems import Problem, Rejected, problem_for
 from shared.core.report import PublishReport
-from shared.core.steps import EventTrace, Limits, Ports, PublishRequest, PublishSteps
+from shared.core.steps import (
+    VALIDATE_ONLY,
+    EventTrace,
+    Limits,
+    Ports,
+    PublishRequest,
+    PublishSteps,
+    validate_only,
+)
 from shared.core.telemetry import NoTelemetry, PublishSpan, Telemetry
 from shared.core.timing import SYSTEM_CLOCK
 from shared.core.tracecontext import Parent, parse_traceparent
@@ -34,6 +42,8 @@ __all__ = ["Limits", "Ports", "PublishPipeline", "PublishRequest", "PublishRespo
 log = logging.getLogger("events.publish")
 
 REPLAYED_HEADERS = {"Idempotent-Replayed": "true"}
+#: On every answer of a dry run.
+VALIDATE_ONLY_HEADERS = {"Validate-Only": "true"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +66,12 @@ def problem_response(problem: Problem, *, instance: str, trace_id: str) -> Publi
     return PublishResponse(
         problem.status, headers, problem.to_json(instance=instance, trace_id=trace_id)
     )
+
+
+def _dry_run_body(answer: Published) -> bytes:
+    """A dry run's 200 for one event: what the publish would answer."""
+    replayed = b"true" if answer.replayed else b"false"
+    return b'{"validateOnly":true,"status":200,"replayed":' + replayed + b"}"
 
 
 class PublishPipeline:
@@ -108,13 +124,21 @@ class PublishPipeline:
         self, request: PublishRequest, report: PublishReport, span: PublishSpan, trace: EventTrace
     ) -> Published | BatchOutcome:
         steps = self.steps
+        dry_run = validate_only(request.query)
+        report.validate_only = dry_run is True  # every answer says so, from here on
         steps.check_method(request)
+        if dry_run is None:
+            raise Rejected(problems.invalid_parameter(VALIDATE_ONLY))
         publisher = await steps.authenticate(request, report)
         mode = steps.content_mode(request, report)
         if mode is ContentMode.BATCH:
-            return await self.batch.publish(publisher, request.body, report, span, trace)
+            return await self.batch.publish(
+                publisher, request.body, report, span, trace, dry_run=dry_run
+            )
         read = steps.read_event(mode, request, report, trace)
-        return await steps.publish_event(publisher, read, report, steps.deadline(), Polls())
+        return await steps.publish_event(
+            publisher, read, report, steps.deadline(), Polls(), dry_run=dry_run
+        )
 
     def _problem(self, error: Exception, report: PublishReport) -> Problem:
         problem = problem_for(error)
@@ -131,15 +155,26 @@ class PublishPipeline:
         request: PublishRequest,
         report: PublishReport,
     ) -> PublishResponse:
+        dry = report.validate_only
         if isinstance(answer, BatchOutcome):
             report.note = answer.summary()
             response = PublishResponse(answer.status, answer.headers(), answer.to_json())
         elif isinstance(answer, Published):
             report.replayed = answer.replayed
-            response = PublishResponse(200, REPLAYED_HEADERS if answer.replayed else {})
+            headers = REPLAYED_HEADERS if answer.replayed else {}
+            if dry:
+                response = PublishResponse(
+                    200, {"Content-Type": "application/json", **headers}, _dry_run_body(answer)
+                )
+            else:
+                response = PublishResponse(200, headers)
         else:
             report.problem = answer.kind.slug
             response = problem_response(answer, instance=request.path, trace_id=report.trace_id)
+        if dry:
+            response = PublishResponse(
+                response.status, {**response.headers, **VALIDATE_ONLY_HEADERS}, response.body
+            )
         report.status = response.status
         return response
 

@@ -46,6 +46,7 @@ class ProblemType(Enum):
     """Every kind of problem, with its HTTP status and fixed title."""
 
     METHOD_NOT_ALLOWED = (405, "Method not allowed")
+    INVALID_PARAMETER = (400, "Invalid query parameter")
     MISSING_TOKEN = (401, "Authentication required")
     INVALID_TOKEN = (401, "Invalid token")
     INSUFFICIENT_SCOPE = (403, "Insufficient scope")
@@ -133,6 +134,14 @@ def method_not_allowed(method: str) -> Problem:
         ProblemType.METHOD_NOT_ALLOWED,
         f"{method} is not supported on /events; publish an event with POST.",
         headers={"Allow": "POST"},
+    )
+
+
+def invalid_parameter(name: str) -> Problem:
+    return Problem(
+        ProblemType.INVALID_PARAMETER,
+        f"The query parameter '{name}' takes the value true (a dry run: every check, nothing "
+        f"published) or false (a publish), once, spelt '{name}'. Nothing was published.",
     )
 
 

@@ -38,6 +38,8 @@ class PublishReport:
     claim_checked: bool = False
     #: Events in the batch, for a batch request.
     batch_size: int | None = None
+    #: A dry run (``?validateOnly=true``): every check, nothing written.
+    validate_only: bool = False
     #: How each registry lookup of the request was answered (hit, miss, stale, error, limited).
     lookups: list[str] = field(default_factory=list)
     #: Each send of the request: how long the answer waited for it, and how it ended.
@@ -56,8 +58,9 @@ class PublishReport:
         is written with repr(): quoted and escaped, so no newline or quote in it can forge a log
         line or a field."""
         note = f" note={self.note!r}" if self.note else ""
+        dry = "validate_only=true " if self.validate_only else ""
         return (
-            f"publisher={self.publisher!r} mode={self.mode} resource={self.resource!r} "
+            f"{dry}publisher={self.publisher!r} mode={self.mode} resource={self.resource!r} "
             f"id={self.event_id!r} "
             f"authz={self.authz} decision={self.decision} dedup={self.dedup} "
             f"problem={self.problem} "

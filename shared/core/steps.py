@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 from shared.cloudevents import (
     CloudEvent,
@@ -53,6 +54,7 @@ from shared.core.ports import (
     Clock,
     EventSink,
     PolicyLookup,
+    RecordsUnavailable,
     RegistryUnavailable,
     TooManyLookups,
 )
@@ -67,6 +69,29 @@ log = logging.getLogger("events.publish")
 #: How an identity is claimed: ``IdempotentRecords.claim``, or a batch's claims made together.
 #: Raises UncertainClaim when the records give no answer.
 Claimer = Callable[[str, Content, Polls], Awaitable[Claim | Reservation]]
+#: How a dry run reads an identity's record: ``IdempotentRecords.peek``, or a batch's reads made
+#: together. Raises RecordsUnavailable when the records give no answer.
+Peeker = Callable[[str, Content, Polls], Awaitable[Reservation]]
+
+#: The query parameter that makes a request a dry run (docs/contract.md, "Dry run").
+VALIDATE_ONLY = "validateOnly"
+
+
+def validate_only(query: str) -> bool | None:
+    """What a request's query string asks for: True a dry run (``validateOnly=true``), False a
+    publish (``validateOnly=false``, or no such parameter), None a value that is neither (an
+    empty one, a repeated one, or the name spelt in other letter case), which is a 400: a
+    publisher who meant a dry run must not get a publish."""
+    values = [
+        (name, value)
+        for name, value in parse_qsl(query, keep_blank_values=True)
+        if name.lower() == VALIDATE_ONLY.lower()
+    ]
+    if not values:
+        return False
+    if len(values) > 1 or values[0][0] != VALIDATE_ONLY or values[0][1] not in ("true", "false"):
+        return None
+    return values[0][1] == "true"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +140,8 @@ class PublishRequest:
     #: it already continues the caller's ``traceparent``.
     trace_parent: str | None = None
     trace_state: str | None = None
+    #: The URL's query string, undecoded ("" without one).
+    query: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,6 +386,39 @@ class PublishSteps:
         report.dedup = outcome.value
         return _recorded(outcome, read.event)
 
+    async def look(
+        self,
+        publisher: Publisher,
+        read: ReadEvent,
+        report: PublishReport,
+        polls: Polls,
+        peeker: Peeker | None = None,
+    ) -> Published:
+        """A dry run's claim: the identity's record read, nothing written. What the publish
+        would answer: published (new), a replay, or the 409 of a conflict or a publish in
+        flight; records that do not answer are a 503 only where a publish would get one
+        (``records_required``)."""
+        records = self.ports.records
+        if records is None or read.content is None:
+            return PUBLISHED
+        key = record_key(publisher, read.event)
+        try:
+            with self.telemetry.step("read event id") as step:
+                looking = peeker if peeker is not None else records.peek
+                found = await looking(key, read.content, polls)
+                if step is not None:
+                    step.set_attribute("events.dedup", found.value)
+        except RecordsUnavailable as error:
+            if self.limits.records_required:
+                raise
+            report.dedup = "unavailable"
+            log.warning("a dry run without de-duplication: the records answered %s", error)
+            return PUBLISHED
+        report.dedup = found.value
+        if found is Reservation.NEW:
+            return PUBLISHED
+        return _recorded(found, read.event)
+
     async def enqueue(
         self,
         read: ReadEvent,
@@ -409,6 +469,8 @@ class PublishSteps:
         claimer: Claimer | None = None,
         sending: AbstractAsyncContextManager[Any] | None = None,
         commits: HeldCommits | None = None,
+        dry_run: bool = False,
+        peeker: Peeker | None = None,
     ) -> Published:
         """The steps of one event after reading it: authorize, claim, enqueue. ``before_send``
         may stop the publish between its claim and its send, by raising once it has taken the
@@ -418,8 +480,14 @@ class PublishSteps:
         within ``sending`` (the batch's bound on sends in flight), its send's budget starting
         then (``deadline`` None), and its commit ``commits`` holds (written with the batch's
         others). A claim that waited there for longer than one budget is taken back and made
-        again, so that every send starts within a budget of its claim, as a single publish's."""
+        again, so that every send starts within a budget of its claim, as a single publish's.
+
+        A dry run (``dry_run``) stops after authorizing: it reads the identity's record
+        (``look``, through ``peeker`` for a batch's element) instead of claiming it, and sends
+        nothing."""
         await self.authorize(publisher, read, report)
+        if dry_run:
+            return await self.look(publisher, read, report, polls, peeker)
         claimed = await self.claim(publisher, read, report, polls, claimer)
         if isinstance(claimed, Published):
             return claimed

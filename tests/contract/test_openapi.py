@@ -12,6 +12,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import jsonschema_rs
@@ -34,8 +35,10 @@ from shared.app.settings import Settings
 from shared.cloudevents import ContentMode, InvalidEvent, content_mode, parse_structured, serialize
 from shared.core import problems
 from shared.core.altinn import ALTINN_PROFILE
-from shared.core.pipeline import problem_response
+from shared.core.model import PUBLISHED, REPLAYED
+from shared.core.pipeline import VALIDATE_ONLY_HEADERS, _dry_run_body, problem_response
 from shared.core.problems import ProblemType
+from shared.core.steps import VALIDATE_ONLY, validate_only
 from shared.core.tracecontext import trace_id_of
 from tests.support import VALID_EVENT, Served, reset_registry, serve_function
 
@@ -120,6 +123,7 @@ def header_errors(status: int, headers: dict[str, str]) -> list[str]:
 
 
 BATCH_RESULT = "/components/schemas/BatchResult"
+DRY_RUN_RESULT = "/components/schemas/DryRunResult"
 
 
 def batch_result_errors(status: int, headers: dict[str, str], body: bytes) -> list[str]:
@@ -141,6 +145,11 @@ def contract_errors(status: int, headers: dict[str, str], body: bytes) -> list[s
     """What is wrong with a response to /events, measured against the contract."""
     if status == 200 and body == b"":
         return []
+    if status == 200 and b'"results"' not in body:  # a dry run's answer for one event
+        lower = {name.lower(): value for name, value in headers.items()}
+        if lower.get("content-type") != "application/json":
+            return [f"Content-Type {lower.get('content-type')!r} of a dry run's answer"]
+        return schema_errors(DRY_RUN_RESULT, json.loads(body))
     if status in (200, 207):
         return batch_result_errors(status, headers, body)
     if status != 405 and str(status) not in operation()["responses"]:
@@ -188,11 +197,34 @@ def test_every_problem_type_is_documented_with_its_status_and_title(kind: Proble
 def test_post_documents_exactly_the_statuses_the_code_produces() -> None:
     produced = {kind.status for kind in ProblemType if kind is not ProblemType.METHOD_NOT_ALLOWED}
     assert set(operation()["responses"]) == {"200", "207"} | {str(s) for s in produced}
-    for status in ("200", "207"):  # one event's 200 is empty; a batch's answer is its result
-        content = operation()["responses"][status]["content"]
-        assert content == {"application/json": {"schema": {"$ref": "#" + BATCH_RESULT}}} or (
-            status == "207" and list(content) == ["application/json"]
-        )
+    # one event's 200 is empty; a batch's answer is its result, a dry run's its own
+    ok = operation()["responses"]["200"]["content"]
+    assert list(ok) == ["application/json"]
+    assert ok["application/json"]["schema"] == {
+        "oneOf": [{"$ref": "#" + BATCH_RESULT}, {"$ref": "#" + DRY_RUN_RESULT}]
+    }
+    partial = operation()["responses"]["207"]["content"]
+    assert list(partial) == ["application/json"]
+    assert partial["application/json"]["schema"] == {"$ref": "#" + BATCH_RESULT}
+
+
+def test_the_dry_run_parameter_is_the_one_the_code_reads() -> None:
+    (parameter,) = [p for p in operation()["parameters"] if p["in"] == "query"]
+    assert parameter["name"] == VALIDATE_ONLY
+    assert parameter["schema"]["enum"] == ["true", "false"]
+    assert [validate_only(f"{VALIDATE_ONLY}={value}") for value in ("true", "false")] == [
+        True,
+        False,
+    ]
+    header = DOCUMENT["components"]["headers"]["Validate-Only"]
+    assert header["schema"]["const"] == VALIDATE_ONLY_HEADERS["Validate-Only"]
+
+
+def test_a_dry_run_answer_matches_its_schema() -> None:
+    for replayed in (False, True):
+        body = _dry_run_body(REPLAYED if replayed else PUBLISHED)
+        assert schema_errors(DRY_RUN_RESULT, json.loads(body)) == []
+    assert schema_errors(DRY_RUN_RESULT, {"validateOnly": True, "status": 200}) != []
 
 
 def test_the_security_scheme_names_the_scopes_the_code_checks() -> None:
@@ -227,6 +259,7 @@ def test_the_request_media_types_are_the_ones_the_code_reads() -> None:
 #: One call of every problem factory, with awkward arguments where the header depends on them.
 PROBLEMS: dict[str, Callable[[], problems.Problem]] = {
     "method-not-allowed": lambda: problems.method_not_allowed("DELETE"),
+    "invalid-parameter": lambda: problems.invalid_parameter(VALIDATE_ONLY),
     "missing-token": problems.missing_token,
     "invalid-token": lambda: problems.invalid_token("the token has expired"),
     "invalid-token-odd-reason": lambda: problems.invalid_token('a "quoted" \\ reason\nwith ü'),
@@ -772,19 +805,23 @@ def test_the_function_keeps_the_contract(
     assert contract_errors(response.status_code, headers, response.content) == []
 
     body = json.loads(response.content) if response.content else None
+    dry_run = validate_only(urlsplit(response.request.url).query)
+    assert (headers.get("validate-only") == "true") == (dry_run is True)
     batch = sent_batch(response.request)
     if batch is not None and response.status_code in (200, 207):
-        check_batch(credential, batch, body, served)
+        check_batch(credential, batch, body, served, dry_run=bool(dry_run))
         return
     outcome = "200" if response.status_code == 200 else body["type"].rpartition(":")[2]
     event = sent_event(response.request)
     if response.request.method != "POST":  # the coverage phase's probes of other methods
         assert outcome == "method-not-allowed"
+    elif dry_run is None:  # the parameter is checked right after the method
+        assert outcome == "invalid-parameter"
     elif credential is not None:
         assert outcome in expected_outcome(credential, event), (credential, event, body)
     if response.status_code == 200:
         assert event is not None
-        assert served.queue.drain() == [queued_form(event)]
+        assert served.queue.drain() == ([] if dry_run else [queued_form(event)])
     else:
         sent = response.request.headers.get("traceparent") or ""
         traceparent = _TRACEPARENT.fullmatch(sent.strip())
@@ -797,9 +834,12 @@ def check_batch(
     elements: list[dict[str, Any] | None],
     result: dict[str, Any],
     served: Served,
+    *,
+    dry_run: bool = False,
 ) -> None:
     """Each entry is the outcome its element alone would have had, and exactly the 200 entries
-    are on the queue."""
+    are on the queue (none of a dry run's)."""
+    assert result.get("validateOnly", False) is dry_run
     entries = result["results"]
     assert [entry["index"] for entry in entries] == list(range(len(elements)))
     published: list[dict[str, Any]] = []
@@ -810,7 +850,7 @@ def check_batch(
         if entry["status"] == 200:
             assert element is not None
             published.append(queued_form(element))
-    assert by_content(served.queue.drain()) == by_content(published)
+    assert by_content(served.queue.drain()) == by_content([] if dry_run else published)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any, Protocol
+from urllib.parse import parse_qsl
 
 import aiohttp
 import azure.functions as func
@@ -51,6 +52,7 @@ class Post(Protocol):
         content_type: str | None = ...,
         headers: Mapping[str, str] | None = ...,
         method: str = ...,
+        query: str = ...,
     ) -> func.HttpResponse: ...
 
 
@@ -67,6 +69,7 @@ async def post(function_env: dict[str, str], issuer: DevIssuer) -> AsyncIterator
         content_type: str | None = "application/cloudevents+json",
         headers: Mapping[str, str] | None = None,
         method: str = "POST",
+        query: str = "",
     ) -> func.HttpResponse:
         all_headers = dict(headers or {})
         token = default_token if token is unset else token
@@ -75,9 +78,9 @@ async def post(function_env: dict[str, str], issuer: DevIssuer) -> AsyncIterator
         if content_type is not None:
             all_headers["Content-Type"] = content_type
         body = event if isinstance(event, bytes) else body_of(event)
-        request = func.HttpRequest(
-            method, "http://localhost:7071/events", headers=all_headers, body=body
-        )
+        url = "http://localhost:7071/events" + (f"?{query}" if query else "")
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        request = func.HttpRequest(method, url, headers=all_headers, body=body, params=params)
         return await publish_function()(request)
 
     yield call
