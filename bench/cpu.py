@@ -21,7 +21,7 @@ import gc
 import logging
 import statistics
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,12 +45,12 @@ class EncodingSink:
 
     #: as shared/adapters/queue.py's sink: 64 KiB after Base64
     max_message_bytes = 64 * 1024 // 4 * 3
-    destination = "bench-cpu"  # the queue's name, for telemetry: there is none
+    destinations: Sequence[str] = ("bench-cpu",)  # the queue names, for telemetry: none
 
     def __init__(self) -> None:
         self.sent = 0
 
-    async def send(self, message: bytes) -> None:
+    async def send(self, message: bytes, partition: int = 0) -> None:
         base64.b64encode(message)
         self.sent += 1
 

@@ -242,6 +242,11 @@ param eventsRegistryAuthority string = ''
 @description('EVENTS_QUEUE_NAME: the queue that receives accepted events; created by this template.')
 param eventsQueueName string = 'events-registration'
 
+@description('EVENTS_QUEUE_PARTITIONS: queues the accepted events are spread over, each event on one chosen by its identity (docs/capacity.md). 1: the queue eventsQueueName alone; N > 1: eventsQueueName-0 ... -<N-1>, each created with the app\'s send role (and the optional reader role). Raise it when one queue\'s ~2,000 messages/s is the limit; every consumer must then read every partition (docs/deploy.md).')
+@minValue(1)
+@maxValue(64)
+param eventsQueuePartitions int = 1
+
 @description('EVENTS_QUEUE_TIMEOUT_SECONDS: time budget of one enqueue, retries included (decimal, > 0, <= 60).')
 param eventsQueueTimeoutSeconds string = '3'
 
@@ -376,6 +381,7 @@ var eventsAppSettings = {
   EVENTS_REGISTRY_AUTHORITY: eventsRegistryAuthority
   EVENTS_QUEUE_ACCOUNT_URL: queueAccountUrl
   EVENTS_QUEUE_NAME: eventsQueueName
+  EVENTS_QUEUE_PARTITIONS: string(eventsQueuePartitions)
   EVENTS_QUEUE_TIMEOUT_SECONDS: eventsQueueTimeoutSeconds
   EVENTS_MAX_BODY_BYTES: string(eventsMaxBodyBytes)
   EVENTS_MAX_BATCH_EVENTS: string(eventsMaxBatchEvents)
@@ -429,6 +435,7 @@ module storage './app/storage.bicep' = {
     skuName: storageSku
     deploymentContainerName: deploymentStorageContainerName
     queueName: eventsQueueName
+    queuePartitions: eventsQueuePartitions
     dataContainerName: eventsBlobContainer
     blobRetentionDays: blobRetentionDays
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
@@ -486,6 +493,7 @@ module rbac './app/rbac.bicep' = {
   params: {
     storageAccountName: storage.outputs.name
     queueName: storage.outputs.queueName
+    queuePartitions: eventsQueuePartitions
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     appPrincipalId: identity.outputs.principalId
     userPrincipalId: principalId

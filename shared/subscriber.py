@@ -26,6 +26,10 @@ The blob's metadata ``cedataform`` says which member the bytes came from (``data
 ``dataref`` when the event was claim-checked and unchanged when it was not (also when its
 publisher sent a ``dataref`` of their own, which points elsewhere). ``restore_event_async`` is the
 same with an async fetch.
+
+**Queue partitions.** With ``EVENTS_QUEUE_PARTITIONS`` = N > 1 the events are spread over N
+queues; ``queue_names`` names them, and a subscriber reads every one (docs/deploy.md, "Queue
+partitions": one queue trigger per partition).
 """
 
 from __future__ import annotations
@@ -47,6 +51,15 @@ DATA_BASE64 = "data_base64"
 DATAREF = "dataref"
 #: The blob metadata naming the member the blob's bytes belong in: "data" or "data_base64".
 FORM_METADATA = "cedataform"
+
+
+def queue_names(queue_name: str, partitions: int = 1) -> list[str]:
+    """The queues a subscriber reads: ``EVENTS_QUEUE_NAME`` itself, or with
+    ``EVENTS_QUEUE_PARTITIONS`` = N > 1 each of ``<name>-0`` to ``<name>-<N-1>`` (every event is
+    on exactly one of them; the order of events across queues is not kept)."""
+    if partitions <= 1:
+        return [queue_name]
+    return [f"{queue_name}-{number}" for number in range(partitions)]
 
 
 def is_json_media_type(media_type: str | None) -> bool:

@@ -37,6 +37,11 @@
 // and sends through the SDK with the Message Sender role).
 param storageAccountName string
 param queueName string
+
+@description('EVENTS_QUEUE_PARTITIONS: the roles on the events queue are granted on each of its partitions\' queues.')
+@minValue(1)
+@maxValue(64)
+param queuePartitions int = 1
 param applicationInsightsName string
 
 @description('Principal id of the app\'s user-assigned identity.')
@@ -98,10 +103,13 @@ resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-0
   name: 'default'
 }
 
-resource eventsQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = {
+// The events queue, or its partitions (storage.bicep names them the same way).
+var queueNames = [for i in range(0, queuePartitions): (queuePartitions == 1) ? queueName : '${queueName}-${i}']
+
+resource eventsQueues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = [for name in queueNames: {
   parent: queueService
-  name: queueName
-}
+  name: name
+}]
 
 resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' existing = {
   parent: storage
@@ -131,15 +139,15 @@ resource appBlobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' =
   }
 }
 
-resource appQueueMessageSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(eventsQueue.id, appPrincipalId, roles.storageQueueDataMessageSender)
-  scope: eventsQueue
+resource appQueueMessageSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (name, i) in queueNames: {
+  name: guid(eventsQueues[i].id, appPrincipalId, roles.storageQueueDataMessageSender)
+  scope: eventsQueues[i]
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataMessageSender)
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
   }
-}
+}]
 
 // The records tables are named <EVENTS_IDEMPOTENCY_TABLE><generation number> and come and go with
 // the generations, so no table exists to scope the role to: the account is the narrowest scope.
@@ -177,15 +185,17 @@ resource appKeyVaultSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04
 
 // Opt-in (grantPrincipalQueueReader in main.bicep): lets an operator peek at the events queue.
 // Reader, not Contributor: looking must not consume or delete events.
-resource userQueueReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantUserQueueReader && !empty(userPrincipalId)) {
-  name: guid(eventsQueue.id, userPrincipalId, roles.storageQueueDataReader)
-  scope: eventsQueue
+var readQueues = grantUserQueueReader && !empty(userPrincipalId)
+
+resource userQueueReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (name, i) in (readQueues ? queueNames : []): {
+  name: guid(eventsQueues[i].id, userPrincipalId, roles.storageQueueDataReader)
+  scope: eventsQueues[i]
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataReader)
     principalId: userPrincipalId
     principalType: userPrincipalType
   }
-}
+}]
 
 // Opt-in (grantPrincipalDataRoles in main.bicep): a developer's own identity on the account, for
 // running the code locally against this deployment's storage.

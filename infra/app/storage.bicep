@@ -24,6 +24,11 @@ param deploymentContainerName string
 @description('The queue that receives accepted events (EVENTS_QUEUE_NAME).')
 param queueName string
 
+@description('EVENTS_QUEUE_PARTITIONS: queues the events are spread over; 1 is queueName itself, N > 1 are queueName-0 to queueName-<N-1>.')
+@minValue(1)
+@maxValue(64)
+param queuePartitions int = 1
+
 @minLength(3)
 @maxLength(63)
 @description('EVENTS_BLOB_CONTAINER: the container that holds the data of events too large for one queue message (the claim check). Its blobs are deleted blobRetentionDays after they were written.')
@@ -151,10 +156,14 @@ resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-0
   name: 'default'
 }
 
-resource eventsQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+// The events queue, or with EVENTS_QUEUE_PARTITIONS > 1 its partitions queueName-0 ... -<N-1>
+// (shared/adapters/queue.py partition_queues names them the same way).
+var queueNames = [for i in range(0, queuePartitions): (queuePartitions == 1) ? queueName : '${queueName}-${i}']
+
+resource eventsQueues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [for name in queueNames: {
   parent: queueService
-  name: queueName
-}
+  name: name
+}]
 
 // Who read, wrote or deleted messages, kept in Log Analytics. This is what checkov's CKV_AZURE_33
 // asks for, but that check only recognises the legacy resource type
@@ -189,6 +198,7 @@ resource queueDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-prev
 
 output name string = storage.name
 output id string = storage.id
-output queueName string = eventsQueue.name
+output queueName string = queueName
+output queueNames array = queueNames
 output deploymentContainerName string = deploymentContainer.name
 output dataContainerName string = dataContainer.name

@@ -68,8 +68,8 @@ def _secret(value: Any) -> str | None:
 def queue_sink(
     settings: Settings, identity: ManagedIdentity, **client_options: Any
 ) -> StorageQueueSink:
-    """The events queue's sink: ``EVENTS_QUEUE_CONNECTION``, else ``EVENTS_QUEUE_ACCOUNT_URL``
-    with the managed identity."""
+    """The events queue's sink (or its ``EVENTS_QUEUE_PARTITIONS`` queues):
+    ``EVENTS_QUEUE_CONNECTION``, else ``EVENTS_QUEUE_ACCOUNT_URL`` with the managed identity."""
     connection = _secret(settings.queue_connection)
     return StorageQueueSink.connect(
         connection_string=connection,
@@ -77,6 +77,7 @@ def queue_sink(
         queue_name=settings.queue_name,
         budget_seconds=settings.queue_timeout_seconds,
         credential=identity.credential() if connection is None else None,
+        partitions=settings.queue_partitions,
         **client_options,
     )
 

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     queue_connection: SecretStr | None = None
     queue_account_url: str | None = None
     queue_name: str = "events-registration"
+    #: Queues the events are spread over (docs/capacity.md): 1 is EVENTS_QUEUE_NAME itself;
+    #: N > 1 are <EVENTS_QUEUE_NAME>-0 ... -<N-1>, an event's chosen by its identity.
+    queue_partitions: int = Field(default=1, ge=1, le=64)
     queue_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=16 * 1024 * 1024)
@@ -217,6 +220,14 @@ class Settings(BaseSettings):
                 f"{self.queue_timeout_seconds:g}: a window holds several leases of a publish "
                 "(five queue time budgets each); got "
                 f"{self.idempotency_window_hours:g}"
+            )
+        if (
+            self.queue_partitions > 1
+            and len(self.queue_name) + 1 + len(str(self.queue_partitions - 1)) > 63
+        ):
+            raise ValueError(
+                "with EVENTS_QUEUE_PARTITIONS > 1 the queues are <EVENTS_QUEUE_NAME>-<n>, at most "
+                f"63 characters: shorten EVENTS_QUEUE_NAME ({len(self.queue_name)} characters)"
             )
         if self.publish_scope == self.admin_scope:
             raise ValueError("EVENTS_PUBLISH_SCOPE and EVENTS_ADMIN_SCOPE must differ")

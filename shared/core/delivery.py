@@ -69,8 +69,10 @@ class Delivery:
         claim: Claim | None,
         claim_check: ClaimCheck | None = None,
         commits: HeldCommits | None = None,
+        partition: int = 0,
     ) -> None:
-        """Store ``message``; QueueUnavailable when the sink refuses it or the deadline passes.
+        """Store ``message`` (on the queue of ``partition``); QueueUnavailable when the sink
+        refuses it or the deadline passes.
 
         ``claim`` (of the event's identity) is committed once the message is stored: off the
         response path, or before the answer with ``commit_before_answer``; released before the
@@ -86,7 +88,7 @@ class Delivery:
         """
         if claim_check is not None:
             await self._store_data(claim_check, deadline, claim)
-        sending = asyncio.ensure_future(self._sink.send(message))
+        sending = asyncio.ensure_future(self._sink.send(message, partition))
         try:
             await deadline.wait(sending)
         except TimeoutError:

@@ -100,6 +100,15 @@ def _publisher_group(identity: str) -> str:
     return hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()[:6]
 
 
+def queue_partition(key: str, partitions: int) -> int:
+    """The queue partition of an event's identity (its ``record_key``): a stable hash of the
+    identity (the last eight hex digits of its digest, independent of the digit that chose its
+    table partition) modulo ``partitions``, so that replays and retries meet the same queue."""
+    if partitions <= 1:
+        return 0
+    return int(key[-8:], 16) % partitions
+
+
 def partition_of(key: str) -> str:
     """The partition a key's record is stored in: the publisher's group (six hex digits of a
     hash of its identity) and one of ``PUBLISHER_PARTITIONS`` digits chosen by the identity, so

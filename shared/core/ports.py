@@ -114,11 +114,12 @@ class PolicyLookup(Protocol):
 class EventSink(Protocol):
     #: The largest message (UTF-8 bytes of the event's JSON) one ``send`` can store.
     max_message_bytes: int
-    #: Where messages go (the queue's name), for telemetry.
-    destination: str
+    #: Where messages go: the queues' names, one per partition (one without partitions).
+    destinations: Sequence[str]
 
-    async def send(self, message: bytes) -> None:
-        """Store one message durably, or raise QueueUnavailable."""
+    async def send(self, message: bytes, partition: int = 0) -> None:
+        """Store one message durably on the queue of ``partition`` (an index into
+        ``destinations``), or raise QueueUnavailable."""
         ...
 
     async def close(self) -> None: ...

@@ -37,6 +37,7 @@ from shared.core.idempotency import (
     Polls,
     UncertainClaim,
     content_of,
+    queue_partition,
     record_key,
 )
 from shared.core.model import (
@@ -426,13 +427,16 @@ class PublishSteps:
         claim: Claim | None,
         report: PublishReport,
         commits: HeldCommits | None = None,
+        partition: int = 0,
     ) -> None:
-        """The event on the queue within the deadline (its data first, when claim-checked).
-        Raises QueueUnavailable or BlobsUnavailable."""
+        """The event on the queue within the deadline (its data first, when claim-checked), on
+        the queue of ``partition``. Raises QueueUnavailable or BlobsUnavailable."""
         started = time.perf_counter()
         outcome = "failed"
         try:
-            attributes = self._enqueue_attributes(read) if self.telemetry.enabled else None
+            attributes = (
+                self._enqueue_attributes(read, partition) if self.telemetry.enabled else None
+            )
             with self.telemetry.step("enqueue", attributes, "producer"):
                 await self.delivery.send(
                     read.message,
@@ -440,18 +444,19 @@ class PublishSteps:
                     claim=claim,
                     claim_check=read.claim_check,
                     commits=commits,
+                    partition=partition,
                 )
             outcome = "stored"
         finally:
             report.sends.append((time.perf_counter() - started, outcome))
 
-    def _enqueue_attributes(self, read: ReadEvent) -> dict[str, Any]:
+    def _enqueue_attributes(self, read: ReadEvent, partition: int) -> dict[str, Any]:
         """The enqueue span's attributes (OpenTelemetry's messaging semantic conventions)."""
         return {
             "messaging.system": "azure_storage_queue",
             "messaging.operation.type": "send",
             "messaging.operation.name": "send_message",
-            "messaging.destination.name": self.ports.sink.destination,
+            "messaging.destination.name": self.ports.sink.destinations[partition],
             "messaging.message.body.size": len(read.message),
             "cloudevents.event_id": read.event.id,
             "events.claim_check": read.claim_check is not None,
@@ -499,5 +504,19 @@ class PublishSteps:
                     return claimed
             if before_send is not None:
                 await before_send(claimed)
-            await self.enqueue(read, deadline or self.deadline(), claimed, report, commits)
+            await self.enqueue(
+                read,
+                deadline or self.deadline(),
+                claimed,
+                report,
+                commits,
+                self._partition(publisher, read),
+            )
         return PUBLISHED
+
+    def _partition(self, publisher: Publisher, read: ReadEvent) -> int:
+        """The queue of the event: one of the sink's, chosen by its identity."""
+        partitions = len(self.ports.sink.destinations)
+        if partitions <= 1:
+            return 0
+        return queue_partition(record_key(publisher, read.event), partitions)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import re
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from shared.adapters.queue import partition_queues
 from shared.app.settings import TABLE_PREFIX_PATTERN, Settings
 from tests.infra.bicep import (
     INFRA,
@@ -428,8 +430,13 @@ def test_records_tables_get_a_private_endpoint_and_dns_zone_with_vnet() -> None:
 def test_events_queue_and_deployment_container_are_created() -> None:
     queue = only_resource_of_type("Microsoft.Storage/storageAccounts/queueServices/queues")
     assert queue.file == STORAGE
-    assert queue.body["name"] == "queueName"
+    # one queue per partition: queueName itself for one, queueName-<i> for more
+    assert queue.loop["detail"] == {"item_name": "name", "array_name": "queueNames"}
+    assert queue.body["name"] == "name"
+    assert_partition_names(STORAGE)
     assert modules()["storage"][1]["queueName"] == "eventsQueueName"
+    assert modules()["storage"][1]["queuePartitions"] == "eventsQueuePartitions"
+    assert parameter_default("eventsQueuePartitions") == 1
     assert parameter_default("eventsQueueName") == Settings.model_fields["queue_name"].default
     # Two containers: this one and the claim check's data (tests/infra/test_claim_check_infra.py).
     container = resource(STORAGE, "deploymentContainer")
@@ -650,10 +657,37 @@ def test_role_definition_ids_are_the_documented_ones() -> None:
             assert role not in text, f"{path.name} grants a broader role {role}"
 
 
-def _scope_type(assignment: Resource) -> str:
+def assert_partition_names(path: Path) -> None:
+    """``queueNames`` is the queue itself for one partition, ``<queueName>-<i>`` for more: the
+    names shared/adapters/queue.py ``partition_queues`` gives."""
+    names = parse(path)["variables"]["queueNames"]["value"]
+    assert names["loop_type"]["detail"]["array_name"] == {
+        "function": {"type": "range", "parameters": {"start_index": 0, "count": "queuePartitions"}}
+    }
+    text = path.read_text(encoding="utf-8")
+    assert (
+        "var queueNames = [for i in range(0, queuePartitions): (queuePartitions == 1) ? "
+        "queueName : '${queueName}-${i}']"
+    ) in text
+    assert partition_queues("q", 1) == ["q"]
+    assert partition_queues("q", 3) == ["q-0", "q-1", "q-2"]
+
+
+def _scope_symbol(assignment: Resource) -> str:
+    """The resource symbol an assignment is scoped to (``eventsQueues[i]`` in a loop: the
+    symbol of the loop's resources)."""
     scope = assignment.body["scope"]
+    if isinstance(scope, dict):
+        operands = scope["operator"]["operands"]
+        assert scope["operator"]["type"] == "index_accessor"
+        assert operands["operand_2"] == "i"
+        scope = operands["operand_1"]
     assert isinstance(scope, str), f"{assignment.symbol}: scope must be a resource symbol"
-    return resource(assignment.file, scope).type
+    return scope
+
+
+def _scope_type(assignment: Resource) -> str:
+    return resource(assignment.file, _scope_symbol(assignment)).type
 
 
 @pytest.mark.parametrize(
@@ -684,15 +718,25 @@ def test_app_identity_roles_are_narrowly_scoped(symbol: str, role: str, scope_ty
     # Deterministic name: guid(scope id, principal, role), so a re-deployment is idempotent.
     guid = assignment.body["name"]["function"]
     assert guid["type"] == "guid"
-    assert property_path(guid["parameters"]["base_string"]) == [assignment.body["scope"], "id"]
+    base = guid["parameters"]["base_string"]
+    if assignment.loop is not None:  # one per queue: guid(eventsQueues[i].id, ...)
+        assert base["operator"]["operands"]["operand_2"] == "id"
+        assert _scope_symbol(assignment) == "eventsQueues"
+    else:
+        assert property_path(base) == [assignment.body["scope"], "id"]
     assert guid["parameters"]["extra_string_1"] == "appPrincipalId"
     assert property_path(guid["parameters"]["extra_string_2"])[0] == "roles"
 
 
 def test_the_events_queue_role_targets_the_configured_queue() -> None:
-    queue = resource(RBAC, "eventsQueue")
+    queue = resource(RBAC, "eventsQueues")
     assert queue.existing
-    assert queue.body == {"parent": "queueService", "name": "queueName"}
+    assert queue.body == {"parent": "queueService", "name": "name"}
+    assert queue.loop["detail"] == {"item_name": "name", "array_name": "queueNames"}
+    assert_partition_names(RBAC)
+    sender = resource(RBAC, "appQueueMessageSender")  # on every partition's queue
+    assert sender.loop["detail"]["array_name"] == "queueNames"
+    assert modules()["rbac"][1]["queuePartitions"] == "eventsQueuePartitions"
     assert modules()["rbac"][1]["queueName"]["operator"]["operands"]["operand_2"]["operator"][
         "operands"
     ] == {"operand_1": "outputs", "operand_2": "queueName"}
@@ -772,8 +816,12 @@ def test_developer_data_roles_only_on_request() -> None:
 
 def test_deploying_user_gets_queue_reader_only_on_request() -> None:
     assignment = resource(RBAC, "userQueueReader")
-    assert assignment.condition["operator"]["operands"]["operand_1"] == "grantUserQueueReader"
-    assert assignment.body["scope"] == "eventsQueue"
+    # on every partition's queue, and only on request: the loop runs over no queue otherwise
+    chosen = assignment.loop["detail"]["array_name"]["operator"]["operands"]
+    assert chosen == {"condition": "readQueues", "true_value": "queueNames", "false_value": []}
+    text = RBAC.read_text(encoding="utf-8")
+    assert "var readQueues = grantUserQueueReader && !empty(userPrincipalId)" in text
+    assert _scope_symbol(assignment) == "eventsQueues"
     assert assignment.properties["principalId"] == "userPrincipalId"
     assert assignment.properties["principalType"] == "userPrincipalType"
     rbac = modules()["rbac"][1]

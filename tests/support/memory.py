@@ -266,7 +266,7 @@ class MemoryQueue:
     """An ``EventSink`` that keeps its messages in a list."""
 
     max_message_bytes = 48 * 1024
-    destination = "memory"
+    destinations = ("memory",)
 
     def __init__(self, gate: Gate | None = None, clock: Callable[[], float] = lambda: 0.0) -> None:
         self.messages: list[bytes] = []
@@ -279,7 +279,7 @@ class MemoryQueue:
         self.messages.append(message)
         self.stored_at.append(self._clock())
 
-    async def send(self, message: bytes) -> None:
+    async def send(self, message: bytes, partition: int = 0) -> None:
         if self.gate is None:
             self._store(message)
             return

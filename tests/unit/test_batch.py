@@ -54,7 +54,7 @@ class CountingSink:
     """Counts the sends in flight; each waits until ``release`` is set."""
 
     max_message_bytes = 49152
-    destination = "in-memory"
+    destinations = ("in-memory",)
 
     def __init__(self, *, release: asyncio.Event) -> None:
         self.release = release
@@ -64,7 +64,7 @@ class CountingSink:
         self.most_in_flight = 0
         self.sent: list[bytes] = []
 
-    async def send(self, message: bytes) -> None:
+    async def send(self, message: bytes, partition: int = 0) -> None:
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         if self.in_flight >= MAX_SENDS_IN_FLIGHT:
@@ -164,9 +164,9 @@ async def test_each_send_has_its_own_budget_from_when_it_starts() -> None:
     release.set()
     slow_send = sink.send
 
-    async def send(message: bytes) -> None:
+    async def send(message: bytes, partition: int = 0) -> None:
         await asyncio.sleep(0.03)  # 60% of the budget, each
-        await slow_send(message)
+        await slow_send(message, partition)
 
     sink.send = send  # type: ignore[method-assign]
     response = await pipeline(sink, issuer, budget=0.05).handle(batch_request(issuer, 64))
