@@ -13,7 +13,9 @@ load generator runs
   ``replay``: the same requests again (same ids, same content), every answer due to be a 200
   with ``Idempotent-Replayed: true`` and nothing added to the queue (it is counted before and
   after);
-- ``ours-no-dedup``: de-duplication off.
+- ``ours-no-dedup``: de-duplication off;
+- ``dry-run``: the same new events as ``ours`` would send, as dry runs (``?validateOnly=true``,
+  de-duplication on: every check and a read of each identity's record), none due on the queue.
 
 Besides throughput and latency, the CPU that the dev host and Azurite (its three services
 together; in Azure, the storage service's) spent per request, warm-up included.
@@ -29,7 +31,7 @@ from bench.endtoend import LevelResult, measure_run, rotated, specs
 from bench.events import typical
 from bench.services import QUEUE, RAW_QUEUE, Stack, ours_case
 
-TARGETS = ("raw", "raw-floor", "ours", "ours-no-dedup")
+TARGETS = ("raw", "raw-floor", "ours", "ours-no-dedup", "dry-run")
 #: The dev host without de-duplication.
 NO_DEDUP = {"EVENTS_IDEMPOTENCY_WINDOW_HOURS": "0"}
 
@@ -59,6 +61,11 @@ def measure(
                 }
                 if target.startswith("raw"):
                     run = measure_run(stack, made[target](**options), queue=RAW_QUEUE)
+                elif target == "dry-run":
+                    spec = made["ours"](url=f"{stack.url}?validateOnly=true", **options)
+                    run = measure_run(stack, spec, queue=None)
+                    run["enqueued_expected"] = 0  # a dry run publishes nothing
+                    run["on_queue"] = stack.count_and_reset(QUEUE)
                 elif target == "ours-no-dedup":
                     spec = made["ours"](url=f"{other.url}/events", **options)
                     run = measure_run(stack, spec, pid=other.process.pid)

@@ -444,12 +444,22 @@ def telemetry_table(result: TelemetryResult, http: LevelResult) -> list[str]:
 
 
 def floor_rows(dedup: LevelResult) -> list[str]:
-    """The summary's rows against the storage floor (none in results saved before it)."""
+    """The summary's rows against the storage floor and of dry runs (none in results saved
+    before them)."""
+    rows = []
+    if dedup.has("dry-run"):
+        dry, new = (dedup.cpu_us_per_event(t) for t in ("dry-run", "ours"))
+        rows.append(
+            f"a dry run (`?validateOnly=true`), dev host CPU | {dry:.0f} µs | {new:.0f} µs "
+            "(the publish of a new event) | "
+            + _judged(targets.DRY_RUN, dry / new, dedup.total("dry-run", "errors"))
+        )
     if not dedup.has("raw-floor"):
-        return []
+        return rows
     on, floor = (dedup.median(t, "throughput") for t in ("ours", "raw-floor"))
     on_cpu, floor_cpu = (dedup.cpu_us_per_event(t) for t in ("ours", "raw-floor"))
     return [
+        *rows,
         f"dev host CPU per new event, de-duplication on, against the storage floor | "
         f"{on_cpu:.0f} µs | {floor_cpu:.0f} µs (insert, send, update; load generator) | "
         + _judged(targets.FLOOR_CPU, on_cpu / floor_cpu, dedup.total("raw-floor", "errors")),
@@ -465,6 +475,7 @@ def dedup_table(level: LevelResult) -> list[str]:
         "ours": "de-duplication on (`make serve`)",
         "ours-no-dedup": "de-duplication off (`EVENTS_IDEMPOTENCY_WINDOW_HOURS=0`)",
         "replay": "replays of the events of *on*",
+        "dry-run": "dry runs of new events (`?validateOnly=true`)",
     }
 
     def row(target: str) -> str:
