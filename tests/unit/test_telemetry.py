@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from shared.app.telemetry import OpenTelemetry, telemetry_for
+from shared.core.report import PublishReport
 from shared.core.telemetry import NoTelemetry
 from shared.core.tracecontext import Parent, parse_traceparent
 
@@ -161,3 +162,26 @@ def test_the_dev_hosts_otel_traces_exporter_switch(
     assert id_length == "32"
     assert (int(printed) > 0) is prints
     assert names_the_span == str(prints)
+
+
+def test_dry_runs_are_told_apart_in_the_span_the_metrics_and_the_log_line() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    telemetry = OpenTelemetry(provider, MeterProvider(metric_readers=[reader]))
+    dry = PublishReport("00-" + "1" * 32 + "-" + "2" * 16 + "-01", mode="structured")
+    dry.validate_only, dry.replayed, dry.status = True, True, 200
+    real = PublishReport("00-" + "3" * 32 + "-" + "4" * 16 + "-01", mode="structured")
+    real.replayed, real.status = True, 200
+    for report in (dry, real):
+        with telemetry.publish("publish", None) as span:
+            telemetry.finished(report, span)
+    spans = exporter.get_finished_spans()
+    assert [dict(s.attributes or {}).get("events.validate_only") for s in spans] == [True, None]
+    points = metric_points(reader)
+    by_dry = {a["events.validate_only"]: v for a, v in points["events.published"]}
+    assert by_dry == {True: 1, False: 1}
+    assert points["events.replays"] == [({}, 1)]  # a dry run's "would be a replay" is not one
+    assert dry.log_line().startswith("validate_only=true ")
+    assert "validate_only" not in real.log_line()
