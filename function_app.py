@@ -2,7 +2,7 @@
 response types and the product's. All behaviour lives in ``shared/`` (docs/architecture.md)."""
 
 import logging
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import azure.functions as func
 
@@ -36,7 +36,9 @@ async def publish_event(req: func.HttpRequest, context: func.Context) -> func.Ht
         body=req.get_body(),
         trace_parent=trace_context.trace_parent or None,
         trace_state=trace_context.trace_state or None,
-        query=url.query,
+        # the URL's own query string (a repeated or empty parameter stays visible); the host's
+        # parsed params only if a host ever hands over a URL without it
+        query=url.query or urlencode(dict(req.params)),
     )
     response = await handle(request)
     return func.HttpResponse(

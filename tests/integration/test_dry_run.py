@@ -274,3 +274,20 @@ async def test_dry_runs_count_against_the_lookup_budget(
         assert response.headers["Validate-Only"] == "true"
     assert statuses[:2] == [403, 403]  # looked up: not registered
     assert 429 in statuses[2:]
+
+
+async def test_the_hosts_parsed_parameters_count_when_its_url_has_no_query(post: Post) -> None:
+    """A host that hands over the parameters but a URL without its query still gets a dry run
+    (``post`` for its environment and its clean-up)."""
+    from tests.integration.conftest import publish_function  # the real handler
+
+    request = func.HttpRequest(
+        "POST",
+        "http://localhost:7071/events",
+        headers={"Content-Type": "application/cloudevents+json"},
+        params={"validateOnly": "true"},
+        body=encode_compact(event(id="dry-params")),
+    )
+    response = await publish_function()(request)
+    assert response.status_code == 401  # no token: the answer of a dry run all the same
+    assert response.headers["Validate-Only"] == "true"
