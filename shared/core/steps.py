@@ -74,7 +74,8 @@ Claimer = Callable[[str, Content, Polls], Awaitable[Claim | Reservation]]
 #: together. Raises RecordsUnavailable when the records give no answer.
 Peeker = Callable[[str, Content, Polls], Awaitable[Reservation]]
 
-#: The query parameter that makes a request a dry run (docs/contract.md, "Dry run").
+#: The query parameter that makes a request a dry run (docs/contract.md and docs/errors.md,
+#: "Dry run").
 VALIDATE_ONLY = "validateOnly"
 
 
