@@ -60,23 +60,37 @@ def has_blob_endpoint(connection_string: str) -> bool:
     return reaches_service(connection_string, "blob")
 
 
-#: Azurite's well-known development account (what ``UseDevelopmentStorage=true`` means).
+#: Azurite's well-known development account (what ``UseDevelopmentStorage=true`` means), and its
+#: services' ports.
 _DEVELOPMENT_ACCOUNT = (
     "devstoreaccount1",
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==",
-    "http://127.0.0.1:10002/devstoreaccount1",
 )
+_DEVELOPMENT_PORTS = {"blob": 10000, "queue": 10001, "table": 10002}
+
+
+def service_endpoint(connection_string: str, service: str) -> tuple[str, str | None, str, str]:
+    """What a connection string names for ``service`` ("queue" or "table"): the account name,
+    its key (None when it has a shared access signature instead), the service's endpoint (no
+    trailing slash) and the signature's query ("" with a key)."""
+    parts = _connection_parts(connection_string)
+    if parts.get("usedevelopmentstorage", "").lower() == "true":
+        development, development_key = _DEVELOPMENT_ACCOUNT
+        port = _DEVELOPMENT_PORTS[service]
+        return development, development_key, f"http://127.0.0.1:{port}/{development}", ""
+    named = parts.get(f"{service}endpoint")
+    account = parts.get("accountname") or (named or "").split("//", 1)[-1].split(".", 1)[0]
+    endpoint = named or (
+        f"{parts.get('defaultendpointsprotocol', 'https')}://{account}.{service}."
+        f"{parts.get('endpointsuffix', 'core.windows.net')}"
+    )
+    signature = parts.get("sharedaccesssignature", "").lstrip("?")
+    key = None if signature else parts["accountkey"]
+    return account, key, endpoint.rstrip("/"), signature
 
 
 def table_endpoint(connection_string: str) -> tuple[str, str, str]:
     """The account name, key and table endpoint a connection string names."""
-    parts = _connection_parts(connection_string)
-    if parts.get("usedevelopmentstorage", "").lower() == "true":
-        return _DEVELOPMENT_ACCOUNT
-    account, key = parts["accountname"], parts["accountkey"]
-    endpoint = parts.get("tableendpoint")
-    if endpoint is None:
-        protocol = parts.get("defaultendpointsprotocol", "https")
-        suffix = parts.get("endpointsuffix", "core.windows.net")
-        endpoint = f"{protocol}://{account}.table.{suffix}"
-    return account, key, endpoint.rstrip("/")
+    account, key, endpoint, _ = service_endpoint(connection_string, "table")
+    assert key is not None, "the records table is reached with an account key or an identity"
+    return account, key, endpoint

@@ -8,41 +8,36 @@ shared/core/idempotency.py), RowKey the key, and the record's fields (``fingerpr
 
 The calls are the Table service's REST operations (Insert Entity, Get Entity, Update Entity with
 ``If-Match``, Delete Entity, Query Entities, an entity group transaction (``$batch``), Query
-Tables, Create and Delete Table), sent through an azure-core
-pipeline built here from public parts: the credential (Shared Key from a connection string, or
-the managed identity's bearer token), azure-core's retry and tracing policies and its aiohttp
-transport. The Tables SDK's generated layer is not used: its (de)serialisation cost about a
-third of each call's CPU, and a record needs none of it.
+Tables, Create and Delete Table), sent through the storage HTTP client
+(shared/adapters/storage_http.py: aiohttp, Shared Key from a connection string or the managed
+identity's bearer token, two retries of a busy answer or an unopened connection). Neither the
+Tables SDK's generated layer (its (de)serialisation cost about a third of each call's CPU) nor
+azure-core's pipeline (another third) is used: a record needs none of it.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.utils import formatdate
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 from uuid import uuid4
 
 import orjson
-from azure.core.exceptions import AzureError
-from azure.core.pipeline import AsyncPipeline, PipelineRequest
-from azure.core.pipeline.policies import (
-    AsyncBearerTokenCredentialPolicy,
-    AsyncRetryPolicy,
-    DistributedTracingPolicy,
-    HeadersPolicy,
-    SansIOHTTPPolicy,
-)
-from azure.core.pipeline.transport import AioHttpTransport
-from azure.core.rest import HttpRequest
 
 from shared.adapters.common import environment_configures_http, has_table_endpoint, table_endpoint
+from shared.adapters.storage_http import (
+    Answer,
+    AnswerLost,
+    Authorization,
+    BearerToken,
+    NotReached,
+    StorageHttp,
+    TableSharedKey,
+    describe,
+)
 from shared.core.idempotency import partition_of
 from shared.core.model import Record, RecordState, Stored
 from shared.core.ports import (
@@ -64,49 +59,11 @@ _WITH_ETAGS = "application/json;odata=minimalmetadata"  # a query's entities car
 _DOUBLE = "Edm.Double"
 
 
-class SharedKeyPolicy(SansIOHTTPPolicy[HttpRequest, Any]):
-    """Signs a request with the account key: the Table service's Shared Key scheme
-    (learn.microsoft.com/rest/api/storageservices/authorize-with-shared-key, "Table service"):
-    HMAC-SHA256 over the verb, Content-MD5, Content-Type, date and canonical resource."""
-
-    def __init__(self, account: str, key: str) -> None:
-        self._account = account
-        self._key = base64.b64decode(key)
-
-    def on_request(self, request: PipelineRequest[HttpRequest]) -> None:
-        http = request.http_request
-        date = formatdate(usegmt=True)
-        http.headers["x-ms-date"] = date
-        parts = urlsplit(http.url)
-        resource = f"/{self._account}{parts.path}"
-        if "comp=" in parts.query:
-            comp = next(p for p in parts.query.split("&") if p.startswith("comp="))
-            resource += "?" + comp
-        to_sign = "\n".join(
-            (
-                http.method,
-                http.headers.get("Content-MD5", ""),
-                http.headers.get("Content-Type", ""),
-                date,
-                resource,
-            )
-        )
-        signature = hmac.new(self._key, to_sign.encode("utf-8"), hashlib.sha256).digest()
-        http.headers["Authorization"] = (
-            f"SharedKey {self._account}:{base64.b64encode(signature).decode('ascii')}"
-        )
-
-
-class _DatePolicy(SansIOHTTPPolicy[HttpRequest, Any]):
-    def on_request(self, request: PipelineRequest[HttpRequest]) -> None:
-        request.http_request.headers["x-ms-date"] = formatdate(usegmt=True)
-
-
 class TableStorage:
     """``RecordTables`` on Azure Table Storage; see the module docstring."""
 
-    def __init__(self, pipeline: AsyncPipeline[HttpRequest, Any], endpoint: str) -> None:
-        self._pipeline = pipeline
+    def __init__(self, http: StorageHttp, endpoint: str) -> None:
+        self._http = http
         self._endpoint = endpoint.rstrip("/")
 
     @classmethod
@@ -120,36 +77,35 @@ class TableStorage:
     ) -> TableStorage:
         """The table service of a connection string (its ``TableEndpoint``), else of an account
         URL with ``credential`` (the managed identity's). ``transport_options`` go to the
-        aiohttp transport (tests pass ``connection_verify``). Call it inside the event loop that
-        will use the store."""
+        client (``connection_verify``, ``connection_timeout``, ``read_timeout``,
+        ``trust_env``: shared/adapters/storage_http.py; tests pass ``connection_verify``).
+        Call it inside the event loop that will use the store."""
         options: dict[str, Any] = {
             "connection_timeout": 2.0,
             "read_timeout": 10.0,
-            # as the queue's client (shared/adapters/queue.py): without proxy variables or a
-            # netrc file, aiohttp's per-request lookup of both finds nothing: switched off
-            "use_env_settings": environment_configures_http(),
+            # as the queue's (shared/adapters/queue.py): without proxy variables or a netrc
+            # file, aiohttp's per-request lookup of both finds nothing: switched off
+            "trust_env": environment_configures_http(),
             **transport_options,
         }
-        authentication: Any
+        authorization: Authorization
         if connection_string is not None and has_table_endpoint(connection_string):
             account, key, endpoint = table_endpoint(connection_string)
-            authentication = [SharedKeyPolicy(account, key)]
+            authorization = TableSharedKey(account, key)
         else:
             assert account_url is not None
             endpoint = account_url
-            authentication = [
-                _DatePolicy(),
-                AsyncBearerTokenCredentialPolicy(credential, STORAGE_SCOPE),
-            ]
-        policies: list[Any] = [
-            HeadersPolicy({"x-ms-version": API_VERSION, "DataServiceVersion": "3.0"}),
+            authorization = BearerToken(credential, STORAGE_SCOPE)
+        http = StorageHttp(
+            authorization,
+            headers={"x-ms-version": API_VERSION, "DataServiceVersion": "3.0"},
             # connections that could not be opened, and the service's busy answers: a
             # repeated write is recognised by its owner (shared/core/idempotency.py)
-            AsyncRetryPolicy(retry_total=2, retry_backoff_factor=0.1, retry_read=0),
-            *authentication,
-            DistributedTracingPolicy(),
-        ]
-        return cls(AsyncPipeline(AioHttpTransport(**options), policies), endpoint)
+            status_retries=2,
+            retry_pause=0.1,
+            **options,
+        )
+        return cls(http, endpoint)
 
     # -- the port ---------------------------------------------------------------------------------
 
@@ -256,7 +212,7 @@ class TableStorage:
             raise _unavailable(response)
 
     async def close(self) -> None:
-        await self._pipeline.__aexit__()
+        await self._http.close()
 
     # -- inside -----------------------------------------------------------------------------------
 
@@ -274,21 +230,15 @@ class TableStorage:
         email package, which cost about six times the CPU of the writes themselves."""
         boundary = f"batch_{uuid4()}"
         body = _batch_body(self._endpoint, table, writes, boundary, f"changeset_{uuid4()}")
-        request = HttpRequest(
-            "POST",
-            f"{self._endpoint}/$batch",
-            headers={
-                "Content-Type": f"multipart/mixed; boundary={boundary}",
-                "MaxDataServiceVersion": "3.0",
-                "Accept": _JSON,
-            },
-            content=body,
-        )
+        headers = {
+            "Content-Type": f"multipart/mixed; boundary={boundary}",
+            "MaxDataServiceVersion": "3.0",
+            "Accept": _JSON,
+        }
         try:
-            answer = await self._pipeline.run(request)
-        except (AzureError, OSError) as error:
-            raise RecordsUnavailable(_first_line(error)) from None
-        response = answer.http_response
+            response = await self._http.request("POST", f"{self._endpoint}/$batch", headers, body)
+        except (NotReached, AnswerLost) as error:
+            raise RecordsUnavailable(describe(error)) from None
         if response.status_code != 202:
             raise _unavailable(response)
         parts = _batch_parts(response.content)
@@ -305,7 +255,7 @@ class TableStorage:
         prefer: bool = False,
         if_match: str | None = None,
         accept: str | None = None,
-    ) -> Any:
+    ) -> Answer:
         headers = {"Accept": accept or _JSON}
         if body is not None:
             headers["Content-Type"] = _JSON
@@ -313,19 +263,17 @@ class TableStorage:
             headers["Prefer"] = "return-no-content"  # an insert: 204, the entity not echoed
         if if_match is not None:
             headers["If-Match"] = if_match
-        request = HttpRequest(method, self._endpoint + path, headers=headers, content=body)
         try:
-            answer = await self._pipeline.run(request)  # the body read in full (stream=False)
-            return answer.http_response
-        except (AzureError, OSError) as error:
-            raise RecordsUnavailable(_first_line(error)) from None
+            return await self._http.request(method, self._endpoint + path, headers, body)
+        except (NotReached, AnswerLost) as error:
+            raise RecordsUnavailable(describe(error)) from None
 
 
 def _entity_path(table: str, key: str) -> str:
     return f"/{table}(PartitionKey='{partition_of(key)}',RowKey='{key}')"
 
 
-def _continuation(response: Any) -> str | None:
+def _continuation(response: Answer) -> str | None:
     """The query string that asks for a query's next page, None when it was the last."""
     partition = response.headers.get("x-ms-continuation-NextPartitionKey")
     if not partition:
@@ -451,10 +399,6 @@ def _record(entity: dict[str, Any]) -> Record:
     )
 
 
-def _unavailable(response: Any) -> RecordsUnavailable:
+def _unavailable(response: Answer) -> RecordsUnavailable:
     code = response.headers.get("x-ms-error-code") or ""
     return RecordsUnavailable(f"the table service answered {response.status_code} {code}".strip())
-
-
-def _first_line(error: Exception) -> str:
-    return f"{type(error).__name__}: {error}".splitlines()[0]

@@ -113,4 +113,4 @@ async def test_a_token_storage_refuses_is_503(
         (response,) = await publish(issuer, tls, times=1)
     assert response.status == 503
     assert response.headers["Retry-After"]
-    assert "ClientAuthenticationError" in caplog.text
+    assert "the queue refused the credential: 403 AuthenticationFailed" in caplog.text

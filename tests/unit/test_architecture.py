@@ -7,8 +7,9 @@ inside functions and under ``TYPE_CHECKING``.
 - ``shared/subscriber.py`` imports nothing of the project (subscribers copy it);
 - ``shared/core/`` imports only the core, the CloudEvents layer and the subscriber's format, and
   no third-party package (checked in a fresh interpreter too);
-- ``shared/adapters/`` import the core and ``adapters.common``, never another adapter, never the
-  application's wiring;
+- ``shared/adapters/`` import the core, ``adapters.common`` and ``adapters.storage_http`` (the
+  storage services' HTTP client, which the table and queue adapters share), never another
+  adapter, never the application's wiring;
 - ``shared/app/`` may import all of them; nothing in ``shared/`` imports devtools, tests or bench;
 - nothing imports in a circle.
 
@@ -27,6 +28,9 @@ from pathlib import Path
 import pytest
 
 from devtools.azurite import ROOT
+
+#: What adapters share with each other (docs/architecture.md): every other adapter is private.
+SHARED_BY_ADAPTERS = ("shared.adapters.common", "shared.adapters.storage_http")
 
 PACKAGES = ("shared", "devtools", "bench", "tests")
 #: What each layer of shared/ may import of the project (besides itself).
@@ -127,7 +131,7 @@ def violations(root: Path = ROOT) -> list[str]:
             if target_layer is None or (target_layer == layer and layer != "adapters"):
                 continue
             if layer == "adapters" and target_layer == "adapters":
-                if target not in (module, "shared.adapters", "shared.adapters.common"):
+                if target not in (module, "shared.adapters", *SHARED_BY_ADAPTERS):
                     found.append(f"{module} imports {target}: an adapter imports another adapter")
                 continue
             if target_layer not in ALLOWED[layer]:
