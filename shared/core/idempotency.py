@@ -430,49 +430,76 @@ class IdempotentRecords:
     ) -> list[Claim | Reservation | UncertainClaim]:
         """Claims of several identities (a batch's, all different), each answered exactly as
         ``claim`` would answer it alone (an UncertainClaim returned, not raised), with few
-        calls: the next generation's records of them all read first (one query per partition
-        and 14 keys), which answers replays and conflicts; the others reserved together, one
-        transaction per partition. A transaction refused (one of its identities is recorded
-        already) is claimed again one identity at a time, and so are identities found in
-        flight (they are polled) and claims near a generation's end (they reserve in two
+        calls: they are reserved together, one transaction per partition (at most
+        MAX_TRANSACTION each), as each would be inserted alone. A transaction refused (one of
+        its identities is recorded already: a replay, mostly) is looked at: the next
+        generation's records of its identities are read (one query per partition and 14 keys),
+        which answers replays and conflicts; the rest are reserved together again, and claimed
+        one at a time if refused once more. Identities found in flight are claimed alone (they
+        are polled), and so are all of them near a generation's end (they reserve in two
         tables)."""
         if len(items) < 2 or self.generations.near_end(self.clock.time()):
             return list(await asyncio.gather(*(self._claim_alone(k, c, polls) for k, c in items)))
-        now = self.clock.time()
-        generation = self.generations.of(now)
-        keys = [key for key, _ in items]
-        try:
-            async with self.clock.timeout(self.budgets.claim):
-                later = await self.tables.read_many(self.generations.table(generation + 1), keys)
-        except (TimeoutError, RecordsUnavailable):
-            later = None
+        generation = self.generations.of(self.clock.time())
         answers: list[Claim | Reservation | UncertainClaim | None] = [None] * len(items)
+
+        async def reserve(indices: list[int]) -> None:
+            refused = await self._reserve_together(generation, items, indices, answers)
+            if refused:
+                await self._look_then_reserve(generation, items, refused, answers, polls)
+
+        await asyncio.gather(*(reserve(chunk) for chunk in _chunks(items)))
+        return [answer for answer in answers if answer is not None]
+
+    async def _look_then_reserve(
+        self,
+        generation: int,
+        items: Sequence[tuple[str, Content]],
+        indices: list[int],
+        answers: list[Claim | Reservation | UncertainClaim | None],
+        polls: Polls,
+    ) -> None:
+        """Claim ``indices`` whose transaction was refused. The next generation's records of
+        them are read (where a commit of this generation is); what they do not answer, this
+        generation's (where a commit of the last one is, and the reservations). Replays and
+        conflicts are answered from them; identities with no record are reserved together
+        again; the rest are claimed alone (in flight: polled; a record that no longer counts:
+        taken over; a refusal again, or records that could not be read)."""
         alone: list[int] = []
-        groups: dict[str, list[int]] = {}
-        for index, (key, content) in enumerate(items):
-            stored = later.get(key) if later is not None else None
-            found = verdict(stored.record, content, now, self.window) if stored else None
-            if found is Reservation.REPLAY or found is Reservation.CONFLICT:
-                answers[index] = found
-            elif found is Reservation.IN_FLIGHT or later is None:
-                alone.append(index)
-            else:
-                groups.setdefault(partition_of(key), []).append(index)
+        again = indices
+        for table in (generation + 1, generation):
+            now = self.clock.time()
+            keys = [items[i][0] for i in again]
+            try:
+                async with self.clock.timeout(self.budgets.claim):
+                    recorded = await self.tables.read_many(self.generations.table(table), keys)
+            except (TimeoutError, RecordsUnavailable):
+                alone += again
+                again = []
+                break
+            unrecorded: list[int] = []
+            for index in again:
+                key, content = items[index]
+                stored = recorded.get(key)
+                found = verdict(stored.record, content, now, self.window) if stored else None
+                if found is Reservation.REPLAY or found is Reservation.CONFLICT:
+                    answers[index] = found
+                elif stored is None or (table == generation + 1 and found is None):
+                    unrecorded.append(index)  # this generation's records may still tell
+                else:
+                    alone.append(index)
+            again = unrecorded
+            if not again:
+                break
+        if len(again) > 1:
+            alone += await self._reserve_together(generation, items, again, answers)
+        else:
+            alone += again
 
         async def claim_alone(index: int) -> None:
             answers[index] = await self._claim_alone(*items[index], polls)
 
-        async def reserve(indices: list[int]) -> None:
-            refused = await self._reserve_together(generation, items, indices, answers)
-            await asyncio.gather(*(claim_alone(index) for index in refused))
-
-        chunks = [
-            indices[start : start + MAX_TRANSACTION]
-            for indices in groups.values()
-            for start in range(0, len(indices), MAX_TRANSACTION)
-        ]
-        await asyncio.gather(*(claim_alone(i) for i in alone), *(reserve(c) for c in chunks))
-        return [answer for answer in answers if answer is not None]
+        await asyncio.gather(*(claim_alone(index) for index in alone))
 
     async def _claim_alone(
         self, key: str, content: Content, polls: Polls
@@ -767,3 +794,16 @@ def _first_line(error: BaseException) -> str:
 
 def _reason(error: BaseException) -> str:
     return str(error) if isinstance(error, RecordsUnavailable) else "no answer in time"
+
+
+def _chunks(items: Sequence[tuple[str, object]]) -> list[list[int]]:
+    """The indices of ``items`` by their key's partition, in runs of at most MAX_TRANSACTION:
+    the groups one transaction each can hold."""
+    groups: dict[str, list[int]] = {}
+    for index, (key, _) in enumerate(items):
+        groups.setdefault(partition_of(key), []).append(index)
+    return [
+        indices[start : start + MAX_TRANSACTION]
+        for indices in groups.values()
+        for start in range(0, len(indices), MAX_TRANSACTION)
+    ]
