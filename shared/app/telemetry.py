@@ -48,7 +48,7 @@ class _Step:
     ended at once, a child of the current (publish) span, with every attribute the step set
     given at its start. It is never made the current span, which saves making and restoring a
     context per step (about a fifth of a span's cost in the SDK); what the step calls (the
-    Azure SDK's own spans, when Azure SDK tracing is on) is then a child of the publish span,
+    blob SDK's own spans, when Azure SDK tracing is on) is then a child of the publish span,
     next to the step's span, not under it."""
 
     __slots__ = ("_attributes", "_kind", "_name", "_started", "_tracer")
