@@ -9,8 +9,8 @@ these calls need is small and is all here:
 - **Authorization**: Shared Key for the Table service (``TableSharedKey``) or for queues
   (``QueueSharedKey``), the managed identity's bearer token (``BearerToken``, kept until five
   minutes before it expires), or nothing when the URL carries a SAS (``NoAuthorization``).
-- **Timeouts**: ``connection_timeout`` to get a connection (from the pool, or a new one), and
-  ``read_timeout`` between bytes of the answer.
+- **Timeouts**: ``connection_timeout`` to open a new connection (not the wait for a free one of
+  the pool's 100), and ``read_timeout`` between bytes of the answer.
 - **Retries**: a connection that could not be opened is opened again (``connect_attempts``,
   ``connect_pause`` apart: nothing had left); an answer that says the service is busy or failed
   (``RETRIED_STATUSES``) is asked again ``status_retries`` times, ``retry_pause`` apart. A
@@ -220,8 +220,10 @@ class StorageHttp:
     ) -> None:
         self._authorization = authorization
         self._headers = dict(headers)
+        # a new connection's opening is timed, not the wait for a free one (the caller's deadline
+        # bounds that, shared/core/delivery.py): a send queued behind others is not unreached
         self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=connection_timeout, sock_read=read_timeout
+            total=None, sock_connect=connection_timeout, sock_read=read_timeout
         )
         self._status_retries = status_retries
         self._retry_pause = retry_pause
