@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     batch_timeout_seconds: float = Field(default=20.0, gt=0, le=600)
     idempotency_table: str = "eventids"
     table_account_url: str | None = None
+    #: The cyclic garbage collector's first threshold for the worker process (shared/app/
+    #: runtime.py ``tune_garbage_collection``); 0 leaves Python's (700).
+    gc_threshold: int = Field(default=10_000, ge=0, le=1_000_000)
 
     @field_validator(
         "audience",
