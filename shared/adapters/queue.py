@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from shared.adapters.common import environment_configures_http, service_endpoint
 from shared.adapters.storage_http import (
+    STORAGE_SCOPE,
     Answer,
     AnswerLost,
     Authorization,
@@ -38,7 +39,6 @@ MAX_EVENT_BYTES = QUEUE_MESSAGE_LIMIT // 4 * 3
 #: The Queue service's REST API version these calls are written for (Put Message and Create
 #: Queue have not changed since; bearer tokens need 2017-11-09 or later).
 API_VERSION = "2021-12-02"
-STORAGE_SCOPE = "https://storage.azure.com/.default"
 
 #: Error codes that mean the credential was refused (a 403 with them, too).
 _AUTHENTICATION_CODES = frozenset({"AuthenticationFailed", "InvalidAuthenticationInfo"})

@@ -39,6 +39,8 @@ import aiohttp
 
 #: The answers asked again: the service timed the request out, is busy, or failed inside.
 RETRIED_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+#: The scope of the managed identity's tokens for Azure Storage (tables, queues).
+STORAGE_SCOPE = "https://storage.azure.com/.default"
 #: A bearer token is renewed this long before it expires.
 TOKEN_RENEWAL_SECONDS = 300.0
 

@@ -29,6 +29,7 @@ import orjson
 
 from shared.adapters.common import environment_configures_http, has_table_endpoint, table_endpoint
 from shared.adapters.storage_http import (
+    STORAGE_SCOPE,
     Answer,
     AnswerLost,
     Authorization,
@@ -53,7 +54,6 @@ log = logging.getLogger("events.records")
 
 #: The Table service's REST API version these calls are written for.
 API_VERSION = "2019-02-02"
-STORAGE_SCOPE = "https://storage.azure.com/.default"
 _JSON = "application/json;odata=nometadata"
 _WITH_ETAGS = "application/json;odata=minimalmetadata"  # a query's entities carry their etags
 _DOUBLE = "Edm.Double"
