@@ -332,10 +332,31 @@ _STATUS_LINE = re.compile(rb"^HTTP/1\.[01] (\d{3})[^\r\n]*\r?\n", re.MULTILINE)
 _BOUNDARY_LINE = re.compile(rb"\r?\n--[^\r\n]*\s*$")
 
 
+#: A part's status line and its ETag header line, for reading a successful transaction's answer
+#: quickly (found after a line break: far cheaper than anchoring each line with MULTILINE).
+_QUICK_STATUS = re.compile(rb"\nHTTP/1\.[01] (\d{3})")
+_QUICK_ETAG = re.compile(rb"\n[Ee][Tt][Aa][Gg]:[ \t]*([^\r\n]*)")
+
+
 def _batch_parts(content: bytes) -> list[_Part]:
     """The answers inside a ``$batch`` answer, in order: one per write, or the one that failed.
-    Each runs from its status line to the next part's boundary: its headers, a blank line and
-    its body (the failed one's error in JSON)."""
+    A transaction that succeeded is read from its status and ETag lines alone (each write's
+    answer has one of each, and no body): the common case, at about a quarter of the CPU of
+    reading every part whole (``_parts_in_full``), which anything else is."""
+    statuses = _QUICK_STATUS.findall(content)
+    if statuses and all(status.startswith(b"2") for status in statuses):
+        etags = _QUICK_ETAG.findall(content)
+        if len(etags) == len(statuses):
+            return [
+                _Part(int(status), {"etag": etag.strip().decode("latin-1")}, b"")
+                for status, etag in zip(statuses, etags, strict=True)
+            ]
+    return _parts_in_full(content)
+
+
+def _parts_in_full(content: bytes) -> list[_Part]:
+    """Each part of a ``$batch`` answer, from its status line to the next part's boundary: its
+    headers, a blank line and its body (a failed one's error in JSON)."""
     parts = []
     starts = list(_STATUS_LINE.finditer(content))
     for number, found in enumerate(starts):

@@ -10,7 +10,13 @@ import email.policy
 
 import orjson
 
-from shared.adapters.tables import _batch_body, _batch_parts, _entity, _failed_part
+from shared.adapters.tables import (
+    _batch_body,
+    _batch_parts,
+    _entity,
+    _failed_part,
+    _parts_in_full,
+)
 from shared.core.model import Record, RecordState
 from shared.core.ports import Write
 
@@ -82,6 +88,16 @@ def test_an_answered_batch_gives_each_write_its_etag() -> None:
         "W/\"datetime'2026-12-07T10%3A00%3A00.2Z'\"",
     ]
     assert _failed_part(parts) is None
+
+
+def test_a_successful_answer_read_by_its_lines_is_what_reading_it_whole_gives() -> None:
+    quick, whole = _batch_parts(ANSWERED), _parts_in_full(ANSWERED)
+    assert [(p.status, p.headers["etag"]) for p in quick] == [
+        (p.status, p.headers["etag"]) for p in whole
+    ]
+    # a success that names no etag is read whole (and then lacks it, as the service said)
+    without = ANSWERED.replace(b"ETag:", b"X-Other:", 1)
+    assert [("etag" in p.headers) for p in _batch_parts(without)] == [False, True]
 
 
 def test_a_refused_batch_names_the_write_it_refused() -> None:
