@@ -178,13 +178,9 @@ class BearerToken:
                     try:
                         self._token = await self._credential.get_token(self._scope)
                     except Exception as error:  # azure-identity's errors, and its transport's
-                        if self._token is not None and self._token.expires_on > time.time():
-                            pass  # renewal failed; the token still holds for now
-                        else:
-                            raise NotReached(
-                                f"no token for storage: {type(error).__name__}: "
-                                f"{_first_line(error)}"
-                            ) from None
+                        if self._token is None or self._token.expires_on <= time.time():
+                            raise NotReached(f"no token for storage: {describe(error)}") from None
+                        # the renewal failed, but the token still holds for now
         headers["Authorization"] = f"Bearer {self._token.token}"
 
 
