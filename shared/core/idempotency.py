@@ -295,7 +295,9 @@ class IdempotentRecords:
         self.clock = clock
         #: ``commit_linger_seconds``: how long a commit waits for others of its partition (the
         #: runtime's is COMMIT_LINGER_SECONDS); None: only those of the same moment
-        self._commits = GroupedWrites(tables, commit_linger_seconds)
+        self._commits = GroupedWrites(
+            tables, commit_linger_seconds, clock=clock, budget_seconds=self.budgets.claim
+        )
 
     # -- a claim ---------------------------------------------------------------------------------
 
@@ -724,11 +726,17 @@ class GroupedWrites:
     others to join it for at most ``linger`` seconds (None: only those of the same moment, the
     event loop's turn), and a group is written at once when it is full (``MAX_TRANSACTION``).
     Everyone in a group learns the same outcome: its etag, TransactionRefused (then each is
-    written again alone, by its caller), or RecordsUnavailable."""
+    written again alone, by its caller), or RecordsUnavailable. A group's write is given up
+    after ``budget_seconds`` on ``clock``, as each of its writes alone would be by its caller:
+    a write that nobody waits for any more is not left to land at any later time."""
 
-    def __init__(self, tables: RecordTables, linger: float | None) -> None:
+    def __init__(
+        self, tables: RecordTables, linger: float | None, *, clock: Clock, budget_seconds: float
+    ) -> None:
         self._tables = tables
         self._linger = linger
+        self._clock = clock
+        self._budget = budget_seconds
         self._open: dict[tuple[str, str], _Group] = {}
         self._writing: set[asyncio.Future[None]] = set()
 
@@ -765,17 +773,20 @@ class GroupedWrites:
         if not waiting:
             return
         try:
-            if len(waiting) == 1:
-                write = waiting[0][0]
-                try:
-                    etags = [await self._tables.insert(table, write.key, write.record)]
-                except RecordExists:
-                    raise TransactionRefused(0) from None
-            else:
-                etags = await self._tables.transact(table, [write for write, _ in waiting])
+            async with self._clock.timeout(self._budget):
+                if len(waiting) == 1:
+                    write = waiting[0][0]
+                    try:
+                        etags = [await self._tables.insert(table, write.key, write.record)]
+                    except RecordExists:
+                        raise TransactionRefused(0) from None
+                else:
+                    etags = await self._tables.transact(table, [write for write, _ in waiting])
         except Exception as error:
             told: Exception = error
-            if not isinstance(error, TransactionRefused | RecordsUnavailable):
+            if isinstance(error, TimeoutError):
+                told = error = RecordsUnavailable(f"no answer within {self._budget:g} s")
+            elif not isinstance(error, TransactionRefused | RecordsUnavailable):
                 told = RecordsUnavailable(_first_line(error))
             for _, future in waiting:
                 if not future.done():

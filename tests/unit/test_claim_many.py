@@ -292,3 +292,34 @@ def test_a_full_group_is_written_at_once_and_the_rest_on_flush() -> None:
     assert before == set(keys[:100])
     assert committed(tables) == set(keys)
     assert transactions == 2
+
+
+def test_a_group_write_nobody_waits_for_is_given_up_at_the_budget() -> None:
+    """Commits written together give up as a commit alone does: when the table does not
+    answer within the budget, each commit learns it (and logs it), and the write itself is
+    abandoned then too, not left to land at some later moment after a newer publish."""
+    gate = Gate()
+    tables = MemoryTables(gate)
+    clock = ManualClock(NOW)
+    records = IdempotentRecords(
+        tables, prefix="ids", window_seconds=WINDOW, budget_seconds=BUDGET, clock=clock
+    )
+    keys = [key(0), key(PUBLISHER_PARTITIONS)]  # one partition: one transaction
+
+    async def run() -> bool:
+        gate.policy = lambda g, operation: g.answer(operation)  # the claims are answered
+        claims = [await records.claim(k, A, Polls(0)) for k in keys]
+        gate.policy = None  # the commits' transaction is not
+        commits = asyncio.gather(*(records.commit(c) for c in claims))  # type: ignore[arg-type]
+        for _ in range(5):
+            await asyncio.sleep(0)
+        waiting = list(gate.pending)
+        assert [operation.kind for operation in waiting] == ["transact"]
+        clock.advance(BUDGET + 0.01)
+        await asyncio.wait_for(commits, timeout=30)  # both commits gave up, as logged
+        for _ in range(5):
+            await asyncio.sleep(0)
+        return waiting[0].future.cancelled()  # nobody waits for its answer any more
+
+    assert asyncio.run(run())
+    assert committed(tables) == set()
