@@ -244,7 +244,9 @@ async def measure(rounds: int = 15, calls: int = 200) -> TelemetryResult:
 SDK_NO_EXPORT = {"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
 #: The same SDK sampling traces as Azure Monitor's distro does by default: at most 5 traces per
 #: second (docs/deploy.md, Sampling), about 1% of the requests at this benchmark's rates; the
-#: others' spans are made non-recording. Metrics are never sampled.
+#: others' spans are made non-recording. The host decides for its invocation span, and the
+#: function's spans follow it: the dev host decides with these same variables
+#: (devtools/invocation.py, ``host_sampled``). Metrics are never sampled.
 SDK_SAMPLED = {
     **SDK_NO_EXPORT,
     "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",

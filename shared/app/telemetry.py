@@ -12,9 +12,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
+from opentelemetry import context as context_api
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
@@ -23,24 +24,47 @@ from shared.core.telemetry import NoTelemetry, PublishSpan, StepKind, StepSpan, 
 from shared.core.tracecontext import Parent, TraceIds, new_ids
 
 _KINDS = {"internal": SpanKind.INTERNAL, "producer": SpanKind.PRODUCER}
+#: The enqueue histogram's attributes, made once for each outcome.
+_OUTCOMES = {outcome: {"outcome": outcome} for outcome in ("stored", "failed")}
 
 
 class RecordedSpan:
-    """A publish's span in the SDK: its ids, and the span its attributes go to."""
+    """A publish's span in the SDK, current while the publish runs (its steps' spans and the
+    elements' of a batch are its children): its ids, and its attributes, kept here and given
+    to the span in one call when it ends (the SDK checks and locks for each call)."""
 
-    __slots__ = ("_span", "ids")
+    __slots__ = ("_attributes", "_span", "_token", "ids")
     recording = True
 
-    def __init__(self, ids: TraceIds, span: Span) -> None:
-        self.ids = ids
+    def __init__(self, span: Span, parent: Parent | None) -> None:
         self._span = span
+        ids = _ids_of(span)
+        self.ids = ids if ids is not None else new_ids(parent)
+        self._attributes: dict[str, Any] = {}
+        self._token: object = None
 
     def set(self, name: str, value: Any) -> None:
-        self._span.set_attribute(name, value)
+        self._attributes[name] = value
 
     def fail(self, error_type: str) -> None:
-        self._span.set_attribute("error.type", error_type)
+        self._attributes["error.type"] = error_type
         self._span.set_status(Status(StatusCode.ERROR))
+
+    def __enter__(self) -> RecordedSpan:
+        self._token = context_api.attach(trace.set_span_in_context(self._span))
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _: Any
+    ) -> None:
+        context_api.detach(self._token)  # type: ignore[arg-type]
+        span = self._span
+        if error is not None and not isinstance(error, GeneratorExit):
+            span.record_exception(error)  # as the SDK's start_as_current_span does
+            span.set_status(Status(StatusCode.ERROR, f"{kind.__name__ if kind else ''}: {error}"))
+        if self._attributes:
+            span.set_attributes(self._attributes)
+        span.end()
 
 
 class _Step:
@@ -147,27 +171,23 @@ class OpenTelemetry:
             "events.batch.size", unit="{event}", description="Events in one batch request"
         )
 
-    @contextmanager
     def publish(
         self, name: str, parent: Parent | None, attributes: Mapping[str, Any] | None = None
-    ) -> Iterator[PublishSpan]:
+    ) -> AbstractContextManager[PublishSpan]:
         context = None if parent is None else _context_of(parent)
-        with self._tracer.start_as_current_span(
+        span = self._tracer.start_span(
             name, context=context, kind=SpanKind.INTERNAL, attributes=attributes
-        ) as span:
-            ids = _ids_of(span)
-            yield RecordedSpan(ids if ids is not None else new_ids(parent), span)
+        )
+        return RecordedSpan(span, parent)
 
-    @contextmanager
     def element(
         self, within: PublishSpan, attributes: Mapping[str, Any] | None = None
-    ) -> Iterator[PublishSpan]:
+    ) -> AbstractContextManager[PublishSpan]:
         # the batch's span is the current one in every element's task: the new span's parent
-        with self._tracer.start_as_current_span(
+        span = self._tracer.start_span(
             "publish event", kind=SpanKind.INTERNAL, attributes=attributes
-        ) as span:
-            ids = _ids_of(span)
-            yield RecordedSpan(ids if ids is not None else new_ids(None), span)
+        )
+        return RecordedSpan(span, None)
 
     def step(
         self,
@@ -213,7 +233,8 @@ class OpenTelemetry:
             self._lookups[outcome] += 1
 
     def enqueued(self, seconds: float, outcome: str) -> None:
-        self._enqueue.record(seconds, {"outcome": outcome})
+        attributes = _OUTCOMES.get(outcome)
+        self._enqueue.record(seconds, attributes if attributes else {"outcome": outcome})
 
     def batch(self, size: int) -> None:
         self._batch.record(size)
