@@ -297,7 +297,7 @@ param eventsIdempotencyTable string = 'eventids'
 @description('EVENTS_GC_THRESHOLD: the Python garbage collector\'s first threshold in the worker (net allocations between collections of reference cycles; 0 keeps Python\'s 700). Higher spends less CPU traversing the objects of requests in flight, at the cost of cyclic garbage living a little longer (docs/performance.md).')
 @minValue(0)
 @maxValue(1000000)
-param eventsGcThreshold int = 10000
+param eventsGcThreshold int = 50000
 
 // Secrets (EVENTS_REGISTRY_SUBSCRIPTION_KEY, EVENTS_REGISTRY_CLIENT_SECRET) are `@secure()`
 // parameters, so they stay out of the deployment history and are never outputs; any new secret

@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     table_account_url: str | None = None
     #: The cyclic garbage collector's first threshold for the worker process (shared/app/
     #: runtime.py ``tune_garbage_collection``); 0 leaves Python's (700).
-    gc_threshold: int = Field(default=10_000, ge=0, le=1_000_000)
+    gc_threshold: int = Field(default=50_000, ge=0, le=1_000_000)
 
     @field_validator(
         "audience",

@@ -156,7 +156,7 @@ def test_an_unresolved_key_vault_reference_stops_start_up(
 def test_the_garbage_collection_threshold_defaults_to_ten_thousand(
     env: pytest.MonkeyPatch,
 ) -> None:
-    assert load().gc_threshold == 10_000
+    assert load().gc_threshold == 50_000
     env.setenv("EVENTS_GC_THRESHOLD", "0")
     assert load().gc_threshold == 0
     assert "EVENTS_GC_THRESHOLD" in refusal(env, EVENTS_GC_THRESHOLD="-1")
