@@ -155,7 +155,8 @@ def main(argv: list[str] | None = None) -> None:
         found["telemetry"] = t = asyncio.run(telemetry.measure(rounds=cpu_rounds, calls=cpu_calls))
         progress(
             f"telemetry off {t.off:.1f} us, on {t.on:.1f} us: {t.ratio:.2f}; NoTelemetry's "
-            f"{t.notelemetry_calls} calls {t.notelemetry:.2f} us ({t.off_ratio:.3f})"
+            f"{t.notelemetry_calls} calls {t.notelemetry:.2f} us ({t.off_ratio:.3f}); the SDK's "
+            f"floor, {t.spans} bare spans, {t.floor:.1f} us"
         )
     if "claimcheck" in sections:
         progress(f"claim check in process: {cpu_rounds} rounds")

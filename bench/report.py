@@ -424,6 +424,8 @@ def telemetry_table(result: TelemetryResult, http: LevelResult) -> list[str]:
         f"off: `NoTelemetry` (no SDK configured, the default) | {result.off:.1f} | 1.00x",
         f"on: OpenTelemetry SDK, {result.spans} spans and 3 metrics, export discarded | "
         f"{result.on:.1f} | **{result.ratio:.2f}x** ({min(per_round):.2f}-{max(per_round):.2f})",
+        f"the SDK's floor: {result.spans} spans made and ended, no attribute, no metric | "
+        f"{result.floor:.1f} | {result.floor / (result.on - result.off):.0%} of what on adds",
         f"`NoTelemetry`'s own {result.notelemetry_calls} calls alone | {result.notelemetry:.1f} | "
         f"{result.notelemetry / result.off:.1%} of off",
         f"of which a publish's W3C ids (the trace context's, telemetry or not) | {result.ids:.1f} "

@@ -36,13 +36,14 @@ import gc
 import statistics
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import set_span_in_context
 
 from bench import targets
 from bench.cpu import time_per_call, time_per_handle, warm_setup, with_token
@@ -75,6 +76,10 @@ class TelemetryResult:
     ids_us: list[float]
     #: Spans one typical publish records with an SDK (the publish and its steps).
     spans: int
+    #: The SDK's floor (µs), per round: as many spans, the publish's and its steps' as its
+    #: children, made and ended with the same provider, with no attribute and no metric: what
+    #: recording those spans costs in the SDK whatever the product records in them.
+    floor_us: list[float] = field(default_factory=list)
 
     @property
     def off(self) -> float:
@@ -91,6 +96,10 @@ class TelemetryResult:
     @property
     def ids(self) -> float:
         return statistics.median(self.ids_us)
+
+    @property
+    def floor(self) -> float:
+        return statistics.median(self.floor_us) if self.floor_us else float("nan")
 
     @property
     def ratio(self) -> float:
@@ -174,6 +183,21 @@ def _span(method: Callable[..., AbstractContextManager[Any]], args: tuple[Any, .
         pass
 
 
+def bare_spans(tracer_provider: TracerProvider, count: int) -> Callable[[], None]:
+    """``count`` spans as a publish makes them (one, and the rest its children), with no
+    attribute, no metric and no context made current: the SDK's own cost of recording them."""
+    tracer = tracer_provider.get_tracer("bench.floor")
+
+    def spans() -> None:
+        publish = tracer.start_span("publish")
+        within = set_span_in_context(publish)
+        for _ in range(count - 1):
+            tracer.start_span("step", context=within).end()
+        publish.end()
+
+    return spans
+
+
 def replay(telemetry: Telemetry, calls: list[Call]) -> Callable[[], None]:
     """The noted calls, made again on ``telemetry``: a span's context manager is entered and
     left (after a copy of each of its dict arguments, standing for the pipeline building them),
@@ -214,7 +238,11 @@ async def measure(rounds: int = 15, calls: int = 200) -> TelemetryResult:
                 "on": setup.pipeline(telemetry=OpenTelemetry(tracer_provider, meter_provider)),
             }
             calls_alone = replay(NoTelemetry(), noting.calls)
-            times: dict[str, list[float]] = {"off": [], "on": [], "calls": [], "ids": []}
+            spans = sum(1 for name, _ in noting.calls if name in _SPANS)
+            floor = bare_spans(tracer_provider, spans)
+            times: dict[str, list[float]] = {
+                "off": [], "on": [], "calls": [], "ids": [], "floor": []
+            }  # fmt: skip
             for pipeline in pipelines.values():
                 await time_per_handle(pipeline, [request], 50)  # warm
             gc.collect()
@@ -226,6 +254,8 @@ async def measure(rounds: int = 15, calls: int = 200) -> TelemetryResult:
                     tracer_provider.force_flush()
                 times["calls"].append(time_per_call(calls_alone, calls * 10))
                 times["ids"].append(time_per_call(functools.partial(new_ids, None), calls * 10))
+                times["floor"].append(time_per_call(floor, calls))
+                tracer_provider.force_flush()
     finally:
         tracer_provider.shutdown()
         meter_provider.shutdown()
@@ -236,7 +266,8 @@ async def measure(rounds: int = 15, calls: int = 200) -> TelemetryResult:
         notelemetry_us=times["calls"],
         notelemetry_calls=len(noting.calls),
         ids_us=times["ids"],
-        spans=sum(1 for name, _ in noting.calls if name in _SPANS),
+        spans=spans,
+        floor_us=times["floor"],
     )
 
 
