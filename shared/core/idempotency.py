@@ -595,32 +595,67 @@ class IdempotentRecords:
 
     # -- settling a claim ------------------------------------------------------------------------
 
-    async def commit(self, claim: Claim, *, linger: bool = True) -> None:
+    async def commit(self, claim: Claim, *, linger: bool = True, together: bool = True) -> None:
         """The claimed event is on the queue: record it, in the next generation's table (and,
         for a publish that crossed into a new generation, the one after it too). An uncertain
-        claim also writes its own generation's table, where its reservation may be missing."""
+        claim also writes its own generation's table, where its reservation may be missing.
+        ``together``: a single insert is written with others of its partition (False: alone)."""
         try:
             async with self.clock.timeout(self.budgets.claim):
-                await self._commit(claim, linger)
+                await self._commit(claim, linger, together)
         except (TimeoutError, RecordsUnavailable) as error:
-            log.warning(
-                "the record of a published event was not committed (%s): its reservation lapses "
-                "at its lease, and a repeat after that is published again",
-                _reason(error),
-            )
+            _not_committed(error)
 
     async def commit_many(self, claims: Sequence[Claim]) -> None:
-        """``commit`` each claim, those of one partition written together at once."""
-        if claims:
-            await asyncio.gather(*(self.commit(claim, linger=False) for claim in claims))
-            # (each commit joins its partition's group before any group is written)
+        """``commit`` each claim: those that are one insert each (nearly all), in one
+        transaction per table and partition at once, without a task, a timeout and a future
+        per claim; the others, and those of a refused transaction, as ``commit`` writes them."""
+        if not claims:
+            return
+        now = self.clock.time()
+        last = self.generations.of(now) + 1
+        groups: dict[tuple[str, str], list[Claim]] = {}
+        alone: list[Claim] = []
+        for claim in claims:
+            first = claim.generation + 1 if claim.certain else claim.generation
+            if first == last and first not in claim.held:
+                place = (self.generations.table(first), partition_of(claim.key))
+                groups.setdefault(place, []).append(claim)
+            else:
+                alone.append(claim)
+        writing = [
+            self._commit_together(table, group[start : start + MAX_TRANSACTION], now)
+            for (table, _), group in groups.items()
+            for start in range(0, len(group), MAX_TRANSACTION)
+        ]
+        writing += [self.commit(claim, linger=False) for claim in alone]
+        await asyncio.gather(*writing)
 
-    async def _commit(self, claim: Claim, linger: bool) -> None:
+    async def _commit_together(self, table: str, claims: list[Claim], now: float) -> None:
+        if len(claims) == 1:
+            return await self.commit(claims[0], linger=False)
+        writes = [
+            Write(c.key, Record(c.fingerprint, RecordState.COMMITTED, now, None, c.owner))
+            for c in claims
+        ]
+        try:
+            async with self.clock.timeout(self.budgets.claim):
+                await self.tables.transact(table, writes)
+            return
+        except TransactionRefused:
+            pass  # each alone: it may find its own record, or another's
+        except (TimeoutError, RecordsUnavailable) as error:
+            for _ in claims:
+                _not_committed(error)
+            return
+        await asyncio.gather(*(self.commit(c, linger=False, together=False) for c in claims))
+
+    async def _commit(self, claim: Claim, linger: bool, together: bool = True) -> None:
         now = self.clock.time()
         committed = Record(claim.fingerprint, RecordState.COMMITTED, now, None, claim.owner)
         first = claim.generation + 1 if claim.certain else claim.generation
         last = self.generations.of(now) + 1
-        if first == last and first not in claim.held:  # one insert: written with others
+        if together and first == last and first not in claim.held:  # written with others
             table = self.generations.table(first)
             try:
                 await self._commits.write(table, Write(claim.key, committed), linger)
@@ -797,6 +832,14 @@ class GroupedWrites:
         for (_, future), etag in zip(waiting, etags, strict=True):
             if not future.done():
                 future.set_result(etag)
+
+
+def _not_committed(error: BaseException) -> None:
+    log.warning(
+        "the record of a published event was not committed (%s): its reservation lapses "
+        "at its lease, and a repeat after that is published again",
+        _reason(error),
+    )
 
 
 def _first_line(error: BaseException) -> str:

@@ -323,3 +323,39 @@ def test_a_group_write_nobody_waits_for_is_given_up_at_the_budget() -> None:
 
     assert asyncio.run(run())
     assert committed(tables) == set()
+
+
+def test_a_batchs_commits_are_one_transaction_per_partition() -> None:
+    tables = MemoryTables()
+    keys = [key(n) for n in range(40)]  # 5 in each of the 8 partitions
+
+    async def run() -> None:
+        records = records_on(tables)
+        claims = await records.claim_many([(k, A) for k in keys], Polls(0))
+        tables.calls = tables.transactions = 0
+        await records.commit_many([c for c in claims if isinstance(c, Claim)])
+
+    asyncio.run(run())
+    assert committed(tables) == set(keys)
+    assert tables.transactions == tables.calls == PUBLISHER_PARTITIONS
+
+
+def test_a_refused_commit_transaction_commits_each_alone_and_leaves_anothers_record() -> None:
+    """One identity of the partition is recorded in the next generation's table by another
+    publish that counts: the partition's transaction is refused, the others are committed
+    alone, and the other publish's record is left as it was."""
+    tables = MemoryTables()
+    keys = [key(n * PUBLISHER_PARTITIONS) for n in range(4)]  # one partition
+    theirs = Record(B.fingerprint, RecordState.RESERVED, NOW, NOW + 15, "someone else")
+
+    async def run() -> None:
+        records = records_on(tables)
+        claims = await records.claim_many([(k, A) for k in keys], Polls(0))
+        tables.data.setdefault("ids101", {})[keys[2]] = Stored(theirs, "theirs")
+        tables.calls = tables.transactions = 0
+        await records.commit_many([c for c in claims if isinstance(c, Claim)])
+
+    asyncio.run(run())
+    assert committed(tables) == {keys[0], keys[1], keys[3]}
+    assert tables.data["ids101"][keys[2]] == Stored(theirs, "theirs")
+    assert tables.transactions == 1  # then alone: an insert each, and a read for the refused
