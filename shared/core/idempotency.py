@@ -613,14 +613,12 @@ class IdempotentRecords:
         if not claims:
             return
         now = self.clock.time()
-        last = self.generations.of(now) + 1
         groups: dict[tuple[str, str], list[Claim]] = {}
         alone: list[Claim] = []
         for claim in claims:
-            first = claim.generation + 1 if claim.certain else claim.generation
-            if first == last and first not in claim.held:
-                place = (self.generations.table(first), partition_of(claim.key))
-                groups.setdefault(place, []).append(claim)
+            table = self._one_insert(claim, now)
+            if table is not None:
+                groups.setdefault((table, partition_of(claim.key)), []).append(claim)
             else:
                 alone.append(claim)
         writing = [
@@ -650,13 +648,22 @@ class IdempotentRecords:
             return
         await asyncio.gather(*(self.commit(c, linger=False, together=False) for c in claims))
 
+    def _one_insert(self, claim: Claim, now: float) -> str | None:
+        """The table of a commit that is one insert (nearly all: a certain claim committed in
+        the generation it was made, into the next one's table, where it holds nothing), which
+        may be written with others; None for any other commit."""
+        first = claim.generation + 1 if claim.certain else claim.generation
+        if first == self.generations.of(now) + 1 and first not in claim.held:
+            return self.generations.table(first)
+        return None
+
     async def _commit(self, claim: Claim, linger: bool, together: bool = True) -> None:
         now = self.clock.time()
         committed = Record(claim.fingerprint, RecordState.COMMITTED, now, None, claim.owner)
         first = claim.generation + 1 if claim.certain else claim.generation
         last = self.generations.of(now) + 1
-        if together and first == last and first not in claim.held:  # written with others
-            table = self.generations.table(first)
+        table = self._one_insert(claim, now) if together else None
+        if table is not None:  # written with others
             try:
                 await self._commits.write(table, Write(claim.key, committed), linger)
                 return
