@@ -20,7 +20,16 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from shared.core.report import PublishReport
-from shared.core.telemetry import NoTelemetry, PublishSpan, StepKind, StepSpan, Telemetry
+from shared.core.telemetry import (
+    IdsOnly,
+    NoTelemetry,
+    PublishSpan,
+    StepKind,
+    StepSpan,
+    Telemetry,
+    given,
+    nothing,
+)
 from shared.core.tracecontext import Parent, TraceIds, new_ids
 
 _KINDS = {"internal": SpanKind.INTERNAL, "producer": SpanKind.PRODUCER}
@@ -65,6 +74,37 @@ class RecordedSpan:
         if self._attributes:
             span.set_attributes(self._attributes)
         span.end()
+
+
+class UnrecordedSpan:
+    """A publish's span that the sampler did not record (in Azure, most of them): current while
+    the publish runs, as a recorded one is, so that what the publish calls (the registry client's
+    spans) stays in its trace, with its ids (the queued event's ``traceparent`` names it,
+    unsampled), and nothing else. Its steps and a batch's elements record no span either,
+    whatever the sampler would decide for them: a trace is whole or not there, never steps
+    without their publish (docs/deploy.md, "Sampling")."""
+
+    __slots__ = ("_span", "_token", "ids")
+    recording = False
+
+    def __init__(self, span: Span, parent: Parent | None) -> None:
+        self._span = span
+        ids = _ids_of(span)
+        self.ids = ids if ids is not None else new_ids(parent)
+        self._token: object = None
+
+    def set(self, name: str, value: Any) -> None:
+        pass
+
+    def fail(self, error_type: str) -> None:
+        pass
+
+    def __enter__(self) -> UnrecordedSpan:
+        self._token = context_api.attach(trace.set_span_in_context(self._span))
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        context_api.detach(self._token)  # type: ignore[arg-type]
 
 
 class _Step:
@@ -123,6 +163,21 @@ def _describe(span: PublishSpan, report: PublishReport) -> None:
     span.set("cloudevents.event_spec_version", "1.0")
 
 
+def _describe_publish(span: PublishSpan, report: PublishReport) -> None:
+    """A request's publish span: its content mode, batch size, dry run and status, then
+    ``_describe``'s attributes."""
+    if report.mode != "-":
+        span.set("events.content_mode", report.mode)
+    if report.batch_size is not None:
+        span.set("events.batch.size", report.batch_size)
+    if report.validate_only:
+        span.set("events.validate_only", True)
+    _describe(span, report)
+    span.set("http.response.status_code", report.status)
+    if report.problem != "-":
+        span.fail(report.problem)
+
+
 class OpenTelemetry:
     """Spans and metrics through the configured OpenTelemetry SDK.
 
@@ -178,11 +233,15 @@ class OpenTelemetry:
         span = self._tracer.start_span(
             name, context=context, kind=SpanKind.INTERNAL, attributes=attributes
         )
-        return RecordedSpan(span, parent)
+        if span.is_recording():
+            return RecordedSpan(span, parent)
+        return UnrecordedSpan(span, parent)
 
     def element(
         self, within: PublishSpan, attributes: Mapping[str, Any] | None = None
     ) -> AbstractContextManager[PublishSpan]:
+        if not within.recording:  # the batch's span was not sampled: nor are its elements'
+            return given(IdsOnly(new_ids(within.ids.as_parent())))
         # the batch's span is the current one in every element's task: the new span's parent
         span = self._tracer.start_span(
             "publish event", kind=SpanKind.INTERNAL, attributes=attributes
@@ -195,20 +254,16 @@ class OpenTelemetry:
         attributes: Mapping[str, Any] | None = None,
         kind: StepKind = "internal",
     ) -> AbstractContextManager[StepSpan | None]:
+        # the current span is the publish's (a batch's, for its elements' steps)
+        if not trace.get_current_span().is_recording():
+            return nothing()
         return _Step(self._tracer, name, _KINDS[kind], attributes)
 
     def finished(self, report: PublishReport, span: PublishSpan) -> None:
-        if report.mode != "-":
-            span.set("events.content_mode", report.mode)
         if report.batch_size is not None:
-            span.set("events.batch.size", report.batch_size)
             self.batch(report.batch_size)
-        if report.validate_only:
-            span.set("events.validate_only", True)
-        _describe(span, report)
-        span.set("http.response.status_code", report.status)
-        if report.problem != "-":
-            span.fail(report.problem)
+        if span.recording:
+            _describe_publish(span, report)
         for outcome in report.lookups:
             self.looked_up(outcome)
         for seconds, sent in report.sends:
@@ -218,9 +273,10 @@ class OpenTelemetry:
         )
 
     def element_finished(self, report: PublishReport, span: PublishSpan) -> None:
-        _describe(span, report)
-        if report.problem != "-":
-            span.fail(report.problem)
+        if span.recording:
+            _describe(span, report)
+            if report.problem != "-":
+                span.fail(report.problem)
 
     def published(
         self, status: int, problem: str, mode: str, replayed: bool, validate_only: bool = False

@@ -16,6 +16,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 
 from shared.app.telemetry import OpenTelemetry, telemetry_for
 from shared.core.report import PublishReport
@@ -185,3 +186,52 @@ def test_dry_runs_are_told_apart_in_the_span_the_metrics_and_the_log_line() -> N
     assert points["events.replays"] == [({}, 1)]  # a dry run's "would be a replay" is not one
     assert dry.log_line().startswith("validate_only=true ")
     assert "validate_only" not in real.log_line()
+
+
+class _AllButThePublish(Sampler):
+    """Drops the spans named ``publish`` and samples every other: not parent-based, so that the
+    SDK alone would record a dropped publish's children as orphans."""
+
+    def should_sample(
+        self, parent_context: Any, trace_id: int, name: str, *_: Any, **__: Any
+    ) -> SamplingResult:
+        decision = Decision.DROP if name == "publish" else Decision.RECORD_AND_SAMPLE
+        return SamplingResult(decision)
+
+    def get_description(self) -> str:
+        return "all but the publish"
+
+
+def test_an_unsampled_publish_records_no_step_or_element_span_whatever_the_sampler() -> None:
+    """A trace is whole or absent: the steps and elements of a publish the sampler dropped are
+    not recorded, though this sampler would keep them; the ids still name the publish (in its
+    trace, unsampled), and the metrics are still counted."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=_AllButThePublish())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    telemetry = OpenTelemetry(provider, MeterProvider(metric_readers=[reader]))
+    caller = parse_traceparent(CALLER)
+    assert caller is not None
+    report = PublishReport("-", mode="batch")
+    report.status, report.batch_size = 200, 2
+    report.sends.append((0.003, "stored"))
+    with telemetry.publish("publish", caller) as span:
+        assert not span.recording
+        with telemetry.step("enqueue", {"messaging.operation.type": "send"}) as step:
+            assert step is None
+        with telemetry.element(span) as element:
+            assert not element.recording
+            element.fail("queue-unavailable")  # nowhere to go
+            telemetry.element_finished(report, element)
+        telemetry.finished(report, span)
+    with telemetry.step("enqueue") as outside:  # no publish span current: nothing recorded
+        assert outside is None
+    assert exporter.get_finished_spans() == ()
+    assert span.ids.trace_id == element.ids.trace_id == caller.trace_id
+    assert span.ids.traceparent.endswith("-00")
+    assert element.ids.span_id not in (span.ids.span_id, caller.span_id)
+    points = metric_points(reader)
+    assert points["events.enqueue.duration"] == [({"outcome": "stored"}, (1, 0.003))]
+    assert points["events.batch.size"] == [({}, (1, 2))]
+    assert [v for _, v in points["events.published"]] == [1]
