@@ -20,37 +20,45 @@ from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from shared.core.report import PublishReport
-from shared.core.telemetry import (
-    IdsOnly,
-    NoTelemetry,
-    PublishSpan,
-    StepKind,
-    StepSpan,
-    Telemetry,
-    given,
-    nothing,
-)
+from shared.core.telemetry import NoTelemetry, PublishSpan, StepKind, StepSpan, Telemetry
 from shared.core.tracecontext import Parent, TraceIds, new_ids
 
 _KINDS = {"internal": SpanKind.INTERNAL, "producer": SpanKind.PRODUCER}
 #: The enqueue histogram's attributes, made once for each outcome.
 _OUTCOMES = {outcome: {"outcome": outcome} for outcome in ("stored", "failed")}
+#: What an unsampled publish's elements and steps get: ids only, nothing recorded.
+_UNSAMPLED = NoTelemetry()
 
 
-class RecordedSpan:
-    """A publish's span in the SDK, current while the publish runs (its steps' spans and the
-    elements' of a batch are its children): its ids, and its attributes, kept here and given
-    to the span in one call when it ends (the SDK checks and locks for each call)."""
+class _CurrentSpan:
+    """A publish's span in the SDK, made current while the publish runs (its steps' spans and
+    the elements' of a batch are its children), and its ids."""
 
-    __slots__ = ("_attributes", "_span", "_token", "ids")
-    recording = True
+    __slots__ = ("_span", "_token", "ids")
 
     def __init__(self, span: Span, parent: Parent | None) -> None:
         self._span = span
         ids = _ids_of(span)
         self.ids = ids if ids is not None else new_ids(parent)
-        self._attributes: dict[str, Any] = {}
         self._token: object = None
+
+    def _attach(self) -> None:
+        self._token = context_api.attach(trace.set_span_in_context(self._span))
+
+    def _detach(self) -> None:
+        context_api.detach(self._token)  # type: ignore[arg-type]
+
+
+class RecordedSpan(_CurrentSpan):
+    """A recorded publish span: its attributes, kept here and given to the span in one call when
+    it ends (the SDK checks and locks for each call)."""
+
+    __slots__ = ("_attributes",)
+    recording = True
+
+    def __init__(self, span: Span, parent: Parent | None) -> None:
+        super().__init__(span, parent)
+        self._attributes: dict[str, Any] = {}
 
     def set(self, name: str, value: Any) -> None:
         self._attributes[name] = value
@@ -60,13 +68,13 @@ class RecordedSpan:
         self._span.set_status(Status(StatusCode.ERROR))
 
     def __enter__(self) -> RecordedSpan:
-        self._token = context_api.attach(trace.set_span_in_context(self._span))
+        self._attach()
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, _: Any
     ) -> None:
-        context_api.detach(self._token)  # type: ignore[arg-type]
+        self._detach()
         span = self._span
         if error is not None and not isinstance(error, GeneratorExit):
             span.record_exception(error)  # as the SDK's start_as_current_span does
@@ -76,7 +84,7 @@ class RecordedSpan:
         span.end()
 
 
-class UnrecordedSpan:
+class UnrecordedSpan(_CurrentSpan):
     """A publish's span that the sampler did not record (in Azure, most of them): current while
     the publish runs, as a recorded one is, so that what the publish calls (the registry client's
     spans) stays in its trace, with its ids (the queued event's ``traceparent`` names it,
@@ -84,14 +92,8 @@ class UnrecordedSpan:
     whatever the sampler would decide for them: a trace is whole or not there, never steps
     without their publish (docs/deploy.md, "Sampling")."""
 
-    __slots__ = ("_span", "_token", "ids")
+    __slots__ = ()
     recording = False
-
-    def __init__(self, span: Span, parent: Parent | None) -> None:
-        self._span = span
-        ids = _ids_of(span)
-        self.ids = ids if ids is not None else new_ids(parent)
-        self._token: object = None
 
     def set(self, name: str, value: Any) -> None:
         pass
@@ -100,11 +102,11 @@ class UnrecordedSpan:
         pass
 
     def __enter__(self) -> UnrecordedSpan:
-        self._token = context_api.attach(trace.set_span_in_context(self._span))
+        self._attach()
         return self
 
     def __exit__(self, *_: object) -> None:
-        context_api.detach(self._token)  # type: ignore[arg-type]
+        self._detach()
 
 
 class _Step:
@@ -241,7 +243,7 @@ class OpenTelemetry:
         self, within: PublishSpan, attributes: Mapping[str, Any] | None = None
     ) -> AbstractContextManager[PublishSpan]:
         if not within.recording:  # the batch's span was not sampled: nor are its elements'
-            return given(IdsOnly(new_ids(within.ids.as_parent())))
+            return _UNSAMPLED.element(within, attributes)
         # the batch's span is the current one in every element's task: the new span's parent
         span = self._tracer.start_span(
             "publish event", kind=SpanKind.INTERNAL, attributes=attributes
@@ -256,7 +258,7 @@ class OpenTelemetry:
     ) -> AbstractContextManager[StepSpan | None]:
         # the current span is the publish's (a batch's, for its elements' steps)
         if not trace.get_current_span().is_recording():
-            return nothing()
+            return _UNSAMPLED.step(name, attributes, kind)
         return _Step(self._tracer, name, _KINDS[kind], attributes)
 
     def finished(self, report: PublishReport, span: PublishSpan) -> None:

@@ -117,16 +117,6 @@ class _Given:
 _NOTHING: AbstractContextManager[None] = nullcontext()
 
 
-def given(span: PublishSpan) -> AbstractContextManager[PublishSpan]:
-    """A context manager that gives ``span`` and does nothing else."""
-    return _Given(span)
-
-
-def nothing() -> AbstractContextManager[None]:
-    """A step's context manager when nothing records it: it gives None."""
-    return _NOTHING
-
-
 class NoTelemetry:
     """No OpenTelemetry SDK configured: ids only, nothing recorded."""
 
